@@ -1,0 +1,143 @@
+//! Typed errors of the filter and the codec.
+
+/// Why a filter operation was refused. The filter is unchanged whenever one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// The delta's version is not above the filter's: it was applied already.
+    #[error("duplicate delta: filter is at version {have}, delta is version {got}")]
+    Duplicate {
+        /// The filter's version.
+        have: u64,
+        /// The delta's version.
+        got: u64,
+    },
+    /// The delta's version skips at least one version.
+    #[error("gap: filter is at version {have}, delta is version {got}")]
+    Gap {
+        /// The filter's version.
+        have: u64,
+        /// The delta's version.
+        got: u64,
+    },
+    /// Parameters that do not make a usable filter.
+    #[error("invalid filter parameters: {0}")]
+    InvalidParams(String),
+    /// A layer's size, hash count or bitmap is malformed.
+    #[error("invalid layer: {0}")]
+    InvalidLayer(String),
+    /// A snapshot's state is malformed.
+    #[error("invalid filter state: {0}")]
+    InvalidState(String),
+    /// A seed whose two halves are equal (it would multiply the false-positive rate).
+    #[error("weak bloom seed: its two halves are equal")]
+    WeakSeed,
+    /// An entry names a bucket that has no layer to take it.
+    #[error("bucket {0} has no layer")]
+    NoLayer(u64),
+    /// A bucket would exceed the layer limit.
+    #[error("bucket {0} would exceed the layer limit")]
+    TooManyLayers(u64),
+    /// `jti` is empty.
+    #[error("jti is empty")]
+    EmptyJti,
+    /// `jti` is longer than [`crate::MAX_JTI_LEN`] bytes.
+    #[error("jti is {0} bytes long; the limit is 256")]
+    JtiTooLong(usize),
+    /// `sub` is empty.
+    #[error("sub is empty")]
+    EmptySub,
+    /// `sub` is longer than [`crate::MAX_SUB_LEN`] bytes.
+    #[error("sub is {0} bytes long; the limit is 256")]
+    SubTooLong(usize),
+}
+
+/// Why bytes were not accepted as a revocast message. Checked in this order: size,
+/// magic, format version, kind, framing, signature, namespace, body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than the decoder's size limit.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Message size.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// Shorter than its header or than the lengths it declares.
+    #[error("message is truncated")]
+    Truncated,
+    /// Does not start with the revocast magic bytes.
+    #[error("not a revocast message (bad magic bytes)")]
+    BadMagic,
+    /// A format version this build does not know.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u8),
+    /// A message kind this build does not know.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A known kind, but not the one expected here.
+    #[error("expected a {expected} message, got {found}")]
+    UnexpectedKind {
+        /// What the caller wanted.
+        expected: &'static str,
+        /// What the message is.
+        found: &'static str,
+    },
+    /// The signature does not verify against the pinned key.
+    #[error("bad signature: not signed by the pinned publisher key")]
+    BadSignature,
+    /// Signed for another namespace.
+    #[error("message is for namespace {found:?}, expected {expected:?}")]
+    WrongNamespace {
+        /// The decoder's namespace.
+        expected: String,
+        /// The message's namespace.
+        found: String,
+    },
+    /// The body does not decode.
+    #[error("malformed body: {0}")]
+    Body(String),
+    /// Bytes left over after the signature.
+    #[error("trailing bytes after the message")]
+    TrailingBytes,
+}
+
+impl DecodeError {
+    /// A short, stable label for counters and logs (`bad_signature`, `truncated`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Truncated => "truncated",
+            DecodeError::BadMagic => "bad_magic",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+            DecodeError::UnknownKind(_) => "unknown_kind",
+            DecodeError::UnexpectedKind { .. } => "unexpected_kind",
+            DecodeError::BadSignature => "bad_signature",
+            DecodeError::WrongNamespace { .. } => "wrong_namespace",
+            DecodeError::Body(_) => "malformed_body",
+            DecodeError::TrailingBytes => "trailing_bytes",
+        }
+    }
+}
+
+/// A key or key file that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not base64url.
+    #[error("key is not valid base64url: {0}")]
+    Encoding(String),
+    /// Not 32 bytes.
+    #[error("key must be 32 bytes, got {0}")]
+    Length(usize),
+    /// Not a valid Ed25519 public key.
+    #[error("not a valid Ed25519 public key")]
+    InvalidPublicKey,
+    /// The key file does not have the expected header.
+    #[error("not a revocast signing key file (expected a line `{0}`)")]
+    BadFile(&'static str),
+}
+
+/// A namespace that cannot be used in subject, stream and bucket names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid namespace {0:?}: use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'")]
+pub struct NamespaceError(pub String);

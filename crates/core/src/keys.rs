@@ -1,0 +1,116 @@
+//! Ed25519 keys as operators handle them: the public key subscribers pin (one
+//! base64url string) and the signing key file the publisher keeps.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::error::KeyError;
+
+pub use ed25519_dalek::SigningKey as Ed25519SigningKey;
+
+/// First line of a signing key file.
+pub const KEY_FILE_HEADER: &str = "revocast-ed25519-signing-key-v1";
+
+/// The publisher's public key, written as 43 characters of unpadded base64url.
+///
+/// ```
+/// use revocast_core::PublicKey;
+/// let key: PublicKey = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik".parse().unwrap();
+/// assert_eq!(key.to_string(), "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(pub VerifyingKey);
+
+impl std::fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl std::str::FromStr for PublicKey {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = decode_32(s.trim())?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(PublicKey)
+            .map_err(|_| KeyError::InvalidPublicKey)
+    }
+}
+
+fn decode_32(s: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|e| KeyError::Encoding(e.to_string()))?;
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| KeyError::Length(len))
+}
+
+/// A signing key from 32 random bytes (the caller supplies the randomness).
+pub fn signing_key_from_seed(seed: [u8; 32]) -> SigningKey {
+    SigningKey::from_bytes(&seed)
+}
+
+/// The text of a signing key file: a header line and the secret seed in base64url.
+pub fn signing_key_to_file(key: &SigningKey) -> String {
+    format!(
+        "{KEY_FILE_HEADER}\n{}\n",
+        URL_SAFE_NO_PAD.encode(key.to_bytes())
+    )
+}
+
+/// Parses the text of a signing key file.
+pub fn signing_key_from_file(text: &str) -> Result<SigningKey, KeyError> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some(KEY_FILE_HEADER) {
+        return Err(KeyError::BadFile(KEY_FILE_HEADER));
+    }
+    let secret = lines.next().ok_or(KeyError::Length(0))?;
+    Ok(SigningKey::from_bytes(&decode_32(secret)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip() {
+        let key = signing_key_from_seed([7; 32]);
+        let text = signing_key_to_file(&key);
+        let back = signing_key_from_file(&text).unwrap();
+        assert_eq!(back.to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn malformed_key_files_are_rejected() {
+        let cases = [
+            ("", KeyError::BadFile(KEY_FILE_HEADER)),
+            ("hello\nabc\n", KeyError::BadFile(KEY_FILE_HEADER)),
+            ("revocast-ed25519-signing-key-v1\n", KeyError::Length(0)),
+            ("revocast-ed25519-signing-key-v1\nAAAA\n", KeyError::Length(3)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(signing_key_from_file(text).unwrap_err(), want, "{text:?}");
+        }
+        assert!(matches!(
+            signing_key_from_file("revocast-ed25519-signing-key-v1\n!!!\n"),
+            Err(KeyError::Encoding(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_public_keys_are_rejected() {
+        assert!(matches!("".parse::<PublicKey>(), Err(KeyError::Length(0))));
+        assert!(matches!("a b".parse::<PublicKey>(), Err(KeyError::Encoding(_))));
+        assert!(matches!("AAAA".parse::<PublicKey>(), Err(KeyError::Length(3))));
+        let key = PublicKey(signing_key_from_seed([1; 32]).verifying_key());
+        assert_eq!(key.to_string().parse::<PublicKey>().unwrap(), key);
+    }
+}

@@ -1,0 +1,111 @@
+//! Every NATS name revocast uses, defined once. A namespace keeps several revocation
+//! sets (tenants, environments) apart on one NATS deployment.
+
+use crate::error::NamespaceError;
+
+/// Object name of the latest snapshot inside a namespace's object store bucket.
+pub const SNAPSHOT_OBJECT: &str = "snapshot";
+/// Name of the authority's NATS micro service (`$SRV.PING.revocast-authority`).
+pub const AUTHORITY_SERVICE: &str = "revocast-authority";
+/// Name of the authority's confirm endpoint within the service.
+pub const CONFIRM_ENDPOINT: &str = "confirm";
+
+/// A validated namespace: 1 to 64 characters from `a-z A-Z 0-9 - _`, so it fits in
+/// subjects, stream names and object store bucket names alike.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Validates a namespace.
+    pub fn new(name: impl Into<String>) -> Result<Namespace, NamespaceError> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Namespace(name))
+        } else {
+            Err(NamespaceError(name))
+        }
+    }
+
+    /// The namespace as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Subject of deltas: `revocast.<ns>.delta`. Captured by the stream.
+    pub fn delta_subject(&self) -> String {
+        format!("revocast.{}.delta", self.0)
+    }
+
+    /// Subject of heartbeats: `revocast.<ns>.heartbeat` (core NATS, not stored).
+    pub fn heartbeat_subject(&self) -> String {
+        format!("revocast.{}.heartbeat", self.0)
+    }
+
+    /// Subject of the authority's confirm endpoint: `revocast.<ns>.confirm`.
+    pub fn confirm_subject(&self) -> String {
+        format!("revocast.{}.confirm", self.0)
+    }
+
+    /// Wildcard for every revocast subject of this namespace.
+    pub fn all_subjects(&self) -> String {
+        format!("revocast.{}.>", self.0)
+    }
+
+    /// JetStream stream holding the deltas: `REVOCAST_<ns>`. Its sequence numbers are
+    /// the filter versions.
+    pub fn stream_name(&self) -> String {
+        format!("REVOCAST_{}", self.0)
+    }
+
+    /// Object store bucket holding snapshots: `revocast_<ns>`.
+    pub fn snapshot_bucket(&self) -> String {
+        format!("revocast_{}", self.0)
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace("default".to_owned())
+    }
+}
+
+impl std::fmt::Display for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Namespace {
+    type Err = NamespaceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Namespace::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let ns = Namespace::new("prod-eu_1").unwrap();
+        assert_eq!(ns.delta_subject(), "revocast.prod-eu_1.delta");
+        assert_eq!(ns.heartbeat_subject(), "revocast.prod-eu_1.heartbeat");
+        assert_eq!(ns.confirm_subject(), "revocast.prod-eu_1.confirm");
+        assert_eq!(ns.stream_name(), "REVOCAST_prod-eu_1");
+        assert_eq!(ns.snapshot_bucket(), "revocast_prod-eu_1");
+    }
+
+    #[test]
+    fn bad_namespaces_are_rejected() {
+        for bad in ["", "a.b", "a b", "a*", ">", "ü", &"x".repeat(65)] {
+            assert!(Namespace::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

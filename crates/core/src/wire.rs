@@ -1,0 +1,478 @@
+//! The wire format: message types and the signed envelope around them.
+//!
+//! # Envelope (format version 1)
+//! ```text
+//! offset  size  field
+//! 0       4     magic "RVCB"
+//! 4       1     format version (1)
+//! 5       1     kind (1 snapshot, 2 delta, 3 heartbeat, 4 confirm request, 5 confirm response)
+//! 6       1     namespace length n (1..=64)
+//! 7       n     namespace (ASCII)
+//! 7+n     4     body length b (u32, little endian)
+//! 11+n    b     body (bincode 2, standard configuration)
+//! 11+n+b  64    Ed25519 signature over bytes 0..11+n+b (absent for confirm requests)
+//! ```
+//! Everything the publisher sends is signed by its key, and subscribers pin the public
+//! key. Confirm *requests* come from services, which hold no publisher key: they are
+//! unsigned, carry a nonce, and the signed response echoes it, so a replayed or forged
+//! answer cannot pass for the authority's.
+//!
+//! Decoding checks, in order: size limit, magic, format version, kind, framing,
+//! signature, namespace, body; each failure is its own [`DecodeError`] variant.
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+
+use crate::error::DecodeError;
+use crate::filter::{Delta, Digest, FilterState};
+use crate::keys::PublicKey;
+use crate::subjects::Namespace;
+
+/// First four bytes of every revocast message.
+pub const MAGIC: [u8; 4] = *b"RVCB";
+/// The envelope format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Default largest message a decoder accepts (snapshots of tens of millions of entries).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Bodies up to this size decode with a memory claim limit of this size too.
+const MAX_REQUEST_BODY_BYTES: usize = 64 << 10;
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// Fixed header bytes before the namespace.
+const HEADER_LEN: usize = 7;
+
+/// The bincode configuration of every body (and of the digest).
+pub fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// The whole filter at a version.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub struct Snapshot {
+    /// When the publisher took it, unix milliseconds.
+    pub taken_at_ms: u64,
+    /// The state.
+    pub state: FilterState,
+}
+
+/// The publisher's pulse: where it is and what its filter hashes to.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub struct Heartbeat {
+    /// The publisher's filter version.
+    pub version: u64,
+    /// The publisher's clock, unix milliseconds.
+    pub time_ms: u64,
+    /// Digest of the publisher's filter at `version`.
+    pub digest: Digest,
+}
+
+/// A service asks the authority whether a filter hit is really revoked.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ConfirmRequest {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The token's `exp`, if known.
+    pub exp: Option<u64>,
+    /// Random; echoed in the signed response.
+    pub nonce: u64,
+}
+
+/// The authority's signed answer.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ConfirmResponse {
+    /// The `jti` asked about.
+    pub jti: String,
+    /// The request's nonce.
+    pub nonce: u64,
+    /// Whether the authority holds a revocation for `jti`.
+    pub revoked: bool,
+    /// The authority's filter version when it answered.
+    pub version: u64,
+    /// The revoked token's `exp`.
+    pub exp: Option<u64>,
+    /// When it was revoked, unix seconds.
+    pub revoked_at: Option<u64>,
+    /// Why, as given to the revoke call.
+    pub reason: Option<String>,
+}
+
+/// The kinds of message, as the envelope's kind byte says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// [`Snapshot`].
+    Snapshot = 1,
+    /// [`Delta`].
+    Delta = 2,
+    /// [`Heartbeat`].
+    Heartbeat = 3,
+    /// [`ConfirmRequest`] (unsigned).
+    ConfirmRequest = 4,
+    /// [`ConfirmResponse`].
+    ConfirmResponse = 5,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Result<Kind, DecodeError> {
+        Ok(match b {
+            1 => Kind::Snapshot,
+            2 => Kind::Delta,
+            3 => Kind::Heartbeat,
+            4 => Kind::ConfirmRequest,
+            5 => Kind::ConfirmResponse,
+            other => return Err(DecodeError::UnknownKind(other)),
+        })
+    }
+
+    /// The kind's name in errors and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot",
+            Kind::Delta => "delta",
+            Kind::Heartbeat => "heartbeat",
+            Kind::ConfirmRequest => "confirm request",
+            Kind::ConfirmResponse => "confirm response",
+        }
+    }
+
+    /// Whether messages of this kind carry the publisher's signature.
+    pub fn is_signed(self) -> bool {
+        self != Kind::ConfirmRequest
+    }
+}
+
+/// A decoded message of any kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// See [`Snapshot`].
+    Snapshot(Snapshot),
+    /// See [`Delta`].
+    Delta(Delta),
+    /// See [`Heartbeat`].
+    Heartbeat(Heartbeat),
+    /// See [`ConfirmRequest`].
+    ConfirmRequest(ConfirmRequest),
+    /// See [`ConfirmResponse`].
+    ConfirmResponse(ConfirmResponse),
+}
+
+impl Message {
+    /// This message's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Snapshot(_) => Kind::Snapshot,
+            Message::Delta(_) => Kind::Delta,
+            Message::Heartbeat(_) => Kind::Heartbeat,
+            Message::ConfirmRequest(_) => Kind::ConfirmRequest,
+            Message::ConfirmResponse(_) => Kind::ConfirmResponse,
+        }
+    }
+
+    fn encode_body(&self) -> Vec<u8> {
+        let cfg = bincode_config();
+        // Encoding plain data into a Vec cannot fail.
+        match self {
+            Message::Snapshot(m) => bincode::encode_to_vec(m, cfg),
+            Message::Delta(m) => bincode::encode_to_vec(m, cfg),
+            Message::Heartbeat(m) => bincode::encode_to_vec(m, cfg),
+            Message::ConfirmRequest(m) => bincode::encode_to_vec(m, cfg),
+            Message::ConfirmResponse(m) => bincode::encode_to_vec(m, cfg),
+        }
+        .unwrap_or_default()
+    }
+
+    fn decode_body(kind: Kind, body: &[u8]) -> Result<Message, DecodeError> {
+        fn body_of<T: Decode<()>>(body: &[u8]) -> Result<T, DecodeError> {
+            // A limit stops a length prefix from claiming more memory than a message
+            // may hold; requests (unsigned, from anyone) get a small one.
+            let result = if body.len() <= MAX_REQUEST_BODY_BYTES {
+                let cfg = bincode_config().with_limit::<MAX_REQUEST_BODY_BYTES>();
+                bincode::decode_from_slice::<T, _>(body, cfg)
+            } else {
+                let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
+                bincode::decode_from_slice::<T, _>(body, cfg)
+            };
+            let (value, used) = result
+                .map_err(|e| DecodeError::Body(e.to_string()))?;
+            if used != body.len() {
+                return Err(DecodeError::Body(format!(
+                    "{} bytes left over after the body",
+                    body.len() - used
+                )));
+            }
+            Ok(value)
+        }
+        Ok(match kind {
+            Kind::Snapshot => Message::Snapshot(body_of(body)?),
+            Kind::Delta => Message::Delta(body_of(body)?),
+            Kind::Heartbeat => Message::Heartbeat(body_of(body)?),
+            Kind::ConfirmRequest => Message::ConfirmRequest(body_of(body)?),
+            Kind::ConfirmResponse => Message::ConfirmResponse(body_of(body)?),
+        })
+    }
+}
+
+macro_rules! message_from {
+    ($($ty:ident),*) => {$(
+        impl From<$ty> for Message {
+            fn from(m: $ty) -> Message {
+                Message::$ty(m)
+            }
+        }
+    )*};
+}
+message_from!(Snapshot, Delta, Heartbeat, ConfirmRequest, ConfirmResponse);
+
+fn frame(namespace: &Namespace, kind: Kind, body: &[u8]) -> Vec<u8> {
+    let ns = namespace.as_str().as_bytes();
+    let mut out = Vec::with_capacity(HEADER_LEN + ns.len() + 4 + body.len() + SIGNATURE_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(kind as u8);
+    // Namespace::new guarantees 1..=64 bytes.
+    out.push(ns.len() as u8);
+    out.extend_from_slice(ns);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Encodes a confirm request (the one unsigned kind).
+pub fn encode_request(namespace: &Namespace, request: &ConfirmRequest) -> Vec<u8> {
+    frame(
+        namespace,
+        Kind::ConfirmRequest,
+        &Message::ConfirmRequest(request.clone()).encode_body(),
+    )
+}
+
+/// Signs messages for one namespace with the publisher's key.
+#[derive(Clone)]
+pub struct Signer {
+    key: SigningKey,
+    namespace: Namespace,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("public_key", &self.public_key().to_string())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Signer {
+    /// A signer for `namespace` holding `key`.
+    pub fn new(key: SigningKey, namespace: Namespace) -> Signer {
+        Signer { key, namespace }
+    }
+
+    /// The public key subscribers pin.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key())
+    }
+
+    /// The namespace messages are signed for.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Encodes and signs a message. Confirm requests are framed without a signature.
+    pub fn encode(&self, message: &Message) -> Vec<u8> {
+        let kind = message.kind();
+        let mut out = frame(&self.namespace, kind, &message.encode_body());
+        if kind.is_signed() {
+            let signature = self.key.sign(&out);
+            out.extend_from_slice(&signature.to_bytes());
+        }
+        out
+    }
+}
+
+/// Decodes messages for one namespace, verifying them against the pinned key.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    key: VerifyingKey,
+    namespace: Namespace,
+    max_size: usize,
+}
+
+/// The envelope's parts, before the signature is checked.
+struct Parts<'a> {
+    kind: Kind,
+    namespace: &'a [u8],
+    signed: &'a [u8],
+    body: &'a [u8],
+    signature: &'a [u8],
+}
+
+fn split(bytes: &[u8], max_size: usize) -> Result<Parts<'_>, DecodeError> {
+    if bytes.len() > max_size {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: max_size,
+        });
+    }
+    if bytes.len() < MAGIC.len() {
+        return Err(if MAGIC.starts_with(bytes) {
+            DecodeError::Truncated
+        } else {
+            DecodeError::BadMagic
+        });
+    }
+    if bytes[..4] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = *bytes.get(4).ok_or(DecodeError::Truncated)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let kind = Kind::from_byte(*bytes.get(5).ok_or(DecodeError::Truncated)?)?;
+    let ns_len = usize::from(*bytes.get(6).ok_or(DecodeError::Truncated)?);
+    let ns_end = HEADER_LEN + ns_len;
+    let namespace = bytes.get(HEADER_LEN..ns_end).ok_or(DecodeError::Truncated)?;
+    let len_bytes: [u8; 4] = bytes
+        .get(ns_end..ns_end + 4)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::Truncated)?;
+    let body_len = u32::from_le_bytes(len_bytes) as usize;
+    let body_start = ns_end + 4;
+    let body_end = body_start
+        .checked_add(body_len)
+        .ok_or(DecodeError::Truncated)?;
+    let body = bytes
+        .get(body_start..body_end)
+        .ok_or(DecodeError::Truncated)?;
+    let sig_len = if kind.is_signed() { SIGNATURE_LEN } else { 0 };
+    let signature = bytes
+        .get(body_end..body_end + sig_len)
+        .ok_or(DecodeError::Truncated)?;
+    if bytes.len() > body_end + sig_len {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(Parts {
+        kind,
+        namespace,
+        signed: &bytes[..body_end],
+        body,
+        signature,
+    })
+}
+
+fn check_namespace(expected: &Namespace, found: &[u8]) -> Result<(), DecodeError> {
+    if found != expected.as_str().as_bytes() {
+        return Err(DecodeError::WrongNamespace {
+            expected: expected.to_string(),
+            found: String::from_utf8_lossy(found).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl Verifier {
+    /// A verifier for messages signed by `key` for `namespace`.
+    pub fn new(key: PublicKey, namespace: Namespace) -> Verifier {
+        Verifier {
+            key: key.0,
+            namespace,
+            max_size: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Sets the largest message accepted (default 256 MiB).
+    pub fn max_size(mut self, bytes: usize) -> Verifier {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The namespace this verifier accepts.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Decodes a signed message of any kind.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Message, DecodeError> {
+        let parts = split(bytes, self.max_size)?;
+        if !parts.kind.is_signed() {
+            return Err(DecodeError::UnexpectedKind {
+                expected: "signed",
+                found: parts.kind.name(),
+            });
+        }
+        self.verify_and_decode(parts)
+    }
+
+    /// Decodes a message that must be of kind `expected`.
+    pub fn decode_kind(&self, bytes: &[u8], expected: Kind) -> Result<Message, DecodeError> {
+        let parts = split(bytes, self.max_size)?;
+        if parts.kind != expected {
+            return Err(DecodeError::UnexpectedKind {
+                expected: expected.name(),
+                found: parts.kind.name(),
+            });
+        }
+        self.verify_and_decode(parts)
+    }
+
+    /// Decodes a [`Delta`].
+    pub fn decode_delta(&self, bytes: &[u8]) -> Result<Delta, DecodeError> {
+        match self.decode_kind(bytes, Kind::Delta)? {
+            Message::Delta(d) => Ok(d),
+            _ => Err(DecodeError::Body("kind and body disagree".into())),
+        }
+    }
+
+    /// Decodes a [`Snapshot`].
+    pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+        match self.decode_kind(bytes, Kind::Snapshot)? {
+            Message::Snapshot(s) => Ok(s),
+            _ => Err(DecodeError::Body("kind and body disagree".into())),
+        }
+    }
+
+    /// Decodes a [`Heartbeat`].
+    pub fn decode_heartbeat(&self, bytes: &[u8]) -> Result<Heartbeat, DecodeError> {
+        match self.decode_kind(bytes, Kind::Heartbeat)? {
+            Message::Heartbeat(h) => Ok(h),
+            _ => Err(DecodeError::Body("kind and body disagree".into())),
+        }
+    }
+
+    /// Decodes a [`ConfirmResponse`].
+    pub fn decode_confirm_response(&self, bytes: &[u8]) -> Result<ConfirmResponse, DecodeError> {
+        match self.decode_kind(bytes, Kind::ConfirmResponse)? {
+            Message::ConfirmResponse(r) => Ok(r),
+            _ => Err(DecodeError::Body("kind and body disagree".into())),
+        }
+    }
+
+    fn verify_and_decode(&self, parts: Parts<'_>) -> Result<Message, DecodeError> {
+        let signature =
+            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        self.key
+            .verify(parts.signed, &signature)
+            .map_err(|_| DecodeError::BadSignature)?;
+        check_namespace(&self.namespace, parts.namespace)?;
+        Message::decode_body(parts.kind, parts.body)
+    }
+}
+
+/// Decodes an (unsigned) confirm request for `namespace`; the authority's side.
+pub fn decode_request(
+    bytes: &[u8],
+    namespace: &Namespace,
+    max_size: usize,
+) -> Result<ConfirmRequest, DecodeError> {
+    let parts = split(bytes, max_size)?;
+    if parts.kind != Kind::ConfirmRequest {
+        return Err(DecodeError::UnexpectedKind {
+            expected: Kind::ConfirmRequest.name(),
+            found: parts.kind.name(),
+        });
+    }
+    check_namespace(namespace, parts.namespace)?;
+    match Message::decode_body(parts.kind, parts.body)? {
+        Message::ConfirmRequest(r) => Ok(r),
+        _ => Err(DecodeError::Body("kind and body disagree".into())),
+    }
+}

@@ -1,0 +1,1 @@
+//! revocast-publisher (filled in by its own issue).

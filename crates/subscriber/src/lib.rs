@@ -1,0 +1,1 @@
+//! revocast-subscriber (filled in by its own issue).
