@@ -43,6 +43,9 @@ pub enum FilterError {
     /// `jti` is longer than [`crate::MAX_JTI_LEN`] bytes.
     #[error("jti is {0} bytes long; the limit is 256")]
     JtiTooLong(usize),
+    /// `reason` is longer than [`crate::filter::MAX_REASON_LEN`] bytes.
+    #[error("reason is {0} bytes long; the limit is 1024")]
+    ReasonTooLong(usize),
     /// `sub` is empty.
     #[error("sub is empty")]
     EmptySub,

@@ -42,6 +42,8 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 60;
 pub const MAX_JTI_LEN: usize = 256;
 /// Longest accepted `sub`, in bytes.
 pub const MAX_SUB_LEN: usize = 256;
+/// Longest accepted revocation reason, in bytes.
+pub const MAX_REASON_LEN: usize = 1024;
 /// Most layers a bucket may have. With doubling capacities this is never reached by a
 /// sane workload; it bounds what a malformed delta can ask for.
 pub const MAX_LAYERS_PER_BUCKET: usize = 32;
@@ -214,11 +216,19 @@ pub enum Change {
     /// Open a new, empty layer on top of a bucket (creating the bucket if needed).
     OpenLayer(LayerSpec),
     /// Add a revoked `jti` to the newest layer of the bucket of `exp`.
+    ///
+    /// `sub` and `reason` do not touch the filter: they ride along so that the
+    /// publisher can rebuild its exact records (the authority's answers) from the
+    /// stream alone after a crash.
     Add {
         /// The token's `jti`.
         jti: String,
         /// The token's `exp`, unix seconds.
         exp: u64,
+        /// The token's `sub`, if the revoke call gave it.
+        sub: Option<String>,
+        /// Why, as given to the revoke call.
+        reason: Option<String>,
     },
     /// Reject every token of `sub` issued before `not_before` (kept as the maximum).
     SubjectCutoff {
@@ -554,7 +564,7 @@ impl Filter {
                     overlay.open(spec.bucket, spec.capacity)?;
                     layers.push(spec.build()?);
                 }
-                Change::Add { jti, exp } => {
+                Change::Add { jti, exp, .. } => {
                     check_jti(jti)?;
                     overlay.add(self.params.bucket_of(*exp))?;
                 }
@@ -571,7 +581,7 @@ impl Filter {
                         self.buckets.entry(spec.bucket).or_default().layers.push(layer);
                     }
                 }
-                Change::Add { jti, exp } => {
+                Change::Add { jti, exp, .. } => {
                     let bucket = self.params.bucket_of(*exp);
                     if let Some(layer) = self
                         .buckets
@@ -922,7 +932,27 @@ impl Staging<'_> {
         exp: u64,
         seed: impl FnOnce() -> [u8; 32],
     ) -> Result<(), FilterError> {
+        self.revoke_with(jti, exp, None, None, seed)
+    }
+
+    /// Like [`Staging::revoke`], carrying the token's `sub` and the reason along.
+    pub fn revoke_with(
+        &mut self,
+        jti: &str,
+        exp: u64,
+        sub: Option<&str>,
+        reason: Option<&str>,
+        seed: impl FnOnce() -> [u8; 32],
+    ) -> Result<(), FilterError> {
         check_jti(jti)?;
+        if let Some(sub) = sub {
+            check_sub(sub)?;
+        }
+        if let Some(reason) = reason
+            && reason.len() > MAX_REASON_LEN
+        {
+            return Err(FilterError::ReasonTooLong(reason.len()));
+        }
         let params = &self.filter.params;
         let bucket = params.bucket_of(exp);
         let tail = self.overlay.tail(bucket);
@@ -942,6 +972,8 @@ impl Staging<'_> {
         self.changes.push(Change::Add {
             jti: jti.to_owned(),
             exp,
+            sub: sub.map(str::to_owned),
+            reason: reason.map(str::to_owned),
         });
         Ok(())
     }

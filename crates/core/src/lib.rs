@@ -13,6 +13,29 @@
 //! - [`keys`]: the publisher's Ed25519 key as operators see it.
 //! - [`subjects`]: [`Namespace`] and every subject, stream and bucket name.
 //! - [`error`]: typed errors.
+//!
+//! # Protocol (what the publisher and subscribers agree on)
+//! All names come from [`Namespace`]; all payloads are envelopes from [`wire`].
+//! - **Deltas**: JetStream stream [`Namespace::stream_name`] captures
+//!   [`Namespace::delta_subject`]. The message with stream sequence `V` is the signed
+//!   [`Delta`] with `version == V`: the publisher is the single writer and publishes
+//!   with `Nats-Expected-Last-Sequence: V-1` (and `Nats-Msg-Id: <ns>:<V>`). File
+//!   storage, `max_age` at least the longest token lifetime plus leeway, so every delta
+//!   whose entries may still be live is in the stream. Plain subscribers on the delta
+//!   subject receive each delta as it is stored.
+//! - **Snapshots**: object store bucket [`Namespace::snapshot_bucket`], object
+//!   [`subjects::SNAPSHOT_OBJECT`], holding one signed [`Snapshot`] envelope. The
+//!   publisher writes version 0 before it first reports ready, so a replica always
+//!   finds one, then every N deltas or T seconds and on shutdown.
+//! - **Heartbeats**: signed [`Heartbeat`] on [`Namespace::heartbeat_subject`] (core
+//!   NATS, not stored), every second by default.
+//! - **Authority**: NATS micro service [`subjects::AUTHORITY_SERVICE`] with endpoint
+//!   [`subjects::CONFIRM_ENDPOINT`] on [`Namespace::confirm_subject`]. Request: an
+//!   unsigned [`ConfirmRequest`] ([`encode_request`]); answer: a signed
+//!   [`ConfirmResponse`] echoing the nonce.
+//! - **Bootstrap**: load the snapshot (version `S`), then apply stream messages
+//!   `S+1..=last`. If the stream's first sequence is above `S+1`, the snapshot is too
+//!   old: fetch it again (the publisher snapshots far more often than `max_age`).
 
 pub mod error;
 pub mod filter;
@@ -23,7 +46,7 @@ pub mod wire;
 pub use error::{DecodeError, FilterError, KeyError, NamespaceError};
 pub use filter::{
     BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats,
-    LayerSpec, LayerStats, Lookup, MAX_JTI_LEN, MAX_SUB_LEN, Probe, Staging, check_jti,
+    LayerSpec, LayerStats, Lookup, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe, Staging, check_jti,
     check_sub, optimal_bits_per_entry,
 };
 pub use keys::{PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
