@@ -496,10 +496,10 @@ impl Filter {
     /// known.
     #[inline]
     pub fn lookup(&self, probe: &Probe<'_>) -> Lookup {
-        if self.global_cutoff.is_some() || !self.subject_cutoffs.is_empty() {
-            if let Some(hit) = self.cutoff_lookup(probe) {
-                return hit;
-            }
+        if (self.global_cutoff.is_some() || !self.subject_cutoffs.is_empty())
+            && let Some(hit) = self.cutoff_lookup(probe)
+        {
+            return hit;
         }
         if self.contains(probe.jti, probe.exp) {
             Lookup::FilterHit
@@ -578,7 +578,11 @@ impl Filter {
             match change {
                 Change::OpenLayer(spec) => {
                     if let Some(layer) = layers.next() {
-                        self.buckets.entry(spec.bucket).or_default().layers.push(layer);
+                        self.buckets
+                            .entry(spec.bucket)
+                            .or_default()
+                            .layers
+                            .push(layer);
                     }
                 }
                 Change::Add { jti, exp, .. } => {

@@ -94,7 +94,10 @@ mod tests {
             ("", KeyError::BadFile(KEY_FILE_HEADER)),
             ("hello\nabc\n", KeyError::BadFile(KEY_FILE_HEADER)),
             ("revocast-ed25519-signing-key-v1\n", KeyError::Length(0)),
-            ("revocast-ed25519-signing-key-v1\nAAAA\n", KeyError::Length(3)),
+            (
+                "revocast-ed25519-signing-key-v1\nAAAA\n",
+                KeyError::Length(3),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(signing_key_from_file(text).unwrap_err(), want, "{text:?}");
@@ -108,8 +111,14 @@ mod tests {
     #[test]
     fn malformed_public_keys_are_rejected() {
         assert!(matches!("".parse::<PublicKey>(), Err(KeyError::Length(0))));
-        assert!(matches!("a b".parse::<PublicKey>(), Err(KeyError::Encoding(_))));
-        assert!(matches!("AAAA".parse::<PublicKey>(), Err(KeyError::Length(3))));
+        assert!(matches!(
+            "a b".parse::<PublicKey>(),
+            Err(KeyError::Encoding(_))
+        ));
+        assert!(matches!(
+            "AAAA".parse::<PublicKey>(),
+            Err(KeyError::Length(3))
+        ));
         let key = PublicKey(signing_key_from_seed([1; 32]).verifying_key());
         assert_eq!(key.to_string().parse::<PublicKey>().unwrap(), key);
     }

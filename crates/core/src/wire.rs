@@ -191,8 +191,7 @@ impl Message {
                 let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
                 bincode::decode_from_slice::<T, _>(body, cfg)
             };
-            let (value, used) = result
-                .map_err(|e| DecodeError::Body(e.to_string()))?;
+            let (value, used) = result.map_err(|e| DecodeError::Body(e.to_string()))?;
             if used != body.len() {
                 return Err(DecodeError::Body(format!(
                     "{} bytes left over after the body",
@@ -330,7 +329,9 @@ fn split(bytes: &[u8], max_size: usize) -> Result<Parts<'_>, DecodeError> {
     let kind = Kind::from_byte(*bytes.get(5).ok_or(DecodeError::Truncated)?)?;
     let ns_len = usize::from(*bytes.get(6).ok_or(DecodeError::Truncated)?);
     let ns_end = HEADER_LEN + ns_len;
-    let namespace = bytes.get(HEADER_LEN..ns_end).ok_or(DecodeError::Truncated)?;
+    let namespace = bytes
+        .get(HEADER_LEN..ns_end)
+        .ok_or(DecodeError::Truncated)?;
     let len_bytes: [u8; 4] = bytes
         .get(ns_end..ns_end + 4)
         .and_then(|s| s.try_into().ok())

@@ -199,7 +199,11 @@ impl NatsServer {
         let mut text = format!(
             "listen: \"127.0.0.1:{port}\"\nlog_file: \"{log}\"\n\
              jetstream {{\n  store_dir: \"{store}\"\n}}\n",
-            port = if self.port == 0 { -1 } else { i32::from(self.port) },
+            port = if self.port == 0 {
+                -1
+            } else {
+                i32::from(self.port)
+            },
             log = self.log_path().display(),
             store = self.store_dir().display(),
         );
@@ -298,7 +302,10 @@ mod tests {
         let info_b = ping(b.port()).unwrap();
         assert!(info_a.starts_with("INFO "), "{info_a}");
         assert!(info_a.contains("\"jetstream\":true"), "{info_a}");
-        assert!(info_b.contains(&format!("\"port\":{}", b.port())), "{info_b}");
+        assert!(
+            info_b.contains(&format!("\"port\":{}", b.port())),
+            "{info_b}"
+        );
     }
 
     #[test]

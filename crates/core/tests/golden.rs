@@ -1,0 +1,147 @@
+//! Golden test vectors: one file per message kind under `test_data/`. A change to the
+//! wire format that alters any of them is a format change and needs a new format
+//! version. Regenerate (only for a deliberate format change) with
+//! `REVOCAST_BLESS=1 cargo test -p revocast-core --test golden`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Seeds, namespace, revoke_all, signer, small_params, verifier};
+use revocast_core::{
+    ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, Heartbeat, Message, Snapshot,
+    decode_request, encode_request,
+};
+
+const EXP: u64 = 1_767_225_600;
+
+/// The fixed filter behind the snapshot, delta and heartbeat vectors.
+fn fixed_filter() -> (Filter, Delta) {
+    let mut filter = Filter::new(small_params(4)).unwrap();
+    let mut seeds = Seeds::new(1000);
+    let items: Vec<(String, u64)> = (0..10).map(|i| (format!("jti-{i}"), EXP + i)).collect();
+    revoke_all(&mut filter, &items[..5], &mut seeds);
+    let mut staging = filter.stage();
+    for (jti, exp) in &items[5..] {
+        staging
+            .revoke_with(jti, *exp, Some("alice"), Some("stolen"), || seeds.next())
+            .unwrap();
+    }
+    staging.subject_cutoff("bob", EXP - 100).unwrap();
+    staging.global_cutoff(EXP - 86_400);
+    let delta = Delta {
+        version: 2,
+        committed_at_ms: 1_767_225_000_000,
+        changes: staging.finish(),
+    };
+    filter.apply(&delta).unwrap();
+    (filter, delta)
+}
+
+fn vectors() -> Vec<(&'static str, Vec<u8>, Message)> {
+    let (filter, delta) = fixed_filter();
+    let snapshot = Message::Snapshot(Snapshot {
+        taken_at_ms: 1_767_225_001_000,
+        state: filter.to_state(),
+    });
+    let heartbeat = Message::Heartbeat(Heartbeat {
+        version: filter.version(),
+        time_ms: 1_767_225_002_000,
+        digest: filter.digest(),
+    });
+    let response = Message::ConfirmResponse(ConfirmResponse {
+        jti: "jti-7".into(),
+        nonce: 0x1234_5678_9abc_def0,
+        revoked: true,
+        version: 2,
+        exp: Some(EXP + 7),
+        revoked_at: Some(1_767_225_000),
+        reason: Some("stolen".into()),
+    });
+    let request = ConfirmRequest {
+        jti: "jti-7".into(),
+        exp: Some(EXP + 7),
+        nonce: 0x1234_5678_9abc_def0,
+    };
+    let signer = signer();
+    vec![
+        ("snapshot.bin", signer.encode(&snapshot), snapshot),
+        (
+            "delta.bin",
+            signer.encode(&Message::Delta(delta.clone())),
+            Message::Delta(delta),
+        ),
+        ("heartbeat.bin", signer.encode(&heartbeat), heartbeat),
+        (
+            "confirm_request.bin",
+            encode_request(&namespace(), &request),
+            Message::ConfirmRequest(request),
+        ),
+        ("confirm_response.bin", signer.encode(&response), response),
+    ]
+}
+
+fn golden(name: &str) -> &'static [u8] {
+    match name {
+        "snapshot.bin" => include_bytes!("../test_data/snapshot.bin"),
+        "delta.bin" => include_bytes!("../test_data/delta.bin"),
+        "heartbeat.bin" => include_bytes!("../test_data/heartbeat.bin"),
+        "confirm_request.bin" => include_bytes!("../test_data/confirm_request.bin"),
+        "confirm_response.bin" => include_bytes!("../test_data/confirm_response.bin"),
+        other => panic!("no golden file {other}"),
+    }
+}
+
+#[test]
+fn encoding_matches_the_golden_vectors() {
+    if std::env::var_os("REVOCAST_BLESS").is_some() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data");
+        for (name, bytes, _) in vectors() {
+            std::fs::write(format!("{dir}/{name}"), bytes).unwrap();
+        }
+    }
+    for (name, bytes, _) in vectors() {
+        assert!(
+            bytes == golden(name),
+            "{name} differs from its golden vector"
+        );
+    }
+}
+
+#[test]
+fn golden_vectors_decode_to_the_expected_messages() {
+    for (name, _, message) in vectors() {
+        let decoded = match &message {
+            Message::ConfirmRequest(_) => {
+                Message::ConfirmRequest(decode_request(golden(name), &namespace(), 4096).unwrap())
+            }
+            _ => verifier().decode(golden(name)).unwrap(),
+        };
+        assert_eq!(decoded, message, "{name}");
+    }
+}
+
+#[test]
+fn golden_snapshot_rebuilds_the_filter_with_the_same_digest() {
+    let (filter, _) = fixed_filter();
+    let snapshot = verifier().decode_snapshot(golden("snapshot.bin")).unwrap();
+    let rebuilt = Filter::from_state(snapshot.state).unwrap();
+    assert_eq!(rebuilt.digest(), filter.digest());
+    let heartbeat = verifier()
+        .decode_heartbeat(golden("heartbeat.bin"))
+        .unwrap();
+    assert_eq!(heartbeat.digest, rebuilt.digest());
+    assert!(rebuilt.contains("jti-3", Some(EXP + 3)));
+}
+
+#[test]
+fn an_unknown_format_version_is_rejected() {
+    for (name, _, _) in vectors() {
+        let mut bytes = golden(name).to_vec();
+        bytes[4] = 2;
+        let err = match name {
+            "confirm_request.bin" => decode_request(&bytes, &namespace(), 4096).unwrap_err(),
+            _ => verifier().decode(&bytes).unwrap_err(),
+        };
+        assert_eq!(err, DecodeError::UnsupportedVersion(2), "{name}");
+    }
+}
