@@ -1,0 +1,572 @@
+//! The HTTP API (axum): revocations, cutoffs, the authority over HTTP, stats,
+//! metrics and health. See the crate README for the routes and their answers.
+//!
+//! Every client mistake is answered with a 4xx and a JSON body `{"error", "detail"}`,
+//! including axum's own rejections (bad JSON, wrong content type, huge body).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::oneshot;
+
+use crate::authority;
+use crate::jwt::{self, TokenError};
+use crate::state::Shared;
+use crate::stats::{self, Gauges, NatsReport, StatsReport};
+use crate::writer::{Command, CommitError, Committed, Revocation};
+
+/// How far in the future a cutoff may be set (clock skew); anything later would lock
+/// out tokens not issued yet, which is always a mistake (often milliseconds for seconds).
+const CUTOFF_FUTURE_SLACK_SECS: u64 = 300;
+
+/// An API error: status, a stable machine-readable code and a human detail.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+
+    fn unprocessable(error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail)
+    }
+
+    fn from_bytes(rejection: BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text())
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text())
+        }
+    }
+
+    fn from_form(rejection: FormRejection) -> ApiError {
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/x-www-form-urlencoded",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                rejection.body_text(),
+            ),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
+        }
+    }
+}
+
+impl From<CommitError> for ApiError {
+    fn from(e: CommitError) -> ApiError {
+        match e {
+            CommitError::NotStored(why) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", why)
+            }
+            CommitError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the publisher is shutting down; retry against the new instance",
+            ),
+            CommitError::Invalid(why) => ApiError::unprocessable("invalid_revocation", why),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, error = self.error, detail = %self.detail, "request failed");
+        }
+        let body = axum::Json(json!({"error": self.error, "detail": self.detail}));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The API router. Tests drive it with `tower::ServiceExt::oneshot`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.max_body_bytes;
+    Router::new()
+        .route("/v1/revocations", post(post_revocations))
+        .route("/v1/revocations/{jti}", get(get_revocation))
+        .route("/oauth/revoke", post(oauth_revoke))
+        .route("/v1/cutoffs", post(post_cutoff))
+        .route("/v1/stats", get(get_stats))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            count_rejections,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+async fn count_rejections(State(shared): State<Arc<Shared>>, response: Response) -> Response {
+    if response.status().is_client_error() {
+        stats::add(&shared.stats.requests_rejected, 1);
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Mutating routes need `Authorization: Bearer <admin token>` when one is configured.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &shared.config.admin_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    match given {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs Authorization: Bearer <admin token>",
+        )),
+        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong admin token",
+        )),
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ))
+    }
+}
+
+fn require_ready(shared: &Shared) -> Result<(), ApiError> {
+    if shared.is_ready() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the publisher is still loading its state from NATS",
+        ))
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not JSON: {e}"))
+    })
+}
+
+/// One revocation in a request body.
+#[derive(Debug, Deserialize)]
+struct RevocationBody {
+    jti: String,
+    exp: u64,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Turns a body item into a revocation, checking what a caller can get wrong.
+fn revocation(shared: &Shared, value: Value, at: &str) -> Result<Revocation, ApiError> {
+    let body: RevocationBody = serde_json::from_value(value)
+        .map_err(|e| ApiError::unprocessable("invalid_revocation", format!("{at}{e}")))?;
+    let revocation = Revocation {
+        jti: body.jti,
+        exp: body.exp,
+        sub: body.sub,
+        reason: body.reason,
+    };
+    check_revocation(shared, &revocation).map_err(|mut e| {
+        e.detail = format!("{at}{}", e.detail);
+        e
+    })?;
+    Ok(revocation)
+}
+
+fn check_revocation(shared: &Shared, r: &Revocation) -> Result<(), ApiError> {
+    r.validate().map_err(|e| {
+        let code = match e {
+            revocast_core::FilterError::EmptyJti | revocast_core::FilterError::JtiTooLong(_) => {
+                "invalid_jti"
+            }
+            _ => "invalid_revocation",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    })?;
+    let (lifetime, leeway) = {
+        let ledger = shared.ledger();
+        let params = ledger.filter.params();
+        (params.max_token_lifetime, params.leeway)
+    };
+    let now = crate::clock::now_secs();
+    let latest = now.saturating_add(lifetime).saturating_add(leeway);
+    if r.exp > latest {
+        return Err(ApiError::unprocessable(
+            "exp_too_far",
+            format!(
+                "exp {} is {} s from now, beyond the longest token lifetime of {lifetime} s \
+                 (--max-token-lifetime); exp is unix seconds, not milliseconds",
+                r.exp,
+                r.exp - now
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Hands a command to the writer and waits (bounded) for the commit.
+async fn submit(shared: &Shared, command: impl FnOnce(oneshot::Sender<Result<Committed, CommitError>>) -> Command) -> Result<Committed, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let wait = async {
+        shared
+            .commands
+            .send(command(tx))
+            .await
+            .map_err(|_| CommitError::Stopped)?;
+        rx.await.map_err(|_| CommitError::Stopped)?
+    };
+    match tokio::time::timeout(shared.config.commit_timeout, wait).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_durable",
+            format!(
+                "not confirmed durable within {:?} (NATS unavailable?); retrying is safe",
+                shared.config.commit_timeout
+            ),
+        )),
+    }
+}
+
+fn committed(c: Committed) -> Response {
+    axum::Json(c).into_response()
+}
+
+/// `POST /v1/revocations`: one revocation, or `{"revocations": [...]}`.
+async fn post_revocations(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&shared, &headers)?;
+    require_json(&headers)?;
+    let body = body.map_err(ApiError::from_bytes)?;
+    require_ready(&shared)?;
+    let value = parse_json(&body)?;
+    let items = match value {
+        Value::Object(mut map) if map.contains_key("revocations") => {
+            let list = match map.remove("revocations") {
+                Some(Value::Array(list)) => list,
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_revocation",
+                        "`revocations` must be an array",
+                    ));
+                }
+            };
+            if list.is_empty() {
+                return Err(ApiError::unprocessable(
+                    "invalid_revocation",
+                    "`revocations` is empty",
+                ));
+            }
+            if list.len() > shared.config.max_bulk {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_revocations",
+                    format!(
+                        "{} revocations in one call; the limit is {}",
+                        list.len(),
+                        shared.config.max_bulk
+                    ),
+                ));
+            }
+            list.into_iter()
+                .enumerate()
+                .map(|(i, v)| revocation(&shared, v, &format!("revocations[{i}]: ")))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        value @ Value::Object(_) => vec![revocation(&shared, value, "")?],
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_revocation",
+                "expected a JSON object",
+            ));
+        }
+    };
+    let done = submit(&shared, |reply| Command::Revoke { items, reply }).await?;
+    Ok(committed(done))
+}
+
+/// `GET /v1/revocations/{jti}`: the authority's answer over HTTP.
+async fn get_revocation(
+    State(shared): State<Arc<Shared>>,
+    jti: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(jti) = jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
+    revocast_core::check_jti(&jti)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
+    require_ready(&shared)?;
+    let (version, record) = authority::lookup(&shared, &jti);
+    Ok(match record {
+        Some(r) => axum::Json(json!({
+            "jti": jti,
+            "revoked": true,
+            "exp": r.exp,
+            "sub": r.sub,
+            "revoked_at": r.revoked_at,
+            "reason": r.reason,
+            "version": version,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"jti": jti, "revoked": false, "version": version})),
+        )
+            .into_response(),
+    })
+}
+
+/// The RFC 7009 form.
+#[derive(Debug, Deserialize)]
+struct OAuthRevokeForm {
+    token: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// `POST /oauth/revoke` (RFC 7009 shape): revokes the JWT in `token=`.
+async fn oauth_revoke(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    form: Result<Form<OAuthRevokeForm>, FormRejection>,
+) -> ApiResult {
+    authorize(&shared, &headers)?;
+    let Form(form) = form.map_err(ApiError::from_form)?;
+    require_ready(&shared)?;
+    let claims = jwt::claims(shared.jwt.as_ref(), form.token.trim()).map_err(|e| match e {
+        TokenError::Malformed(why) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            format!("not a JWT: {why}"),
+        ),
+        TokenError::Unverified(why) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            format!("token does not verify with the configured key: {why}"),
+        ),
+    })?;
+    let jti = claims
+        .jti
+        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no jti claim"))?;
+    let exp = claims
+        .exp
+        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no exp claim"))?;
+    let item = Revocation {
+        jti,
+        exp,
+        sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
+        reason: Some("oauth_revoke".to_owned()),
+    };
+    check_revocation(&shared, &item)?;
+    let done = submit(&shared, |reply| Command::Revoke {
+        items: vec![item],
+        reply,
+    })
+    .await?;
+    Ok(committed(done))
+}
+
+/// `POST /v1/cutoffs` body.
+#[derive(Debug, Deserialize)]
+struct CutoffBody {
+    #[serde(default)]
+    sub: Option<String>,
+    not_before: u64,
+}
+
+/// `POST /v1/cutoffs`: reject tokens of `sub` (or all tokens) issued before `not_before`.
+async fn post_cutoff(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&shared, &headers)?;
+    require_json(&headers)?;
+    let body = body.map_err(ApiError::from_bytes)?;
+    require_ready(&shared)?;
+    let body: CutoffBody = serde_json::from_value(parse_json(&body)?)
+        .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
+    if let Some(sub) = &body.sub {
+        revocast_core::check_sub(sub)
+            .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
+    }
+    let now = crate::clock::now_secs();
+    if body.not_before > now + CUTOFF_FUTURE_SLACK_SECS {
+        return Err(ApiError::unprocessable(
+            "not_before_in_future",
+            format!(
+                "not_before {} is in the future; it would reject tokens not issued yet \
+                 (unix seconds, not milliseconds)",
+                body.not_before
+            ),
+        ));
+    }
+    let (lifetime, leeway, version) = {
+        let ledger = shared.ledger();
+        let p = ledger.filter.params();
+        (p.max_token_lifetime, p.leeway, ledger.filter.version())
+    };
+    if body.not_before.saturating_add(lifetime).saturating_add(leeway) < now {
+        // Every token issued before it has expired already.
+        return Ok(committed(Committed {
+            version,
+            noop: true,
+            ..Committed::default()
+        }));
+    }
+    let done = submit(&shared, |reply| Command::Cutoff {
+        sub: body.sub,
+        not_before: body.not_before,
+        reply,
+    })
+    .await?;
+    Ok(committed(done))
+}
+
+/// Builds the stats report.
+pub(crate) fn report(shared: &Shared) -> StatsReport {
+    let (filter, records) = {
+        let ledger = shared.ledger();
+        (ledger.filter.stats(), ledger.records.len() as u64)
+    };
+    let s = &shared.stats;
+    StatsReport {
+        namespace: shared.config.namespace.to_string(),
+        public_key: shared.signer.public_key().to_string(),
+        ready: shared.is_ready(),
+        version: filter.version,
+        uptime_seconds: shared.started.elapsed().as_secs(),
+        records,
+        filter,
+        revocations: s.revocations(),
+        deltas: s.deltas(),
+        snapshots: s.snapshots(),
+        heartbeats_sent: stats::get(&s.heartbeats_sent),
+        confirms: s.confirms(),
+        nats: NatsReport {
+            state: shared.nats_state().to_owned(),
+            url: shared.config.nats.url.clone(),
+        },
+    }
+}
+
+async fn get_stats(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(report(&shared)).into_response()
+}
+
+async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let gauges = {
+        let ledger = shared.ledger();
+        Gauges {
+            ready: shared.is_ready(),
+            connected: shared.nats_state() == "connected",
+            version: ledger.filter.version(),
+            live_entries: ledger.filter.live_entries(),
+            records: ledger.records.len() as u64,
+            bitmap_bytes: ledger.filter.bitmap_bytes(),
+            subject_cutoffs: ledger.filter.subject_cutoffs().len() as u64,
+            uptime_seconds: shared.started.elapsed().as_secs_f64(),
+        }
+    };
+    let text = stats::render_metrics(&shared.stats, &gauges);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let version = shared.ledger().filter.version();
+    let reason = if !shared.is_ready() {
+        Some("loading state from NATS")
+    } else if shared.nats_state() != "connected" {
+        Some("not connected to NATS")
+    } else {
+        None
+    };
+    match reason {
+        None => axum::Json(json!({"ready": true, "version": version})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "reason": reason, "version": version})),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,92 @@
+//! The authority: the exact answer to "is this `jti` revoked?", over NATS (a micro
+//! service that `$SRV.PING` / `$SRV.INFO` / `$SRV.STATS` discover) and over HTTP.
+
+use std::sync::Arc;
+
+use async_nats::service::ServiceExt as _;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use revocast_core::{ConfirmResponse, Message, decode_request, subjects};
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::ledger::Record;
+use crate::state::Shared;
+use crate::stats;
+
+/// Largest confirm request accepted (a `jti` is at most 256 bytes).
+const MAX_REQUEST_BYTES: usize = 4096;
+
+/// Looks a `jti` up in the exact records; counts the answer.
+pub(crate) fn lookup(shared: &Shared, jti: &str) -> (u64, Option<Record>) {
+    let ledger = shared.ledger();
+    let record = ledger.records.get(jti).cloned();
+    let version = ledger.filter.version();
+    drop(ledger);
+    let counter = if record.is_some() {
+        &shared.stats.confirms_revoked
+    } else {
+        &shared.stats.confirms_not_revoked
+    };
+    stats::add(counter, 1);
+    (version, record)
+}
+
+/// Answers one encoded confirm request: a signed response, or a service error.
+pub(crate) fn answer(shared: &Shared, payload: &[u8]) -> Result<Bytes, async_nats::service::error::Error> {
+    let request = decode_request(payload, &shared.config.namespace, MAX_REQUEST_BYTES).map_err(|e| {
+        stats::add(&shared.stats.confirms_malformed, 1);
+        async_nats::service::error::Error {
+            status: format!("bad confirm request: {e}"),
+            code: 400,
+        }
+    })?;
+    let (version, record) = lookup(shared, &request.jti);
+    let response = ConfirmResponse {
+        jti: request.jti,
+        nonce: request.nonce,
+        revoked: record.is_some(),
+        version,
+        exp: record.as_ref().map(|r| r.exp),
+        revoked_at: record.as_ref().map(|r| r.revoked_at),
+        reason: record.and_then(|r| r.reason),
+    };
+    Ok(Bytes::from(
+        shared.signer.encode(&Message::ConfirmResponse(response)),
+    ))
+}
+
+/// Serves the confirm endpoint until `stop` turns true.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let service = client
+        .service_builder()
+        .description("revocast authority: confirms Bloom filter hits")
+        .start(subjects::AUTHORITY_SERVICE, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| Error::Nats(format!("start authority service: {e}")))?;
+    let mut endpoint = service
+        .endpoint_builder()
+        .name(subjects::CONFIRM_ENDPOINT)
+        .add(shared.config.namespace.confirm_subject())
+        .await
+        .map_err(|e| Error::Nats(format!("add confirm endpoint: {e}")))?;
+    tracing::info!(subject = %shared.config.namespace.confirm_subject(), "authority serving over NATS");
+    loop {
+        let request = tokio::select! {
+            _ = stop.wait_for(|s| *s) => None,
+            request = endpoint.next() => request,
+        };
+        let Some(request) = request else { break };
+        let response = answer(&shared, &request.message.payload);
+        if let Err(e) = request.respond(response).await {
+            tracing::debug!(error = %e, "could not send a confirm response");
+        }
+    }
+    let _ = endpoint.stop().await;
+    let _ = service.stop().await;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Reading `jti`, `exp` and `sub` out of a JWT for `POST /oauth/revoke`.
+//!
+//! With a verification key the token's signature must verify (any `exp`: revoking an
+//! expired token is a documented no-op). Without one the claims are read unverified,
+//! which is only sound behind the admin token.
+
+use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// A key that `/oauth/revoke` verifies tokens with.
+#[derive(Clone)]
+pub(crate) struct JwtKey {
+    key: DecodingKey,
+    family: AlgorithmFamily,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey").field("family", &self.family).finish()
+    }
+}
+
+impl JwtKey {
+    /// Parses `--jwt-verify-key`: PEM text (RSA, EC or Ed25519 public key), a path to
+    /// a PEM file, or else an HMAC secret (HS256/384/512).
+    pub(crate) fn parse(value: &str) -> Result<JwtKey, Error> {
+        let looks_like_path = value.starts_with('/') || value.starts_with("./");
+        let text = if value.trim_start().starts_with("-----BEGIN") {
+            value.to_owned()
+        } else if std::path::Path::new(value).is_file() {
+            std::fs::read_to_string(value).map_err(|e| Error::JwtKey(format!("{value}: {e}")))?
+        } else if looks_like_path {
+            return Err(Error::JwtKey(format!("{value}: no such file")));
+        } else {
+            if value.is_empty() {
+                return Err(Error::JwtKey("empty secret".into()));
+            }
+            return Ok(JwtKey {
+                key: DecodingKey::from_secret(value.as_bytes()),
+                family: AlgorithmFamily::Hmac,
+            });
+        };
+        if !text.trim_start().starts_with("-----BEGIN") {
+            // A file that is not PEM holds a secret.
+            let secret = text.trim();
+            if secret.is_empty() {
+                return Err(Error::JwtKey(format!("{value}: empty secret")));
+            }
+            return Ok(JwtKey {
+                key: DecodingKey::from_secret(secret.as_bytes()),
+                family: AlgorithmFamily::Hmac,
+            });
+        }
+        let pem = text.as_bytes();
+        let attempts = [
+            (DecodingKey::from_rsa_pem(pem), AlgorithmFamily::Rsa),
+            (DecodingKey::from_ec_pem(pem), AlgorithmFamily::Ec),
+            (DecodingKey::from_ed_pem(pem), AlgorithmFamily::Ed),
+        ];
+        for (key, family) in attempts {
+            if let Ok(key) = key {
+                return Ok(JwtKey { key, family });
+            }
+        }
+        Err(Error::JwtKey(
+            "PEM is not an RSA, EC or Ed25519 public key".into(),
+        ))
+    }
+}
+
+/// The claims a revocation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenClaims {
+    pub(crate) jti: Option<String>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) sub: Option<String>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// Not a JWT, or its claims are not a JSON object.
+    Malformed(String),
+    /// The signature does not verify, or the algorithm does not fit the key.
+    Unverified(String),
+}
+
+/// Reads the claims of `token`, verifying it when `key` is given.
+pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, TokenError> {
+    let map: serde_json::Map<String, Value> = match key {
+        Some(key) => {
+            let mut validation = Validation::new_for_family(key.family);
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation.validate_aud = false;
+            validation.required_spec_claims.clear();
+            jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key.key, &validation)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidToken
+                    | jsonwebtoken::errors::ErrorKind::Base64(_)
+                    | jsonwebtoken::errors::ErrorKind::Json(_)
+                    | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed(e.to_string()),
+                    _ => TokenError::Unverified(e.to_string()),
+                })?
+                .claims
+        }
+        None => jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, Value>>(token)
+            .map_err(|e| TokenError::Malformed(e.to_string()))?
+            .claims,
+    };
+    let exp = match map.get("exp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                .ok_or_else(|| TokenError::Malformed("exp is not a unix time".into()))?,
+        ),
+    };
+    let string = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(TokenClaims {
+        jti: string("jti"),
+        exp,
+        sub: string("sub"),
+    })
+}

@@ -1,0 +1,365 @@
+//! Wiring: start HTTP, load the state from NATS, start the writer, the authority and
+//! the periodic tasks, then shut all of it down in order, within a bound.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use revocast_core::{PublicKey, Signer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, KeySource};
+use crate::error::Error;
+use crate::jwt::JwtKey;
+use crate::nats::{self, Storage};
+use crate::state::Shared;
+use crate::stats::StatsReport;
+use crate::writer::{Command, Writer};
+use crate::{api, authority, keys, tasks};
+
+/// Runs a publisher on `listener` until `shutdown` completes, then stops taking
+/// requests, commits what is queued, writes a snapshot and returns (within
+/// `config.shutdown_timeout`).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), revocast_publisher::Error> {
+/// use revocast_publisher::{Config, KeySource};
+/// let mut config = Config::new(KeySource::File("revocast-data/signing.key".into()));
+/// config.admin_token = Some("s3cret".into());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// revocast_publisher::run(config, listener, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    Server::new(config)?.run(listener, shutdown).await
+}
+
+/// A publisher ready to run: key loaded, configuration checked.
+struct Server {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Command>,
+}
+
+impl Server {
+    fn new(config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        let (key, created) = keys::load_or_create(&config.signing_key)?;
+        let signer = Signer::new(key, config.namespace.clone());
+        if created && let KeySource::File(path) = &config.signing_key {
+            tracing::info!(
+                path = %path.display(),
+                public_key = %signer.public_key(),
+                "created a new signing key; subscribers pin the public key"
+            );
+        }
+        let jwt = config
+            .jwt_verify_key
+            .as_deref()
+            .map(JwtKey::parse)
+            .transpose()?;
+        let (shared, rx) = Shared::new(config, signer, jwt)?;
+        Ok(Server { shared, rx })
+    }
+
+    async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let Server { shared, rx } = self;
+        let config = &shared.config;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && config.admin_token.is_none() && !config.insecure_no_auth {
+            return Err(Error::InsecureListen(addr));
+        }
+        if config.admin_token.is_none() {
+            tracing::warn!("no admin token: mutating routes are open to anyone who can reach {addr}");
+        }
+        tracing::info!(
+            %addr,
+            namespace = %config.namespace,
+            public_key = %shared.signer.public_key(),
+            nats = %config.nats.url,
+            "revocast publisher starting"
+        );
+        tokio::pin!(shutdown);
+
+        let (http_stop, http_stopped) = oneshot::channel::<()>();
+        let app = api::router(shared.clone());
+        let mut http = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = http_stopped.await;
+                })
+                .into_future(),
+        );
+
+        let booted = tokio::select! {
+            booted = boot(&shared) => booted?,
+            _ = &mut shutdown => {
+                let _ = http_stop.send(());
+                let _ = tokio::time::timeout(config.shutdown_timeout, &mut http).await;
+                http.abort();
+                return Ok(());
+            }
+        };
+        let (client, storage) = booted;
+        let (stop_tx, stop) = watch::channel(false);
+        let snapshot_due = Arc::new(Notify::new());
+        let mut writer = tokio::spawn(
+            Writer::new(shared.clone(), storage.clone(), rx, stop.clone(), snapshot_due.clone())
+                .run(),
+        );
+        let authority = tokio::spawn(authority::serve(shared.clone(), client.clone(), stop.clone()));
+        let heartbeats = tokio::spawn(tasks::heartbeats(shared.clone(), client.clone(), stop.clone()));
+        let snapshots = tokio::spawn(tasks::snapshots(
+            shared.clone(),
+            storage.clone(),
+            snapshot_due,
+            stop.clone(),
+        ));
+        shared.ready.send_replace(true);
+        {
+            let ledger = shared.ledger();
+            tracing::info!(
+                version = ledger.filter.version(),
+                records = ledger.records.len(),
+                "ready"
+            );
+        }
+
+        let mut writer_result = None;
+        let mut failure = None;
+        tokio::select! {
+            _ = &mut shutdown => tracing::info!("shutting down"),
+            r = &mut writer => writer_result = Some(r),
+            r = &mut http => {
+                failure = Some(match r {
+                    Ok(Ok(())) => Error::Task("HTTP server stopped".into()),
+                    Ok(Err(e)) => Error::Http(e),
+                    Err(e) => Error::Task(e.to_string()),
+                });
+            }
+        }
+        shared.ready.send_replace(false);
+
+        let bound = config.shutdown_timeout;
+        let drain = async {
+            // 1. Stop taking requests; in-flight calls still get their commit.
+            let _ = http_stop.send(());
+            if failure.is_none() {
+                let _ = tokio::time::timeout(bound / 2, &mut http).await;
+            }
+            http.abort();
+            // 2. The writer commits what is queued; the other tasks stop.
+            stop_tx.send_replace(true);
+            let writer_result = match writer_result.take() {
+                Some(r) => r,
+                None => (&mut writer).await,
+            };
+            let writer_result = writer_result
+                .map_err(|e| Error::Task(format!("writer: {e}")))
+                .and_then(|r| r);
+            let _ = authority.await;
+            let _ = heartbeats.await;
+            let _ = snapshots.await;
+            // 3. A last snapshot, so the next start replays nothing.
+            if writer_result.is_ok()
+                && let Err(e) = tasks::write_snapshot(&shared, &storage).await
+            {
+                tracing::warn!(error = %e, "final snapshot not written");
+            }
+            let _ = client.flush().await;
+            writer_result
+        };
+        let result = match tokio::time::timeout(bound, drain).await {
+            Ok(r) => r,
+            Err(_) => {
+                writer.abort();
+                Err(Error::Timeout {
+                    what: "shutdown",
+                    after: bound,
+                })
+            }
+        };
+        match failure {
+            Some(e) => Err(e),
+            None => {
+                if result.is_ok() {
+                    tracing::info!(version = shared.ledger().filter.version(), "stopped");
+                }
+                result
+            }
+        }
+    }
+}
+
+/// Connects to NATS and rebuilds the ledger, retrying what is transient (NATS not up
+/// yet) and giving up on what is not (wrong key, inconsistent stream).
+async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage), Error> {
+    let config = &shared.config;
+    let client = nats::connect(&config.nats).await?;
+    let _ = shared.nats.set(client.clone());
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match nats::bootstrap(&client, config, &shared.verifier, &shared.signer).await {
+            Ok((storage, ledger, written)) => {
+                let version = ledger.filter.version();
+                *shared.ledger_mut() = ledger;
+                if let Some(bytes) = written {
+                    tasks::record_snapshot(shared, version, bytes);
+                } else {
+                    crate::stats::set(&shared.stats.last_snapshot_version, version);
+                }
+                return Ok((client, storage));
+            }
+            Err(e @ (Error::Inconsistent(_) | Error::Config(_))) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "loading state from NATS failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A publisher running in the background of this process: for tests and for
+/// embedding. Dropping it shuts the publisher down.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), revocast_publisher::Error> {
+/// use std::time::Duration;
+/// use revocast_publisher::{Config, Publisher};
+/// let publisher = Publisher::start(Config::for_tests("nats://127.0.0.1:4222")?).await?;
+/// publisher.wait_ready(Duration::from_secs(10)).await?;
+/// println!("API at {}, pin key {}", publisher.url(), publisher.public_key());
+/// publisher.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Publisher {
+    local_addr: SocketAddr,
+    public_key: PublicKey,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl Publisher {
+    /// Binds `config.listen` and starts the publisher in the background.
+    pub async fn start(config: Config) -> Result<Publisher, Error> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Publisher::start_with_listener(config, listener)
+    }
+
+    /// Starts the publisher on an already bound listener.
+    pub fn start_with_listener(config: Config, listener: TcpListener) -> Result<Publisher, Error> {
+        let local_addr = listener.local_addr()?;
+        let server = Server::new(config)?;
+        let shared = server.shared.clone();
+        let public_key = shared.signer.public_key();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async {
+            // A dropped handle stops the publisher too.
+            let _ = rx.await;
+        }));
+        Ok(Publisher {
+            local_addr,
+            public_key,
+            shared,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// The HTTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<local_addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The public key subscribers pin.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &revocast_core::Namespace {
+        &self.shared.config.namespace
+    }
+
+    /// Whether the state is loaded and the API takes revocations.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+    }
+
+    /// The filter version.
+    pub fn version(&self) -> u64 {
+        self.shared.ledger().filter.version()
+    }
+
+    /// What `GET /v1/stats` would answer.
+    pub fn stats(&self) -> StatsReport {
+        api::report(&self.shared)
+    }
+
+    /// Waits until the publisher is ready, or fails if it stopped or `timeout` passed.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let mut ready = self.shared.ready.subscribe();
+        let wait = async {
+            loop {
+                if *ready.borrow_and_update() {
+                    return Ok(());
+                }
+                if self.task.is_finished() {
+                    return Err(Error::Task("the publisher stopped before it was ready".into()));
+                }
+                tokio::select! {
+                    _ = ready.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "publisher start",
+                after: timeout,
+            })?
+    }
+
+    /// Shuts down gracefully and returns how the run ended. Bounded by the
+    /// configured shutdown timeout (plus a margin).
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let bound = self.shared.config.shutdown_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(bound, &mut self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Error::Task(e.to_string())),
+            Err(_) => {
+                self.task.abort();
+                Err(Error::Timeout {
+                    what: "shutdown",
+                    after: bound,
+                })
+            }
+        }
+    }
+}

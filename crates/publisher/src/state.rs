@@ -1,0 +1,94 @@
+//! What every task of a running publisher shares.
+
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use revocast_core::{Signer, Verifier};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::jwt::JwtKey;
+use crate::ledger::Ledger;
+use crate::stats::Stats;
+use crate::writer::Command;
+
+/// Capacity of the writer's command queue: enough for bursts of concurrent callers;
+/// beyond it callers wait (bounded by their commit timeout).
+pub(crate) const COMMAND_QUEUE: usize = 16_384;
+
+/// State shared by the HTTP handlers, the authority, the writer and the periodic
+/// tasks. Only the writer changes the ledger.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) signer: Signer,
+    pub(crate) verifier: Verifier,
+    ledger: RwLock<Ledger>,
+    pub(crate) stats: Stats,
+    pub(crate) ready: watch::Sender<bool>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) nats: OnceLock<async_nats::Client>,
+    pub(crate) started: Instant,
+    pub(crate) jwt: Option<JwtKey>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("namespace", &self.config.namespace)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Builds the shared state with an empty ledger (not ready yet) and returns the
+    /// receiving end of the writer's queue.
+    pub(crate) fn new(
+        config: Config,
+        signer: Signer,
+        jwt: Option<JwtKey>,
+    ) -> Result<(Arc<Shared>, mpsc::Receiver<Command>), crate::Error> {
+        let verifier = Verifier::new(signer.public_key(), config.namespace.clone());
+        let filter = revocast_core::Filter::new(config.filter.clone())
+            .map_err(|e| crate::Error::Config(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ready, _) = watch::channel(false);
+        Ok((
+            Arc::new(Shared {
+                config,
+                signer,
+                verifier,
+                ledger: RwLock::new(Ledger::new(filter)),
+                stats: Stats::default(),
+                ready,
+                commands: tx,
+                nats: OnceLock::new(),
+                started: Instant::now(),
+                jwt,
+            }),
+            rx,
+        ))
+    }
+
+    /// Reads the ledger. A panic while holding the lock cannot leave it half
+    /// changed (the writer applies validated deltas only), so poisoning is ignored.
+    pub(crate) fn ledger(&self) -> RwLockReadGuard<'_, Ledger> {
+        self.ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn ledger_mut(&self) -> RwLockWriteGuard<'_, Ledger> {
+        self.ledger.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    pub(crate) fn nats_state(&self) -> &'static str {
+        match self.nats.get().map(async_nats::Client::connection_state) {
+            Some(async_nats::connection::State::Connected) => "connected",
+            Some(async_nats::connection::State::Disconnected) => "disconnected",
+            Some(async_nats::connection::State::Pending) | None => "pending",
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Counters of what the publisher did, as a plain struct of atomics. `GET /v1/stats`
+//! serialises them as JSON ([`StatsReport`]) and `GET /metrics` as Prometheus text.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use revocast_core::FilterStats;
+use serde::Serialize;
+
+/// Event counters. Every field only grows, except the `last_*` ones.
+#[derive(Debug)]
+pub struct Stats {
+    /// Revocations that added an entry.
+    pub revocations_added: AtomicU64,
+    /// Revocations of a `jti` that was already revoked.
+    pub revocations_duplicate: AtomicU64,
+    /// Revocations of an already expired token (answered as a no-op).
+    pub revocations_expired: AtomicU64,
+    /// Cutoffs committed.
+    pub cutoffs_set: AtomicU64,
+    /// Deltas stored in JetStream.
+    pub deltas_published: AtomicU64,
+    /// Bytes of all deltas stored.
+    pub delta_bytes: AtomicU64,
+    /// When the last delta was stored, unix milliseconds.
+    pub last_delta_at_ms: AtomicU64,
+    /// Size of the last delta, bytes.
+    pub last_delta_bytes: AtomicU64,
+    /// Commits whose outcome needed reading the stream back.
+    pub commits_reconciled: AtomicU64,
+    /// Commits answered with an error (nothing stored).
+    pub commits_failed: AtomicU64,
+    /// Snapshots written.
+    pub snapshots_published: AtomicU64,
+    /// When the last snapshot was written, unix milliseconds.
+    pub last_snapshot_at_ms: AtomicU64,
+    /// Size of the last snapshot, bytes.
+    pub last_snapshot_bytes: AtomicU64,
+    /// Version of the last snapshot.
+    pub last_snapshot_version: AtomicU64,
+    /// Heartbeats sent.
+    pub heartbeats_sent: AtomicU64,
+    /// Confirms answered "revoked".
+    pub confirms_revoked: AtomicU64,
+    /// Confirms answered "not revoked": the filter hits that were false positives.
+    pub confirms_not_revoked: AtomicU64,
+    /// Confirm requests that did not decode.
+    pub confirms_malformed: AtomicU64,
+    /// API requests refused as client mistakes (4xx).
+    pub requests_rejected: AtomicU64,
+    /// Time from the start of a commit to the JetStream ack.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            revocations_added: AtomicU64::new(0),
+            revocations_duplicate: AtomicU64::new(0),
+            revocations_expired: AtomicU64::new(0),
+            cutoffs_set: AtomicU64::new(0),
+            deltas_published: AtomicU64::new(0),
+            delta_bytes: AtomicU64::new(0),
+            last_delta_at_ms: AtomicU64::new(0),
+            last_delta_bytes: AtomicU64::new(0),
+            commits_reconciled: AtomicU64::new(0),
+            commits_failed: AtomicU64::new(0),
+            snapshots_published: AtomicU64::new(0),
+            last_snapshot_at_ms: AtomicU64::new(0),
+            last_snapshot_bytes: AtomicU64::new(0),
+            last_snapshot_version: AtomicU64::new(0),
+            heartbeats_sent: AtomicU64::new(0),
+            confirms_revoked: AtomicU64::new(0),
+            confirms_not_revoked: AtomicU64::new(0),
+            confirms_malformed: AtomicU64::new(0),
+            requests_rejected: AtomicU64::new(0),
+            commit_seconds: Histogram::new([
+                0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        }
+    }
+}
+
+pub(crate) fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn set(counter: &AtomicU64, n: u64) {
+    counter.store(n, Ordering::Relaxed);
+}
+
+/// The JSON body of `GET /v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsReport {
+    /// Namespace.
+    pub namespace: String,
+    /// Public key subscribers pin.
+    pub public_key: String,
+    /// Whether the publisher finished loading its state.
+    pub ready: bool,
+    /// Filter version (= JetStream stream sequence).
+    pub version: u64,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Exact revocation records the authority holds.
+    pub records: u64,
+    /// The filter: entries, buckets, sizes, false-positive rates, cutoffs.
+    pub filter: FilterStats,
+    /// Revocation calls by outcome.
+    pub revocations: RevocationCounts,
+    /// Deltas published.
+    pub deltas: PublishedCounts,
+    /// Snapshots written.
+    pub snapshots: SnapshotCounts,
+    /// Heartbeats sent.
+    pub heartbeats_sent: u64,
+    /// Confirms served, by answer.
+    pub confirms: ConfirmCounts,
+    /// NATS connection.
+    pub nats: NatsReport,
+}
+
+/// Revocations by outcome.
+#[derive(Debug, Serialize)]
+pub struct RevocationCounts {
+    /// Entries added.
+    pub added: u64,
+    /// Already revoked.
+    pub duplicates: u64,
+    /// Already expired (no-op).
+    pub expired: u64,
+    /// Cutoffs set.
+    pub cutoffs: u64,
+    /// Requests refused as client mistakes.
+    pub requests_rejected: u64,
+}
+
+/// Delta figures.
+#[derive(Debug, Serialize)]
+pub struct PublishedCounts {
+    /// Deltas stored by this process.
+    pub count: u64,
+    /// Bytes of those deltas.
+    pub bytes: u64,
+    /// When the last one was stored, unix milliseconds (0: none yet).
+    pub last_at_ms: u64,
+    /// Size of the last one, bytes.
+    pub last_bytes: u64,
+    /// Commits whose outcome was learned by reading the stream back.
+    pub reconciled: u64,
+    /// Commits that failed (callers got an error; nothing stored).
+    pub failed: u64,
+}
+
+/// Snapshot figures.
+#[derive(Debug, Serialize)]
+pub struct SnapshotCounts {
+    /// Snapshots written by this process.
+    pub count: u64,
+    /// When the last one was written, unix milliseconds (0: none yet).
+    pub last_at_ms: u64,
+    /// Size of the last one, bytes.
+    pub last_bytes: u64,
+    /// Version of the last one.
+    pub last_version: u64,
+}
+
+/// Confirms served, by answer.
+#[derive(Debug, Serialize)]
+pub struct ConfirmCounts {
+    /// Answered "revoked".
+    pub revoked: u64,
+    /// Answered "not revoked": observed filter false positives.
+    pub not_revoked: u64,
+    /// Requests that did not decode.
+    pub malformed: u64,
+}
+
+/// NATS connection.
+#[derive(Debug, Serialize)]
+pub struct NatsReport {
+    /// `connected`, `disconnected` or `pending`.
+    pub state: String,
+    /// Server URL(s) configured.
+    pub url: String,
+}
+
+impl Stats {
+    pub(crate) fn revocations(&self) -> RevocationCounts {
+        RevocationCounts {
+            added: get(&self.revocations_added),
+            duplicates: get(&self.revocations_duplicate),
+            expired: get(&self.revocations_expired),
+            cutoffs: get(&self.cutoffs_set),
+            requests_rejected: get(&self.requests_rejected),
+        }
+    }
+
+    pub(crate) fn deltas(&self) -> PublishedCounts {
+        PublishedCounts {
+            count: get(&self.deltas_published),
+            bytes: get(&self.delta_bytes),
+            last_at_ms: get(&self.last_delta_at_ms),
+            last_bytes: get(&self.last_delta_bytes),
+            reconciled: get(&self.commits_reconciled),
+            failed: get(&self.commits_failed),
+        }
+    }
+
+    pub(crate) fn snapshots(&self) -> SnapshotCounts {
+        SnapshotCounts {
+            count: get(&self.snapshots_published),
+            last_at_ms: get(&self.last_snapshot_at_ms),
+            last_bytes: get(&self.last_snapshot_bytes),
+            last_version: get(&self.last_snapshot_version),
+        }
+    }
+
+    pub(crate) fn confirms(&self) -> ConfirmCounts {
+        ConfirmCounts {
+            revoked: get(&self.confirms_revoked),
+            not_revoked: get(&self.confirms_not_revoked),
+            malformed: get(&self.confirms_malformed),
+        }
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn labelled(registry: &mut Registry, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+    let family: Family<Labels, Counter> = Family::default();
+    for (value, n) in values {
+        family
+            .get_or_create(&vec![(label.to_owned(), (*value).to_owned())])
+            .inc_by(*n);
+    }
+    registry.register(name, help, family);
+}
+
+/// What `/metrics` shows besides the counters: figures read from the ledger.
+#[derive(Debug)]
+pub(crate) struct Gauges {
+    pub(crate) ready: bool,
+    pub(crate) connected: bool,
+    pub(crate) version: u64,
+    pub(crate) live_entries: u64,
+    pub(crate) records: u64,
+    pub(crate) bitmap_bytes: u64,
+    pub(crate) subject_cutoffs: u64,
+    pub(crate) uptime_seconds: f64,
+}
+
+/// Prometheus text exposition of the stats and gauges.
+pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
+    let mut r = Registry::default();
+    let revocations = stats.revocations();
+    labelled(
+        &mut r,
+        "revocast_revocations",
+        "Revocations received, by outcome",
+        "outcome",
+        &[
+            ("added", revocations.added),
+            ("duplicate", revocations.duplicates),
+            ("expired", revocations.expired),
+        ],
+    );
+    counter(&mut r, "revocast_cutoffs", "Cutoffs committed", revocations.cutoffs);
+    counter(
+        &mut r,
+        "revocast_requests_rejected",
+        "API requests refused as client mistakes",
+        revocations.requests_rejected,
+    );
+    let deltas = stats.deltas();
+    counter(&mut r, "revocast_deltas_published", "Deltas stored in JetStream", deltas.count);
+    counter(&mut r, "revocast_delta_bytes", "Bytes of deltas stored", deltas.bytes);
+    counter(
+        &mut r,
+        "revocast_commits_reconciled",
+        "Commits whose outcome was learned by reading the stream back",
+        deltas.reconciled,
+    );
+    counter(&mut r, "revocast_commits_failed", "Commits answered with an error", deltas.failed);
+    let snapshots = stats.snapshots();
+    counter(&mut r, "revocast_snapshots_published", "Snapshots written", snapshots.count);
+    gauge(
+        &mut r,
+        "revocast_last_snapshot_bytes",
+        "Size of the last snapshot",
+        snapshots.last_bytes as f64,
+    );
+    counter(&mut r, "revocast_heartbeats_sent", "Heartbeats sent", get(&stats.heartbeats_sent));
+    let confirms = stats.confirms();
+    labelled(
+        &mut r,
+        "revocast_confirms",
+        "Confirm requests answered, by answer (not_revoked = filter false positives)",
+        "answer",
+        &[
+            ("revoked", confirms.revoked),
+            ("not_revoked", confirms.not_revoked),
+            ("malformed", confirms.malformed),
+        ],
+    );
+    r.register(
+        "revocast_commit_seconds",
+        "Time from the start of a group commit to the JetStream ack",
+        stats.commit_seconds.clone(),
+    );
+    gauge(&mut r, "revocast_ready", "1 once state is loaded", f64::from(u8::from(g.ready)));
+    gauge(
+        &mut r,
+        "revocast_nats_connected",
+        "1 while connected to NATS",
+        f64::from(u8::from(g.connected)),
+    );
+    gauge(&mut r, "revocast_filter_version", "Filter version", g.version as f64);
+    gauge(&mut r, "revocast_live_entries", "Entries in live buckets", g.live_entries as f64);
+    gauge(&mut r, "revocast_records", "Exact revocation records held", g.records as f64);
+    gauge(
+        &mut r,
+        "revocast_filter_bitmap_bytes",
+        "Bytes of Bloom bitmaps",
+        g.bitmap_bytes as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_subject_cutoffs",
+        "Subject cutoffs held",
+        g.subject_cutoffs as f64,
+    );
+    gauge(&mut r, "revocast_uptime_seconds", "Seconds since start", g.uptime_seconds);
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}

@@ -1,0 +1,90 @@
+//! Periodic work: heartbeats and snapshots.
+
+use std::sync::Arc;
+
+use revocast_core::{Heartbeat, Message};
+use tokio::sync::{Notify, watch};
+
+use crate::nats::{self, Storage};
+use crate::state::Shared;
+use crate::stats;
+
+/// Publishes a signed heartbeat every `heartbeat_interval` until `stop`.
+pub(crate) async fn heartbeats(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    mut stop: watch::Receiver<bool>,
+) {
+    let subject = shared.config.namespace.heartbeat_subject();
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let beat = {
+            let ledger = shared.ledger();
+            Heartbeat {
+                version: ledger.filter.version(),
+                time_ms: crate::clock::now_ms(),
+                digest: ledger.filter.digest(),
+            }
+        };
+        let bytes = shared.signer.encode(&Message::Heartbeat(beat));
+        match client.publish(subject.clone(), bytes.into()).await {
+            Ok(()) => stats::add(&shared.stats.heartbeats_sent, 1),
+            Err(e) => tracing::debug!(error = %e, "heartbeat not sent"),
+        }
+    }
+}
+
+/// Writes the current filter as the snapshot object unless the last snapshot already
+/// has this version. Returns whether one was written.
+pub(crate) async fn write_snapshot(shared: &Shared, storage: &Storage) -> Result<bool, crate::Error> {
+    let (version, bytes) = {
+        let ledger = shared.ledger();
+        let version = ledger.filter.version();
+        if stats::get(&shared.stats.snapshots_published) > 0
+            && stats::get(&shared.stats.last_snapshot_version) == version
+        {
+            return Ok(false);
+        }
+        (version, nats::encode_snapshot(&shared.signer, &ledger.filter))
+    };
+    nats::put_snapshot(&storage.objects, &bytes).await?;
+    record_snapshot(shared, version, bytes.len() as u64);
+    tracing::debug!(version, bytes = bytes.len(), "snapshot written");
+    Ok(true)
+}
+
+pub(crate) fn record_snapshot(shared: &Shared, version: u64, bytes: u64) {
+    let s = &shared.stats;
+    stats::add(&s.snapshots_published, 1);
+    stats::set(&s.last_snapshot_version, version);
+    stats::set(&s.last_snapshot_bytes, bytes);
+    stats::set(&s.last_snapshot_at_ms, crate::clock::now_ms());
+}
+
+/// Writes a snapshot every `snapshot_interval`, or when the writer says enough deltas
+/// piled up, until `stop`.
+pub(crate) async fn snapshots(
+    shared: Arc<Shared>,
+    storage: Storage,
+    due: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(shared.config.snapshot_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+            _ = due.notified() => {}
+        }
+        if let Err(e) = write_snapshot(&shared, &storage).await {
+            tracing::warn!(error = %e, "snapshot not written; will retry");
+        }
+    }
+}
