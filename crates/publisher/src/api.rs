@@ -130,8 +130,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Marks a 4xx that is an answer, not a rejection (the authority's "not revoked").
+#[derive(Clone, Copy, Debug)]
+struct Answer;
+
 async fn count_rejections(State(shared): State<Arc<Shared>>, response: Response) -> Response {
-    if response.status().is_client_error() {
+    if response.status().is_client_error() && response.extensions().get::<Answer>().is_none() {
         stats::add(&shared.stats.requests_rejected, 1);
     }
     response
@@ -378,6 +382,7 @@ async fn get_revocation(
         .into_response(),
         None => (
             StatusCode::NOT_FOUND,
+            axum::Extension(Answer),
             axum::Json(json!({"jti": jti, "revoked": false, "version": version})),
         )
             .into_response(),

@@ -1,1 +1,498 @@
-//! HTTP client (filled below).
+//! A small HTTP client of the publisher's API, behind the `revoke`, `cutoff`, `stats`
+//! and `import` commands; also handy in tests.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), revocast_publisher::client::ClientError> {
+//! use revocast_publisher::{Revocation, client::ApiClient};
+//! let api = ApiClient::new("http://127.0.0.1:8080", Some("s3cret".into()))?;
+//! let done = api
+//!     .revoke(&Revocation { jti: "token-1".into(), exp: 1_767_225_600, sub: None, reason: None })
+//!     .await?;
+//! println!("durable at version {}", done.version);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::writer::{Committed, Revocation};
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not usable.
+    #[error("bad URL {0:?}: use http://host:port")]
+    Url(String),
+    /// The publisher could not be reached or the answer was cut short.
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// The publisher answered with an error.
+    #[error("HTTP {status} {error}: {detail}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The stable error code (`invalid_jti`, `unauthorized`, ...).
+        error: String,
+        /// The human explanation.
+        detail: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from the publisher: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The HTTP status when the publisher answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one publisher's HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the API at `base_url` (`http://127.0.0.1:8080`), sending
+    /// `Authorization: Bearer <token>` when a token is given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<ApiClient, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Url(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(ApiClient { base, token, http })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<(u16, Value), ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let transport = |source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport)?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ClientError::Decode(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        })?;
+        Ok((status, value))
+    }
+
+    fn error(status: u16, value: &Value) -> ClientError {
+        let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        ClientError::Api {
+            status,
+            error: text("error"),
+            detail: text("detail"),
+        }
+    }
+
+    async fn post_json<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let (status, value) = self.send(self.http.post(&url).json(body), &url).await?;
+        if !(200..300).contains(&status) {
+            return Err(Self::error(status, &value));
+        }
+        serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `POST /v1/revocations` with one revocation.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<Committed, ClientError> {
+        self.post_json("/v1/revocations", &revocation_json(revocation)).await
+    }
+
+    /// `POST /v1/revocations` with `{"revocations": [...]}`.
+    pub async fn revoke_bulk(&self, revocations: &[Revocation]) -> Result<Committed, ClientError> {
+        let list: Vec<Value> = revocations.iter().map(revocation_json).collect();
+        self.post_json("/v1/revocations", &json!({ "revocations": list })).await
+    }
+
+    /// `POST /v1/cutoffs`: reject tokens of `sub` (every token when `None`) issued
+    /// before `not_before`.
+    pub async fn cutoff(&self, sub: Option<&str>, not_before: u64) -> Result<Committed, ClientError> {
+        let mut body = json!({ "not_before": not_before });
+        if let Some(sub) = sub {
+            body["sub"] = json!(sub);
+        }
+        self.post_json("/v1/cutoffs", &body).await
+    }
+
+    /// `GET /v1/stats`.
+    pub async fn stats(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/stats", self.base);
+        let (status, value) = self.send(self.http.get(&url), &url).await?;
+        if status != 200 {
+            return Err(Self::error(status, &value));
+        }
+        Ok(value)
+    }
+
+    /// `GET /v1/revocations/{jti}`: `Ok(Some(answer))` when revoked, `Ok(None)` when not.
+    pub async fn lookup(&self, jti: &str) -> Result<Option<Value>, ClientError> {
+        let url = format!("{}/v1/revocations/{}", self.base, percent_encode(jti));
+        let (status, value) = self.send(self.http.get(&url), &url).await?;
+        match status {
+            200 => Ok(Some(value)),
+            404 if value.get("revoked") == Some(&Value::Bool(false)) => Ok(None),
+            _ => Err(Self::error(status, &value)),
+        }
+    }
+}
+
+fn revocation_json(r: &Revocation) -> Value {
+    let mut v = json!({ "jti": r.jti, "exp": r.exp });
+    if let Some(sub) = &r.sub {
+        v["sub"] = json!(sub);
+    }
+    if let Some(reason) = &r.reason {
+        v["reason"] = json!(reason);
+    }
+    v
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Input format of `import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    /// By file extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), else by content.
+    Auto,
+    /// One JSON object per line: `{"jti", "exp", "sub"?, "reason"?}`.
+    JsonLines,
+    /// `jti,exp[,sub,reason]`, with an optional header line starting with `jti`.
+    Csv,
+}
+
+/// One input line, parsed: a revocation or why the line is bad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLine {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The revocation, or the reason the line was rejected.
+    pub item: Result<Revocation, String>,
+}
+
+#[derive(Deserialize)]
+struct JsonLine {
+    jti: String,
+    exp: u64,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Parses an import file's text. Bad lines come back as errors; they never stop the
+/// parse.
+pub fn parse_import(text: &str, format: ImportFormat, path: Option<&Path>) -> Vec<ImportLine> {
+    let format = match format {
+        ImportFormat::Auto => detect(text, path),
+        f => f,
+    };
+    let lines = match format {
+        ImportFormat::Csv => parse_csv(text),
+        _ => parse_json_lines(text),
+    };
+    lines
+        .into_iter()
+        .map(|l| ImportLine {
+            line: l.line,
+            item: l.item.and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())),
+        })
+        .collect()
+}
+
+fn detect(text: &str, path: Option<&Path>) -> ImportFormat {
+    let ext = path
+        .and_then(Path::extension)
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("csv") => ImportFormat::Csv,
+        Some("jsonl" | "ndjson" | "json") => ImportFormat::JsonLines,
+        _ => {
+            let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+            if first.is_some_and(|l| l.starts_with('{')) {
+                ImportFormat::JsonLines
+            } else {
+                ImportFormat::Csv
+            }
+        }
+    }
+}
+
+fn parse_json_lines(text: &str) -> Vec<ImportLine> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| ImportLine {
+            line: i as u64 + 1,
+            item: serde_json::from_str::<JsonLine>(l)
+                .map(|j| Revocation {
+                    jti: j.jti,
+                    exp: j.exp,
+                    sub: j.sub,
+                    reason: j.reason,
+                })
+                .map_err(|e| format!("bad JSON line: {e}")),
+        })
+        .collect()
+}
+
+fn parse_csv(text: &str) -> Vec<ImportLine> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    let mut first = true;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(line, csv::Position::line);
+                let header = first && record.get(0) == Some(b"jti".as_slice());
+                first = false;
+                if header || record.iter().all(<[u8]>::is_empty) {
+                    continue;
+                }
+                out.push(ImportLine {
+                    line,
+                    item: csv_record(&record),
+                });
+            }
+            Err(e) => {
+                first = false;
+                out.push(ImportLine {
+                    line,
+                    item: Err(format!("bad CSV: {e}")),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn csv_record(record: &csv::ByteRecord) -> Result<Revocation, String> {
+    if record.len() < 2 || record.len() > 4 {
+        return Err(format!(
+            "expected jti,exp[,sub,reason]; found {} fields",
+            record.len()
+        ));
+    }
+    let field = |i: usize| -> Result<Option<String>, String> {
+        match record.get(i) {
+            None | Some(b"") => Ok(None),
+            Some(bytes) => std::str::from_utf8(bytes)
+                .map(|s| Some(s.to_owned()))
+                .map_err(|_| format!("field {} is not UTF-8", i + 1)),
+        }
+    };
+    let jti = field(0)?.unwrap_or_default();
+    let exp_text = field(1)?.ok_or("exp is empty")?;
+    let exp = exp_text
+        .parse::<u64>()
+        .map_err(|_| format!("exp {exp_text:?} is not unix seconds"))?;
+    Ok(Revocation {
+        jti,
+        exp,
+        sub: field(2)?,
+        reason: field(3)?,
+    })
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Lines the publisher accepted (added, duplicates and expired no-ops).
+    pub accepted: u64,
+    /// Of those, entries added.
+    pub added: u64,
+    /// Of those, already revoked.
+    pub duplicates: u64,
+    /// Of those, already expired (no-op).
+    pub expired: u64,
+    /// Rejected lines: line number and why.
+    pub rejected: Vec<(u64, String)>,
+    /// Highest filter version reported.
+    pub version: u64,
+    /// Why the import stopped early (publisher unreachable, bad token).
+    pub aborted: Option<String>,
+}
+
+impl ImportSummary {
+    fn count(&mut self, c: &Committed, lines: u64) {
+        self.accepted += lines;
+        self.added += c.revoked;
+        self.duplicates += c.duplicates;
+        self.expired += c.expired;
+        self.version = self.version.max(c.version);
+    }
+}
+
+/// Sends parsed lines in bulk calls of `batch_size`. A call refused for its content
+/// (422) is retried line by line so that only the bad lines are rejected; a
+/// publisher that is unreachable after retries, or refuses the token, stops the
+/// import (see [`ImportSummary::aborted`]). `progress` is called with the number of
+/// lines handled so far.
+pub async fn import(
+    api: &ApiClient,
+    lines: Vec<ImportLine>,
+    batch_size: usize,
+    mut progress: impl FnMut(u64),
+) -> ImportSummary {
+    let mut summary = ImportSummary::default();
+    let mut done = 0u64;
+    let mut batch: Vec<(u64, Revocation)> = Vec::new();
+    let mut lines = lines.into_iter().peekable();
+    while lines.peek().is_some() || !batch.is_empty() {
+        while batch.len() < batch_size.max(1) {
+            let Some(line) = lines.next() else { break };
+            match line.item {
+                Ok(r) => batch.push((line.line, r)),
+                Err(why) => {
+                    summary.rejected.push((line.line, why));
+                    done += 1;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let items: Vec<Revocation> = batch.iter().map(|(_, r)| r.clone()).collect();
+        match with_retries(|| api.revoke_bulk(&items)).await {
+            Ok(c) => summary.count(&c, items.len() as u64),
+            Err(e) if e.status() == Some(422) || e.status() == Some(413) => {
+                for (line, r) in &batch {
+                    match with_retries(|| api.revoke(r)).await {
+                        Ok(c) => summary.count(&c, 1),
+                        Err(ClientError::Api { status, error, detail }) if (400..500).contains(&status) && status != 401 => {
+                            summary.rejected.push((*line, format!("{error}: {detail}")));
+                        }
+                        Err(e) => {
+                            summary.aborted = Some(e.to_string());
+                            return summary;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                summary.aborted = Some(e.to_string());
+                return summary;
+            }
+        }
+        done += batch.len() as u64;
+        batch.clear();
+        progress(done);
+    }
+    progress(done);
+    summary.rejected.sort_by_key(|(line, _)| *line);
+    summary
+}
+
+/// Retries transport errors and 503s a few times (the publisher may be restarting or
+/// NATS briefly away; revoking twice is harmless).
+async fn with_retries<F, Fut>(mut call: F) -> Result<Committed, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Committed, ClientError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if attempt < 5 && matches!(e, ClientError::Transport { .. } | ClientError::Api { status: 503, .. }) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_with_header_and_errors() {
+        let text = "jti,exp,sub,reason\n\
+                    a,1767225600\n\
+                    b,1767225600,alice,\"lost, phone\"\n\
+                    ,1767225600\n\
+                    c,tomorrow\n\
+                    \n\
+                    d,1,x,y,z\n\
+                    e,1767225600,,stolen\n";
+        let lines = parse_import(text, ImportFormat::Csv, None);
+        let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
+        assert_eq!(
+            summary,
+            vec![(2, true), (3, true), (4, false), (5, false), (7, false), (8, true)]
+        );
+        let b = lines[1].item.as_ref().unwrap();
+        assert_eq!(b.sub.as_deref(), Some("alice"));
+        assert_eq!(b.reason.as_deref(), Some("lost, phone"));
+        let e = lines[5].item.as_ref().unwrap();
+        assert_eq!((e.sub.as_deref(), e.reason.as_deref()), (None, Some("stolen")));
+    }
+
+    #[test]
+    fn json_lines_and_detection() {
+        let text = "{\"jti\":\"a\",\"exp\":5}\n\n{\"jti\":\"\",\"exp\":5}\nnot json\n{\"jti\":\"b\"}\n";
+        let lines = parse_import(text, ImportFormat::Auto, Some(Path::new("x.txt")));
+        let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
+        assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, false)]);
+        assert_eq!(detect("a,1", Some(Path::new("f.jsonl"))), ImportFormat::JsonLines);
+        assert_eq!(detect("{}", Some(Path::new("f.csv"))), ImportFormat::Csv);
+        assert_eq!(detect("a,1\n", None), ImportFormat::Csv);
+    }
+
+    #[test]
+    fn jti_is_percent_encoded_in_urls() {
+        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
+}

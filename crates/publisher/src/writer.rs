@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use revocast_core::{Delta, FilterError, MAX_REASON_LEN, Message, check_jti, check_sub};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::Error;
@@ -62,7 +62,8 @@ impl Revocation {
 
 /// What a committed call did. `version` is a filter version at which everything the
 /// call asked for is durable.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Committed {
     /// Filter version (= stream sequence) holding the call's changes.
     pub version: u64,
