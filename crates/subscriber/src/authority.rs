@@ -1,0 +1,279 @@
+//! Who confirms a filter hit: the [`Authority`] trait and its implementations.
+//!
+//! - [`NatsAuthority`] (the default): a NATS request to the publisher's confirm
+//!   endpoint, answered with a signed [`revocast_core::ConfirmResponse`] that must echo
+//!   the request's nonce.
+//! - `HttpAuthority` (feature `http-authority`): the publisher's
+//!   `GET /v1/revocations/{jti}`, 200 = revoked, 404 = not revoked.
+//! - `IntrospectionAuthority` (feature `http-authority`): an RFC 7662 endpoint of an
+//!   identity provider; needs the token itself.
+//!
+//! The subscriber applies the confirm timeout, single-flight and the cache around any
+//! authority, so implementations only answer one question.
+
+use futures::future::BoxFuture;
+use revocast_core::{ConfirmRequest, Namespace, PublicKey, Verifier, encode_request};
+
+use crate::error::AuthorityError;
+
+/// A question to the authority.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmQuery<'a> {
+    /// The token's `jti`.
+    pub jti: &'a str,
+    /// The token's `exp`.
+    pub exp: Option<u64>,
+    /// The raw token, when the check started from one (introspection needs it).
+    pub token: Option<&'a str>,
+}
+
+/// The authority's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Whether the token is revoked.
+    pub revoked: bool,
+    /// The authority's filter version when it answered, if it says.
+    pub version: Option<u64>,
+}
+
+/// Answers whether a token is really revoked.
+///
+/// ```no_run
+/// use futures::future::BoxFuture;
+/// use revocast_subscriber::{Authority, AuthorityError, ConfirmQuery, Confirmation};
+///
+/// #[derive(Debug)]
+/// struct Everything;
+///
+/// impl Authority for Everything {
+///     fn confirm<'a>(&'a self, _q: ConfirmQuery<'a>) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
+///         Box::pin(async { Ok(Confirmation { revoked: true, version: None }) })
+///     }
+/// }
+/// ```
+pub trait Authority: Send + Sync + std::fmt::Debug + 'static {
+    /// Asks about one token.
+    fn confirm<'a>(
+        &'a self,
+        query: ConfirmQuery<'a>,
+    ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>>;
+}
+
+/// The publisher's confirm endpoint over NATS; verifies the signed answer against the
+/// pinned key and checks that it echoes the nonce and the `jti`.
+#[derive(Clone, Debug)]
+pub struct NatsAuthority {
+    client: async_nats::Client,
+    namespace: Namespace,
+    subject: String,
+    verifier: Verifier,
+}
+
+impl NatsAuthority {
+    /// The authority of `namespace`, answering for the publisher whose key is `key`.
+    pub fn new(client: async_nats::Client, namespace: Namespace, key: PublicKey) -> NatsAuthority {
+        NatsAuthority {
+            client,
+            subject: namespace.confirm_subject(),
+            verifier: Verifier::new(key, namespace.clone()).max_size(64 << 10),
+            namespace,
+        }
+    }
+}
+
+impl Authority for NatsAuthority {
+    fn confirm<'a>(
+        &'a self,
+        query: ConfirmQuery<'a>,
+    ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
+        Box::pin(async move {
+            let nonce = getrandom::u64()
+                .map_err(|e| AuthorityError::Unreachable(format!("no randomness: {e}")))?;
+            let request = ConfirmRequest {
+                jti: query.jti.to_owned(),
+                exp: query.exp,
+                nonce,
+            };
+            let payload = encode_request(&self.namespace, &request);
+            let reply = self
+                .client
+                .request(self.subject.clone(), payload.into())
+                .await
+                .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
+            if let Some(status) = reply.status
+                && status.is_server_error()
+            {
+                return Err(AuthorityError::Failed(format!(
+                    "status {status}: {}",
+                    reply.description.unwrap_or_default()
+                )));
+            }
+            if let Some(headers) = &reply.headers
+                && let Some(err) = headers.get("Nats-Service-Error")
+            {
+                return Err(AuthorityError::Failed(err.to_string()));
+            }
+            let answer = self
+                .verifier
+                .decode_confirm_response(&reply.payload)
+                .map_err(|e| AuthorityError::InvalidAnswer(e.to_string()))?;
+            if answer.nonce != nonce || answer.jti != query.jti {
+                return Err(AuthorityError::InvalidAnswer(
+                    "answer does not echo the request's nonce and jti".into(),
+                ));
+            }
+            Ok(Confirmation {
+                revoked: answer.revoked,
+                version: Some(answer.version),
+            })
+        })
+    }
+}
+
+#[cfg(feature = "http-authority")]
+pub use http_authorities::{HttpAuthority, IntrospectionAuthority};
+
+#[cfg(feature = "http-authority")]
+mod http_authorities {
+    use super::*;
+
+    /// The publisher's HTTP authority: `GET {base}/v1/revocations/{jti}`, where 200
+    /// means revoked and 404 not revoked. Anything else is an error, left to the policy.
+    ///
+    /// The answer is not signed: use it over TLS, from a network you trust.
+    #[derive(Clone, Debug)]
+    pub struct HttpAuthority {
+        client: reqwest::Client,
+        base: String,
+        bearer: Option<String>,
+    }
+
+    impl HttpAuthority {
+        /// An authority at `base` (for example `http://publisher:8080`).
+        pub fn new(base: impl Into<String>) -> HttpAuthority {
+            HttpAuthority {
+                client: reqwest::Client::new(),
+                base: base.into().trim_end_matches('/').to_owned(),
+                bearer: None,
+            }
+        }
+
+        /// Sends `Authorization: Bearer <token>` with every request.
+        pub fn bearer_token(mut self, token: impl Into<String>) -> HttpAuthority {
+            self.bearer = Some(token.into());
+            self
+        }
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters.
+    fn encode_segment(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    impl Authority for HttpAuthority {
+        fn confirm<'a>(
+            &'a self,
+            query: ConfirmQuery<'a>,
+        ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
+            Box::pin(async move {
+                let url = format!("{}/v1/revocations/{}", self.base, encode_segment(query.jti));
+                let mut request = self.client.get(url);
+                if let Some(token) = &self.bearer {
+                    request = request.bearer_auth(token);
+                }
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
+                match response.status().as_u16() {
+                    200 => Ok(Confirmation {
+                        revoked: true,
+                        version: None,
+                    }),
+                    404 => Ok(Confirmation {
+                        revoked: false,
+                        version: None,
+                    }),
+                    other => Err(AuthorityError::Failed(format!("HTTP status {other}"))),
+                }
+            })
+        }
+    }
+
+    /// RFC 7662 token introspection: `POST token=<jwt>` to the IdP's endpoint with the
+    /// resource server's client credentials; `"active": false` means revoked (the
+    /// signature and `exp` were checked locally before).
+    #[derive(Clone, Debug)]
+    pub struct IntrospectionAuthority {
+        client: reqwest::Client,
+        endpoint: String,
+        client_id: String,
+        client_secret: String,
+    }
+
+    impl IntrospectionAuthority {
+        /// An introspection endpoint with HTTP Basic client authentication.
+        pub fn new(
+            endpoint: impl Into<String>,
+            client_id: impl Into<String>,
+            client_secret: impl Into<String>,
+        ) -> IntrospectionAuthority {
+            IntrospectionAuthority {
+                client: reqwest::Client::new(),
+                endpoint: endpoint.into(),
+                client_id: client_id.into(),
+                client_secret: client_secret.into(),
+            }
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Introspection {
+        active: bool,
+    }
+
+    impl Authority for IntrospectionAuthority {
+        fn confirm<'a>(
+            &'a self,
+            query: ConfirmQuery<'a>,
+        ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
+            Box::pin(async move {
+                let token = query.token.ok_or_else(|| {
+                    AuthorityError::Failed(
+                        "introspection needs the token: use check_jwt or the layer".into(),
+                    )
+                })?;
+                let response = self
+                    .client
+                    .post(&self.endpoint)
+                    .basic_auth(&self.client_id, Some(&self.client_secret))
+                    .form(&[("token", token), ("token_type_hint", "access_token")])
+                    .send()
+                    .await
+                    .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
+                if !response.status().is_success() {
+                    return Err(AuthorityError::Failed(format!(
+                        "HTTP status {}",
+                        response.status()
+                    )));
+                }
+                let body: Introspection = response
+                    .json()
+                    .await
+                    .map_err(|e| AuthorityError::InvalidAnswer(e.to_string()))?;
+                Ok(Confirmation {
+                    revoked: !body.active,
+                    version: None,
+                })
+            })
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The confirm cache: one slot per `jti`, shared by concurrent checks (single-flight)
+//! and kept for a TTL once answered.
+//!
+//! A slot is an `Arc<OnceCell>`: the first check of a `jti` inserts it and runs the
+//! authority call inside `get_or_init`; concurrent checks of the same `jti` find the
+//! slot and wait on the same cell. If the first caller is cancelled, a waiter takes
+//! over the call. Errors are shared with the waiters of that flight but not cached:
+//! the slot is removed, so the next check asks again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use crate::authority::{Authority, ConfirmQuery, Confirmation};
+use crate::error::AuthorityError;
+use crate::stats::{Counters, bump};
+
+type Answer = (Result<Confirmation, AuthorityError>, Instant);
+
+#[derive(Debug, Default)]
+struct Slot {
+    cell: OnceCell<Answer>,
+}
+
+/// How a confirmation was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// This check made the call.
+    Call,
+    /// Another check's call, or a cached answer.
+    Shared,
+}
+
+#[derive(Debug)]
+pub(crate) struct ConfirmCache {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl ConfirmCache {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> ConfirmCache {
+        ConfirmCache {
+            slots: Mutex::new(HashMap::new()),
+            ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks `authority` about `query.jti`, through the cache. With `fresh_only`,
+    /// cached "not revoked" answers are not trusted (the replica is stale).
+    pub(crate) async fn confirm(
+        &self,
+        query: ConfirmQuery<'_>,
+        authority: &dyn Authority,
+        timeout: Duration,
+        fresh_only: bool,
+        counters: &Counters,
+    ) -> (Result<Confirmation, AuthorityError>, Via) {
+        let slot = self.slot_for(query.jti, fresh_only);
+        let called = AtomicBool::new(false);
+        let (answer, _) = slot
+            .cell
+            .get_or_init(|| async {
+                called.store(true, Relaxed);
+                bump(&counters.confirms);
+                let result = match tokio::time::timeout(timeout, authority.confirm(query)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(AuthorityError::Timeout(timeout)),
+                };
+                match &result {
+                    Ok(c) if c.revoked => bump(&counters.confirms_revoked),
+                    Ok(_) => bump(&counters.confirms_not_revoked),
+                    Err(_) => bump(&counters.confirm_errors),
+                }
+                (result, Instant::now())
+            })
+            .await;
+        let called = called.load(Relaxed);
+        if called && answer.is_err() {
+            let mut slots = self.lock();
+            if slots.get(query.jti).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(query.jti);
+            }
+        }
+        if !called {
+            bump(&counters.confirm_cache_hits);
+        }
+        (answer.clone(), if called { Via::Call } else { Via::Shared })
+    }
+
+    fn slot_for(&self, jti: &str, fresh_only: bool) -> Arc<Slot> {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.get(jti) {
+            let usable = match slot.cell.get() {
+                None => true,
+                Some((Err(_), _)) => false,
+                Some((Ok(c), at)) => at.elapsed() < self.ttl && (c.revoked || !fresh_only),
+            };
+            if usable {
+                return slot.clone();
+            }
+        }
+        if slots.len() >= self.capacity {
+            let ttl = self.ttl;
+            slots.retain(|_, s| match s.cell.get() {
+                None => true,
+                Some((Ok(_), at)) => at.elapsed() < ttl,
+                Some((Err(_), _)) => false,
+            });
+            if slots.len() >= self.capacity {
+                // Still full of fresh answers: drop them all rather than scan for the
+                // oldest; in-flight slots stay so single-flight holds.
+                slots.retain(|_, s| s.cell.get().is_none());
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        slots.insert(jti.to_owned(), slot.clone());
+        slot
+    }
+
+    /// Forgets any answer about `jti` (a delta just revoked it).
+    pub(crate) fn evict(&self, jti: &str) {
+        let mut slots = self.lock();
+        if !slots.is_empty() {
+            slots.remove(jti);
+        }
+    }
+
+    /// Forgets every answer (after a resync).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}

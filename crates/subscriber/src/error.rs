@@ -1,0 +1,67 @@
+//! Typed errors of the subscriber.
+
+use std::time::Duration;
+
+/// Why a [`crate::SubscriberOptions::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The options are incomplete or contradictory.
+    #[error("invalid subscriber options: {0}")]
+    Options(String),
+    /// The NATS connection could not be made.
+    #[error("cannot connect to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    /// A credentials or certificate file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why the authority could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    /// No answer within the confirm timeout.
+    #[error("authority did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be sent or nobody answers on the subject or URL.
+    #[error("authority unreachable: {0}")]
+    Unreachable(String),
+    /// An answer that does not verify (bad signature, wrong nonce, wrong `jti`) or that
+    /// does not parse.
+    #[error("invalid authority answer: {0}")]
+    InvalidAnswer(String),
+    /// The authority answered with an error.
+    #[error("authority error: {0}")]
+    Failed(String),
+}
+
+/// Why a check has no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy is fail-closed and the authority could not answer (while stale, or on
+    /// a filter hit). Services answer 503.
+    #[error("revocation status unknown: {0}")]
+    Unavailable(AuthorityError),
+    /// The claims cannot name a revocable token (empty or oversized `jti`).
+    #[error("invalid claims: {0}")]
+    InvalidClaims(#[from] revocast_core::FilterError),
+    /// The JWT does not verify (signature, `exp`, `aud`, ...) or lacks `jti`/`exp`.
+    #[error("invalid token: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
+
+impl Error {
+    /// The token's `exp` is past (per the `Validation` given).
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Error::Jwt(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature))
+    }
+
+    /// The policy could not decide: a 503, not a 401.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}

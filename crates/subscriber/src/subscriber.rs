@@ -1,0 +1,340 @@
+//! [`Subscriber`]: the handle services hold, and the checks it answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::{DecodingKey, Validation};
+use revocast_core::{Digest, Filter, FilterParams, Lookup, Namespace, check_jti};
+use tokio::sync::{oneshot, watch};
+
+use crate::authority::{Authority, ConfirmQuery};
+use crate::cache::{ConfirmCache, Via};
+use crate::claims::{ConfirmReason, LocalCheck, RevokedBy, Source, TokenClaims, Verdict};
+use crate::error::Error;
+use crate::options::{Policy, SubscriberOptions};
+use crate::stats::{Counters, Stats, bump};
+use crate::sync;
+
+/// State shared by the handles and the background task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub namespace: Namespace,
+    /// The replica, replaced whole after each batch of deltas; checks load it without
+    /// locking.
+    pub filter: ArcSwap<Filter>,
+    /// Ready and not stale: the one flag the miss path reads.
+    pub fresh: AtomicBool,
+    pub ready: AtomicBool,
+    pub stale: AtomicBool,
+    pub ready_tx: watch::Sender<bool>,
+    pub publisher_version: AtomicU64,
+    /// Milliseconds since `epoch` when the replica last knew itself in sync.
+    pub in_sync_ms: AtomicU64,
+    pub epoch: Instant,
+    pub counters: Counters,
+    pub cache: ConfirmCache,
+}
+
+impl Shared {
+    pub(crate) fn mark_in_sync(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.in_sync_ms.store(ms, Relaxed);
+        self.stale.store(false, Relaxed);
+        self.fresh.store(self.ready.load(Relaxed), Relaxed);
+    }
+
+    pub(crate) fn mark_stale(&self) {
+        self.stale.store(true, Relaxed);
+        self.fresh.store(false, Relaxed);
+    }
+
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Relaxed);
+        self.mark_in_sync();
+        self.ready_tx.send_replace(true);
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    authority: Arc<dyn Authority>,
+    policy: Policy,
+    confirm_timeout: Duration,
+    client: async_nats::Client,
+    /// Dropped with the last handle, which stops the background task.
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// A live replica of a namespace's revocation filter. Cheap to clone; the background
+/// task that keeps it in sync stops when the last clone is dropped.
+///
+/// ```no_run
+/// # async fn example(subscriber: revocast_subscriber::Subscriber) -> Result<(), revocast_subscriber::Error> {
+/// use revocast_subscriber::TokenClaims;
+///
+/// let claims = TokenClaims::new("9f1c2d", 1_767_225_600).sub("alice");
+/// let verdict = subscriber.check(&claims).await?;
+/// if verdict.is_revoked() {
+///     // answer 401
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Subscriber {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = &self.inner.shared;
+        f.debug_struct("Subscriber")
+            .field("namespace", &shared.namespace.as_str())
+            .field("version", &shared.filter.load().version())
+            .field("ready", &shared.ready.load(Relaxed))
+            .field("stale", &shared.stale.load(Relaxed))
+            .field("policy", &self.inner.policy)
+            .field("authority", &self.inner.authority)
+            .finish()
+    }
+}
+
+impl Subscriber {
+    pub(crate) fn start(
+        options: SubscriberOptions,
+        client: async_nats::Client,
+        authority: Arc<dyn Authority>,
+    ) -> Subscriber {
+        // Placeholder until the snapshot arrives; default parameters always validate.
+        let empty = Filter::new(FilterParams::default())
+            .unwrap_or_else(|_| unreachable!("default filter parameters are valid"));
+        let (ready_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            namespace: options.namespace.clone(),
+            filter: ArcSwap::from_pointee(empty),
+            fresh: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
+            ready_tx,
+            publisher_version: AtomicU64::new(0),
+            in_sync_ms: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
+            counters: Counters::default(),
+            cache: ConfirmCache::new(options.cache_ttl, options.cache_capacity),
+        });
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        tokio::spawn(sync::run(
+            shared.clone(),
+            client.clone(),
+            sync::SyncConfig::new(&options),
+            shutdown_rx,
+        ));
+        Subscriber {
+            inner: Arc::new(Inner {
+                shared,
+                authority,
+                policy: options.policy,
+                confirm_timeout: options.confirm_timeout,
+                client,
+                _shutdown: shutdown_tx,
+            }),
+        }
+    }
+
+    /// Resolves once the replica has loaded the snapshot and replayed the stream.
+    pub async fn ready(&self) {
+        let mut rx = self.inner.shared.ready_tx.subscribe();
+        // The sender lives in `Shared`, which this handle keeps alive.
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// Whether the bootstrap is done.
+    pub fn is_ready(&self) -> bool {
+        self.inner.shared.ready.load(Relaxed)
+    }
+
+    /// Whether the replica is past `max_staleness` without a heartbeat proving it in
+    /// sync (the policy applies to every check).
+    pub fn is_stale(&self) -> bool {
+        self.inner.shared.stale.load(Relaxed)
+    }
+
+    /// The replica's filter version.
+    pub fn version(&self) -> u64 {
+        self.inner.shared.filter.load().version()
+    }
+
+    /// The digest of the replica's filter (what heartbeats are compared with).
+    pub fn digest(&self) -> Digest {
+        self.inner.shared.filter.load().digest()
+    }
+
+    /// The namespace replicated.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.shared.namespace
+    }
+
+    /// The staleness policy.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
+    }
+
+    /// The NATS connection the replica uses.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// A copy of the replica's counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let shared = &self.inner.shared;
+        let filter = shared.filter.load();
+        let mut stats = Stats::from_counters(&shared.counters);
+        let ready = shared.ready.load(Relaxed);
+        let in_sync = shared.in_sync_ms.load(Relaxed);
+        stats.namespace = shared.namespace.to_string();
+        stats.ready = ready;
+        stats.stale = shared.stale.load(Relaxed);
+        stats.staleness_seconds = (ready && in_sync != u64::MAX).then(|| {
+            let now = shared.epoch.elapsed().as_millis() as f64;
+            ((now - in_sync as f64) / 1000.0).max(0.0)
+        });
+        stats.version = filter.version();
+        stats.publisher_version = shared.publisher_version.load(Relaxed);
+        stats.live_entries = filter.live_entries();
+        stats.filter_bytes = filter.bitmap_bytes();
+        stats
+    }
+
+    /// Checks a token against the replica alone: no I/O, no allocation, no await.
+    ///
+    /// [`LocalCheck::NeedsConfirm`] means only the authority can answer (a filter hit,
+    /// or a stale replica under [`Policy::FailClosed`]): call [`Subscriber::check`].
+    #[inline]
+    pub fn check_local(&self, claims: &TokenClaims) -> LocalCheck {
+        let shared = &*self.inner.shared;
+        bump(&shared.counters.checks);
+        let lookup = shared.filter.load().lookup(&claims.probe());
+        match lookup {
+            Lookup::Clear => {
+                if shared.fresh.load(Relaxed) {
+                    return LocalCheck::Decided(Verdict::Accepted {
+                        source: Source::Local,
+                    });
+                }
+                bump(&shared.counters.stale_checks);
+                match self.inner.policy {
+                    Policy::FailClosed => LocalCheck::NeedsConfirm(ConfirmReason::Stale),
+                    Policy::FailOpen => {
+                        bump(&shared.counters.fail_open_accepts);
+                        LocalCheck::Decided(Verdict::Accepted {
+                            source: Source::FailOpen,
+                        })
+                    }
+                }
+            }
+            Lookup::FilterHit => {
+                bump(&shared.counters.filter_hits);
+                LocalCheck::NeedsConfirm(ConfirmReason::FilterHit)
+            }
+            Lookup::SubjectCutoff => {
+                bump(&shared.counters.cutoff_rejections);
+                LocalCheck::Decided(Verdict::Revoked {
+                    by: RevokedBy::SubjectCutoff,
+                    source: Source::Local,
+                })
+            }
+            Lookup::GlobalCutoff => {
+                bump(&shared.counters.cutoff_rejections);
+                LocalCheck::Decided(Verdict::Revoked {
+                    by: RevokedBy::GlobalCutoff,
+                    source: Source::Local,
+                })
+            }
+        }
+    }
+
+    /// Checks claims that the caller already verified (signature, `exp`, `aud`).
+    ///
+    /// A filter miss answers at once; a hit (or a stale replica under fail-closed)
+    /// asks the authority, through the cache and single-flight.
+    pub async fn check(&self, claims: &TokenClaims) -> Result<Verdict, Error> {
+        self.check_with_token(claims, None).await
+    }
+
+    /// Verifies `token` with jsonwebtoken, then checks its claims. The token must
+    /// carry `jti` and `exp`.
+    pub async fn check_jwt(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+    ) -> Result<(TokenClaims, Verdict), Error> {
+        let data = jsonwebtoken::decode::<TokenClaims>(token, key, validation)?;
+        let verdict = self.check_with_token(&data.claims, Some(token)).await?;
+        Ok((data.claims, verdict))
+    }
+
+    async fn check_with_token(
+        &self,
+        claims: &TokenClaims,
+        token: Option<&str>,
+    ) -> Result<Verdict, Error> {
+        check_jti(&claims.jti)?;
+        match self.check_local(claims) {
+            LocalCheck::Decided(verdict) => Ok(verdict),
+            LocalCheck::NeedsConfirm(reason) => self.confirm(claims, token, reason).await,
+        }
+    }
+
+    async fn confirm(
+        &self,
+        claims: &TokenClaims,
+        token: Option<&str>,
+        reason: ConfirmReason,
+    ) -> Result<Verdict, Error> {
+        let inner = &*self.inner;
+        let shared = &*inner.shared;
+        let query = ConfirmQuery {
+            jti: &claims.jti,
+            exp: Some(claims.exp),
+            token,
+        };
+        let (answer, via) = shared
+            .cache
+            .confirm(
+                query,
+                &*inner.authority,
+                inner.confirm_timeout,
+                reason == ConfirmReason::Stale,
+                &shared.counters,
+            )
+            .await;
+        let source = match via {
+            Via::Call => Source::Authority,
+            Via::Shared => Source::Cache,
+        };
+        match answer {
+            Ok(c) if c.revoked => Ok(Verdict::Revoked {
+                by: RevokedBy::Jti,
+                source,
+            }),
+            Ok(_) => Ok(Verdict::Accepted { source }),
+            Err(e) => match inner.policy {
+                Policy::FailClosed => {
+                    bump(&shared.counters.fail_closed_rejects);
+                    tracing::debug!(jti = %claims.jti, error = %e, "authority cannot answer; fail-closed");
+                    Err(Error::Unavailable(e))
+                }
+                Policy::FailOpen => {
+                    bump(&shared.counters.fail_open_accepts);
+                    tracing::debug!(jti = %claims.jti, error = %e, "authority cannot answer; fail-open");
+                    Ok(Verdict::Accepted {
+                        source: Source::FailOpen,
+                    })
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The background task that keeps a replica in sync.
+//!
+//! It subscribes to the delta and heartbeat subjects first (core NATS buffers what
+//! arrives meanwhile), bootstraps from the snapshot and the stream, then loops:
+//! - a delta at `version + 1` applies; older ones are duplicates; newer ones wait in
+//!   `pending` while the gap is repaired from the stream (or, if the stream no longer
+//!   holds it, from the newest snapshot);
+//! - a heartbeat ahead of the replica triggers a catch-up, one at the same version
+//!   with another digest a full resync, one that agrees proves the replica in sync;
+//! - past `max_staleness` without such proof, the replica is marked stale;
+//! - after a NATS reconnect, it catches up from the stream.
+//!
+//! The task owns the master [`Filter`]; readers see clones published through the
+//! `ArcSwap` once per batch of messages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use futures::{FutureExt as _, StreamExt as _};
+use revocast_core::subjects::SNAPSHOT_OBJECT;
+use revocast_core::{Change, DecodeError, Delta, Filter, FilterError, Namespace, Verifier};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use crate::options::SubscriberOptions;
+use crate::stats::bump;
+use crate::subscriber::Shared;
+
+/// Longest wait for one JetStream answer or one replayed message.
+const NATS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the task looks at the connection state and retries failed repairs.
+const TICK: Duration = Duration::from_millis(250);
+/// Most out-of-order deltas held while a gap is repaired.
+const MAX_PENDING: usize = 4096;
+/// Most live messages handled before readers see the new filter.
+const MAX_BATCH: usize = 1024;
+/// How often fetching a snapshot that is older than the stream's start is retried.
+const SNAPSHOT_ATTEMPTS: u32 = 5;
+
+/// What the task needs from the options.
+#[derive(Clone, Debug)]
+pub(crate) struct SyncConfig {
+    verifier: Verifier,
+    namespace: Namespace,
+    max_staleness: Duration,
+}
+
+impl SyncConfig {
+    pub(crate) fn new(options: &SubscriberOptions) -> SyncConfig {
+        SyncConfig {
+            verifier: Verifier::new(options.key, options.namespace.clone()),
+            namespace: options.namespace.clone(),
+            max_staleness: options.max_staleness,
+        }
+    }
+}
+
+/// Why a bootstrap, catch-up or resync attempt failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("invalid {what}: {error}")]
+    Invalid {
+        what: &'static str,
+        error: DecodeError,
+    },
+    #[error("filter refused {what}: {error}")]
+    Filter {
+        what: &'static str,
+        error: FilterError,
+    },
+    #[error("snapshot at version {snapshot} is older than the stream's first delta {first}")]
+    SnapshotTooOld { snapshot: u64, first: u64 },
+}
+
+fn nats<E: std::fmt::Display>(e: E) -> SyncError {
+    SyncError::Nats(e.to_string())
+}
+
+async fn within<T, E: std::fmt::Display>(
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, SyncError> {
+    match timeout(NATS_TIMEOUT, fut).await {
+        Ok(result) => result.map_err(nats),
+        Err(_) => Err(SyncError::Timeout(what)),
+    }
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: SyncConfig,
+    /// The master copy; readers get clones.
+    filter: Filter,
+    /// Verified deltas ahead of `filter`, waiting for the gap before them.
+    pending: BTreeMap<u64, Delta>,
+    /// `time_ms` of the newest heartbeat accepted: older or equal ones are replays.
+    last_heartbeat_ms: u64,
+    /// When the replica last knew itself in sync.
+    in_sync_at: Instant,
+    /// The filter changed since readers last saw it.
+    dirty: bool,
+    /// Do a catch-up at the next tick (set when one failed or the connection returned).
+    catch_up_due: bool,
+}
+
+/// Runs until `shutdown` fires or its sender is dropped (the last handle went away).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    config: SyncConfig,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let filter = Filter::clone(&shared.filter.load());
+    let mut task = Task {
+        js: jetstream::new(client.clone()),
+        shared,
+        client,
+        config,
+        filter,
+        pending: BTreeMap::new(),
+        last_heartbeat_ms: 0,
+        in_sync_at: Instant::now(),
+        dirty: false,
+        catch_up_due: false,
+    };
+    let namespace = task.config.namespace.clone();
+    tokio::select! {
+        _ = &mut shutdown => {}
+        _ = task.run() => {}
+    }
+    tracing::debug!(%namespace, "revocast replica task stopped");
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let ns = self.config.namespace.clone();
+        let mut deltas = self.subscribe(ns.delta_subject()).await;
+        let mut heartbeats = self.subscribe(ns.heartbeat_subject()).await;
+
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.load().await {
+                Ok(filter) => {
+                    self.install(filter);
+                    break;
+                }
+                Err(e) => {
+                    bump(&self.shared.counters.sync_errors);
+                    tracing::warn!(namespace = %ns, error = %e, "revocast bootstrap failed; retrying");
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.publish();
+        self.in_sync_at = Instant::now();
+        self.shared.mark_ready();
+        tracing::info!(namespace = %ns, version = self.filter.version(), "revocast replica ready");
+
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_connected = true;
+        loop {
+            let stale_at = self.in_sync_at + self.config.max_staleness;
+            let stale = self.shared.stale.load(Relaxed);
+            tokio::select! {
+                msg = deltas.next() => {
+                    let Some(msg) = msg else { return };
+                    self.on_delta(&msg.payload);
+                    // Take what else is already buffered before readers see the result.
+                    for _ in 0..MAX_BATCH {
+                        match deltas.next().now_or_never() {
+                            Some(Some(msg)) => self.on_delta(&msg.payload),
+                            _ => break,
+                        }
+                    }
+                    if !self.pending.is_empty() {
+                        self.catch_up().await;
+                    }
+                }
+                msg = heartbeats.next() => {
+                    let Some(msg) = msg else { return };
+                    self.on_heartbeat(&msg.payload).await;
+                }
+                _ = sleep_until(stale_at), if !stale => {
+                    self.shared.mark_stale();
+                    tracing::warn!(
+                        namespace = %ns,
+                        version = self.filter.version(),
+                        max_staleness = ?self.config.max_staleness,
+                        "revocast replica is stale: no heartbeat proved it in sync"
+                    );
+                }
+                _ = tick.tick() => {
+                    let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+                    if connected && !was_connected {
+                        bump(&self.shared.counters.reconnects);
+                        tracing::info!(namespace = %ns, "NATS reconnected; catching up from the stream");
+                        self.catch_up_due = true;
+                    }
+                    was_connected = connected;
+                    let behind = self.shared.publisher_version.load(Relaxed) > self.filter.version();
+                    if connected && (self.catch_up_due || behind || !self.pending.is_empty()) {
+                        self.catch_up().await;
+                    }
+                }
+            }
+            self.publish();
+        }
+    }
+
+    async fn subscribe(&self, subject: String) -> async_nats::Subscriber {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.client.subscribe(subject.clone()).await {
+                Ok(sub) => return sub,
+                Err(e) => {
+                    bump(&self.shared.counters.sync_errors);
+                    tracing::warn!(%subject, error = %e, "cannot subscribe; retrying");
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Makes the filter visible to checks if it changed.
+    fn publish(&mut self) {
+        if self.dirty {
+            self.shared.filter.store(Arc::new(self.filter.clone()));
+            self.dirty = false;
+        }
+    }
+
+    /// Replaces the master filter with a freshly loaded one.
+    fn install(&mut self, filter: Filter) {
+        self.filter = filter;
+        self.dirty = true;
+        self.shared.cache.clear();
+        let version = self.filter.version();
+        self.pending = self.pending.split_off(&(version + 1));
+        self.drain_pending();
+    }
+
+    fn reject(&self, what: &'static str, error: &DecodeError) {
+        let n = self.shared.counters.reject(error.reason());
+        if n == 1 || n.is_power_of_two() {
+            tracing::warn!(kind = what, reason = error.reason(), %error, count = n, "dropped a message that does not verify");
+        } else {
+            tracing::debug!(kind = what, reason = error.reason(), %error, "dropped a message that does not verify");
+        }
+    }
+
+    fn on_delta(&mut self, payload: &[u8]) {
+        bump_bytes(&self.shared, payload.len());
+        match self.config.verifier.decode_delta(payload) {
+            Ok(delta) => self.offer(delta, false),
+            Err(e) => self.reject("delta", &e),
+        }
+    }
+
+    /// Applies a verified delta if it is next, holds it if it is ahead, drops it if
+    /// it is old.
+    fn offer(&mut self, delta: Delta, from_stream: bool) {
+        let version = self.filter.version();
+        if delta.version <= version {
+            bump(&self.shared.counters.duplicates);
+            return;
+        }
+        if delta.version > version + 1 {
+            if self.pending.len() >= MAX_PENDING {
+                // Keep the nearest ones; the far ones come back from the stream.
+                self.pending.pop_last();
+            }
+            self.pending.insert(delta.version, delta);
+            return;
+        }
+        self.apply(&delta, from_stream);
+        self.drain_pending();
+    }
+
+    fn drain_pending(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            let version = self.filter.version();
+            if *entry.key() <= version {
+                entry.remove();
+                bump(&self.shared.counters.duplicates);
+            } else if *entry.key() == version + 1 {
+                let delta = entry.remove();
+                self.apply(&delta, false);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn apply(&mut self, delta: &Delta, from_stream: bool) {
+        match self.filter.apply(delta) {
+            Ok(()) => {
+                self.dirty = true;
+                let counters = &self.shared.counters;
+                bump(&counters.deltas_applied);
+                if from_stream {
+                    bump(&counters.deltas_from_stream);
+                }
+                evict_named(&self.shared, delta);
+            }
+            Err(error) => {
+                // Signed by the publisher yet refused: a publisher bug. The replica
+                // stays at its version and turns stale; the heartbeat digest will
+                // tell operators.
+                bump(&self.shared.counters.sync_errors);
+                tracing::error!(version = delta.version, %error, "a signed delta does not apply");
+            }
+        }
+    }
+
+    async fn on_heartbeat(&mut self, payload: &[u8]) {
+        bump_bytes(&self.shared, payload.len());
+        let hb = match self.config.verifier.decode_heartbeat(payload) {
+            Ok(hb) => hb,
+            Err(e) => return self.reject("heartbeat", &e),
+        };
+        if hb.time_ms <= self.last_heartbeat_ms {
+            let n = self.shared.counters.reject("replayed");
+            tracing::debug!(
+                time_ms = hb.time_ms,
+                count = n,
+                "dropped a replayed heartbeat"
+            );
+            return;
+        }
+        self.last_heartbeat_ms = hb.time_ms;
+        bump(&self.shared.counters.heartbeats);
+        self.shared.publisher_version.store(hb.version, Relaxed);
+        if hb.version > self.filter.version() {
+            self.catch_up().await;
+        }
+        if hb.version == self.filter.version() && self.filter.digest() != hb.digest {
+            bump(&self.shared.counters.digest_mismatches);
+            tracing::warn!(
+                version = hb.version,
+                ours = %self.filter.digest(),
+                theirs = %hb.digest,
+                "replica digest differs from the publisher's; resyncing"
+            );
+            self.resync().await;
+        }
+        let version = self.filter.version();
+        let agrees =
+            version > hb.version || (version == hb.version && self.filter.digest() == hb.digest);
+        if agrees {
+            self.in_sync_at = Instant::now();
+            self.shared.mark_in_sync();
+        }
+    }
+
+    /// Brings the replica to the end of the stream; falls back to a resync when the
+    /// stream no longer holds the next delta.
+    async fn catch_up(&mut self) {
+        self.publish();
+        match self.try_catch_up().await {
+            Ok(true) => {
+                self.catch_up_due = false;
+                bump(&self.shared.counters.gaps_repaired);
+            }
+            Ok(false) => self.catch_up_due = false,
+            Err(SyncError::SnapshotTooOld { .. }) => self.resync().await,
+            Err(e) => {
+                self.catch_up_due = true;
+                bump(&self.shared.counters.sync_errors);
+                tracing::warn!(error = %e, "catch-up from the stream failed; will retry");
+            }
+        }
+    }
+
+    /// Ok(true) if anything was read from the stream.
+    async fn try_catch_up(&mut self) -> Result<bool, SyncError> {
+        let (first, last) = stream_bounds(&self.js, &self.config.namespace).await?;
+        let version = self.filter.version();
+        if last <= version {
+            return Ok(false);
+        }
+        if version + 1 < first {
+            return Err(SyncError::SnapshotTooOld {
+                snapshot: version,
+                first,
+            });
+        }
+        let result = replay(&self.js, &self.config, &self.shared, &mut self.filter, last).await;
+        if self.filter.version() != version {
+            self.dirty = true;
+        }
+        result?;
+        self.drain_pending();
+        Ok(true)
+    }
+
+    /// Reloads from the newest snapshot and the stream.
+    async fn resync(&mut self) {
+        bump(&self.shared.counters.resyncs);
+        match self.load().await {
+            Ok(filter) => {
+                tracing::info!(version = filter.version(), "revocast replica resynced");
+                self.install(filter);
+                self.catch_up_due = false;
+            }
+            Err(e) => {
+                self.catch_up_due = true;
+                bump(&self.shared.counters.sync_errors);
+                tracing::warn!(error = %e, "resync failed; will retry");
+            }
+        }
+    }
+
+    /// The snapshot plus every delta after it in the stream.
+    async fn load(&self) -> Result<Filter, SyncError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut filter = self.load_snapshot().await?;
+            let (first, last) = stream_bounds(&self.js, &self.config.namespace).await?;
+            if filter.version() + 1 < first && filter.version() < last {
+                // The publisher snapshots far more often than the stream ages out;
+                // a newer snapshot is on its way.
+                if attempt >= SNAPSHOT_ATTEMPTS {
+                    return Err(SyncError::SnapshotTooOld {
+                        snapshot: filter.version(),
+                        first,
+                    });
+                }
+                sleep(Duration::from_millis(200) * attempt).await;
+                continue;
+            }
+            replay(&self.js, &self.config, &self.shared, &mut filter, last).await?;
+            return Ok(filter);
+        }
+    }
+
+    async fn load_snapshot(&self) -> Result<Filter, SyncError> {
+        let ns = &self.config.namespace;
+        let store = within(
+            "the snapshot bucket",
+            self.js.get_object_store(ns.snapshot_bucket()),
+        )
+        .await?;
+        let mut object = within("the snapshot object", store.get(SNAPSHOT_OBJECT)).await?;
+        let mut bytes = Vec::new();
+        match timeout(NATS_TIMEOUT * 6, object.read_to_end(&mut bytes)).await {
+            Ok(result) => result.map_err(nats)?,
+            Err(_) => return Err(SyncError::Timeout("the snapshot's chunks")),
+        };
+        bump_bytes(&self.shared, bytes.len());
+        let snapshot = match self.config.verifier.decode_snapshot(&bytes) {
+            Ok(s) => s,
+            Err(error) => {
+                self.reject("snapshot", &error);
+                return Err(SyncError::Invalid {
+                    what: "snapshot",
+                    error,
+                });
+            }
+        };
+        let filter = Filter::from_state(snapshot.state).map_err(|error| SyncError::Filter {
+            what: "snapshot",
+            error,
+        })?;
+        bump(&self.shared.counters.snapshots_loaded);
+        tracing::debug!(
+            version = filter.version(),
+            bytes = bytes.len(),
+            "loaded snapshot"
+        );
+        Ok(filter)
+    }
+}
+
+fn bump_bytes(shared: &Shared, n: usize) {
+    shared.counters.bytes_received.fetch_add(n as u64, Relaxed);
+}
+
+/// A delta that revokes a `jti` evicts any cached answer about it.
+fn evict_named(shared: &Shared, delta: &Delta) {
+    if shared.cache.is_empty() {
+        return;
+    }
+    for change in &delta.changes {
+        if let Change::Add { jti, .. } = change {
+            shared.cache.evict(jti);
+        }
+    }
+}
+
+/// The stream's first and last sequence.
+async fn stream_bounds(js: &jetstream::Context, ns: &Namespace) -> Result<(u64, u64), SyncError> {
+    let stream = within("the stream's info", js.get_stream(ns.stream_name())).await?;
+    let state = &stream.cached_info().state;
+    Ok((state.first_sequence, state.last_sequence))
+}
+
+/// Applies stream messages `filter.version()+1 ..= last` to `filter`, each verified.
+async fn replay(
+    js: &jetstream::Context,
+    config: &SyncConfig,
+    shared: &Shared,
+    filter: &mut Filter,
+    last: u64,
+) -> Result<(), SyncError> {
+    if filter.version() >= last {
+        return Ok(());
+    }
+    let stream = within(
+        "the stream",
+        js.get_stream_no_info(config.namespace.stream_name()),
+    )
+    .await?;
+    let consumer = within(
+        "an ordered consumer",
+        stream.create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: filter.version() + 1,
+            },
+            filter_subject: config.namespace.delta_subject(),
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let mut messages = within("the consumer's messages", consumer.messages()).await?;
+    while filter.version() < last {
+        let message = match timeout(NATS_TIMEOUT, messages.next()).await {
+            Err(_) => return Err(SyncError::Timeout("a delta from the stream")),
+            Ok(None) => return Err(SyncError::Nats("the consumer ended".into())),
+            Ok(Some(Err(e))) => return Err(nats(e)),
+            Ok(Some(Ok(m))) => m,
+        };
+        bump_bytes(shared, message.payload.len());
+        let delta = match config.verifier.decode_delta(&message.payload) {
+            Ok(d) => d,
+            Err(error) => {
+                shared.counters.reject(error.reason());
+                return Err(SyncError::Invalid {
+                    what: "stored delta",
+                    error,
+                });
+            }
+        };
+        if delta.version <= filter.version() {
+            continue;
+        }
+        filter.apply(&delta).map_err(|error| SyncError::Filter {
+            what: "stored delta",
+            error,
+        })?;
+        bump(&shared.counters.deltas_applied);
+        bump(&shared.counters.deltas_from_stream);
+        evict_named(shared, &delta);
+    }
+    Ok(())
+}
