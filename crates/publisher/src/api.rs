@@ -51,9 +51,17 @@ impl ApiError {
 
     fn from_bytes(rejection: BytesRejection) -> ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text())
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                rejection.body_text(),
+            )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )
         }
     }
 
@@ -69,7 +77,11 @@ impl ApiError {
                 "payload_too_large",
                 rejection.body_text(),
             ),
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                rejection.body_text(),
+            ),
         }
     }
 }
@@ -186,7 +198,9 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
-        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
     if ok {
         Ok(())
     } else {
@@ -212,7 +226,11 @@ fn require_ready(shared: &Shared) -> Result<(), ApiError> {
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not JSON: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not JSON: {e}"),
+        )
     })
 }
 
@@ -276,7 +294,10 @@ fn check_revocation(shared: &Shared, r: &Revocation) -> Result<(), ApiError> {
 }
 
 /// Hands a command to the writer and waits (bounded) for the commit.
-async fn submit(shared: &Shared, command: impl FnOnce(oneshot::Sender<Result<Committed, CommitError>>) -> Command) -> Result<Committed, ApiError> {
+async fn submit(
+    shared: &Shared,
+    command: impl FnOnce(oneshot::Sender<Result<Committed, CommitError>>) -> Command,
+) -> Result<Committed, ApiError> {
     let (tx, rx) = oneshot::channel();
     let wait = async {
         shared
@@ -364,7 +385,8 @@ async fn get_revocation(
     State(shared): State<Arc<Shared>>,
     jti: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let Path(jti) = jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
+    let Path(jti) =
+        jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
     revocast_core::check_jti(&jti)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
@@ -480,7 +502,12 @@ async fn post_cutoff(
         let p = ledger.filter.params();
         (p.max_token_lifetime, p.leeway, ledger.filter.version())
     };
-    if body.not_before.saturating_add(lifetime).saturating_add(leeway) < now {
+    if body
+        .not_before
+        .saturating_add(lifetime)
+        .saturating_add(leeway)
+        < now
+    {
         // Every token issued before it has expired already.
         return Ok(committed(Committed {
             version,

@@ -33,14 +33,18 @@ pub(crate) fn lookup(shared: &Shared, jti: &str) -> (u64, Option<Record>) {
 }
 
 /// Answers one encoded confirm request: a signed response, or a service error.
-pub(crate) fn answer(shared: &Shared, payload: &[u8]) -> Result<Bytes, async_nats::service::error::Error> {
-    let request = decode_request(payload, &shared.config.namespace, MAX_REQUEST_BYTES).map_err(|e| {
-        stats::add(&shared.stats.confirms_malformed, 1);
-        async_nats::service::error::Error {
-            status: format!("bad confirm request: {e}"),
-            code: 400,
-        }
-    })?;
+pub(crate) fn answer(
+    shared: &Shared,
+    payload: &[u8],
+) -> Result<Bytes, async_nats::service::error::Error> {
+    let request =
+        decode_request(payload, &shared.config.namespace, MAX_REQUEST_BYTES).map_err(|e| {
+            stats::add(&shared.stats.confirms_malformed, 1);
+            async_nats::service::error::Error {
+                status: format!("bad confirm request: {e}"),
+                code: 400,
+            }
+        })?;
     let (version, record) = lookup(shared, &request.jti);
     let response = ConfirmResponse {
         jti: request.jti,

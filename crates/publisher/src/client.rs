@@ -86,7 +86,11 @@ impl ApiClient {
         Ok(ApiClient { base, token, http })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<(u16, Value), ClientError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, Value), ClientError> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -108,7 +112,13 @@ impl ApiClient {
     }
 
     fn error(status: u16, value: &Value) -> ClientError {
-        let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            value
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         ClientError::Api {
             status,
             error: text("error"),
@@ -116,7 +126,11 @@ impl ApiClient {
         }
     }
 
-    async fn post_json<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    async fn post_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let (status, value) = self.send(self.http.post(&url).json(body), &url).await?;
         if !(200..300).contains(&status) {
@@ -127,18 +141,24 @@ impl ApiClient {
 
     /// `POST /v1/revocations` with one revocation.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<Committed, ClientError> {
-        self.post_json("/v1/revocations", &revocation_json(revocation)).await
+        self.post_json("/v1/revocations", &revocation_json(revocation))
+            .await
     }
 
     /// `POST /v1/revocations` with `{"revocations": [...]}`.
     pub async fn revoke_bulk(&self, revocations: &[Revocation]) -> Result<Committed, ClientError> {
         let list: Vec<Value> = revocations.iter().map(revocation_json).collect();
-        self.post_json("/v1/revocations", &json!({ "revocations": list })).await
+        self.post_json("/v1/revocations", &json!({ "revocations": list }))
+            .await
     }
 
     /// `POST /v1/cutoffs`: reject tokens of `sub` (every token when `None`) issued
     /// before `not_before`.
-    pub async fn cutoff(&self, sub: Option<&str>, not_before: u64) -> Result<Committed, ClientError> {
+    pub async fn cutoff(
+        &self,
+        sub: Option<&str>,
+        not_before: u64,
+    ) -> Result<Committed, ClientError> {
         let mut body = json!({ "not_before": not_before });
         if let Some(sub) = sub {
             body["sub"] = json!(sub);
@@ -236,7 +256,9 @@ pub fn parse_import(text: &str, format: ImportFormat, path: Option<&Path>) -> Ve
         .into_iter()
         .map(|l| ImportLine {
             line: l.line,
-            item: l.item.and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())),
+            item: l
+                .item
+                .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())),
         })
         .collect()
 }
@@ -408,7 +430,11 @@ pub async fn import(
                 for (line, r) in &batch {
                     match with_retries(|| api.revoke(r)).await {
                         Ok(c) => summary.count(&c, 1),
-                        Err(ClientError::Api { status, error, detail }) if (400..500).contains(&status) && status != 401 => {
+                        Err(ClientError::Api {
+                            status,
+                            error,
+                            detail,
+                        }) if (400..500).contains(&status) && status != 401 => {
                             summary.rejected.push((*line, format!("{error}: {detail}")));
                         }
                         Err(e) => {
@@ -444,7 +470,13 @@ where
     loop {
         attempt += 1;
         match call().await {
-            Err(e) if attempt < 5 && matches!(e, ClientError::Transport { .. } | ClientError::Api { status: 503, .. }) => {
+            Err(e)
+                if attempt < 5
+                    && matches!(
+                        e,
+                        ClientError::Transport { .. } | ClientError::Api { status: 503, .. }
+                    ) =>
+            {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
@@ -471,22 +503,36 @@ mod tests {
         let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
         assert_eq!(
             summary,
-            vec![(2, true), (3, true), (4, false), (5, false), (7, false), (8, true)]
+            vec![
+                (2, true),
+                (3, true),
+                (4, false),
+                (5, false),
+                (7, false),
+                (8, true)
+            ]
         );
         let b = lines[1].item.as_ref().unwrap();
         assert_eq!(b.sub.as_deref(), Some("alice"));
         assert_eq!(b.reason.as_deref(), Some("lost, phone"));
         let e = lines[5].item.as_ref().unwrap();
-        assert_eq!((e.sub.as_deref(), e.reason.as_deref()), (None, Some("stolen")));
+        assert_eq!(
+            (e.sub.as_deref(), e.reason.as_deref()),
+            (None, Some("stolen"))
+        );
     }
 
     #[test]
     fn json_lines_and_detection() {
-        let text = "{\"jti\":\"a\",\"exp\":5}\n\n{\"jti\":\"\",\"exp\":5}\nnot json\n{\"jti\":\"b\"}\n";
+        let text =
+            "{\"jti\":\"a\",\"exp\":5}\n\n{\"jti\":\"\",\"exp\":5}\nnot json\n{\"jti\":\"b\"}\n";
         let lines = parse_import(text, ImportFormat::Auto, Some(Path::new("x.txt")));
         let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
         assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, false)]);
-        assert_eq!(detect("a,1", Some(Path::new("f.jsonl"))), ImportFormat::JsonLines);
+        assert_eq!(
+            detect("a,1", Some(Path::new("f.jsonl"))),
+            ImportFormat::JsonLines
+        );
         assert_eq!(detect("{}", Some(Path::new("f.csv"))), ImportFormat::Csv);
         assert_eq!(detect("a,1\n", None), ImportFormat::Csv);
     }

@@ -147,7 +147,10 @@ impl std::fmt::Debug for Config {
             .field("snapshot_interval", &self.snapshot_interval)
             .field("expiry_interval", &self.expiry_interval)
             .field("stream_replicas", &self.stream_replicas)
-            .field("jwt_verify_key", &self.jwt_verify_key.as_ref().map(|_| ".."))
+            .field(
+                "jwt_verify_key",
+                &self.jwt_verify_key.as_ref().map(|_| ".."),
+            )
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -257,15 +260,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("bad duration {text:?}: expected a number, e.g. 30s, 5m, 24h"));
+            return Err(format!(
+                "bad duration {text:?}: expected a number, e.g. 30s, 5m, 24h"
+            ));
         }
         let number: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("bad duration {text:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -274,7 +283,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" | "min" | "mins" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => return Err(format!("bad duration {text:?}: missing unit (ms, s, m, h, d)")),
+            "" => {
+                return Err(format!(
+                    "bad duration {text:?}: missing unit (ms, s, m, h, d)"
+                ));
+            }
             other => {
                 return Err(format!(
                     "bad duration {text:?}: unknown unit {other:?} (use ms, s, m, h, d)"
@@ -301,7 +314,11 @@ mod tests {
             ("7d", 604_800_000),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
         for bad in ["", "s", "1x", "h1", "1.5s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");

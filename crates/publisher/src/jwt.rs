@@ -18,7 +18,9 @@ pub(crate) struct JwtKey {
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKey").field("family", &self.family).finish()
+        f.debug_struct("JwtKey")
+            .field("family", &self.family)
+            .finish()
     }
 }
 
@@ -101,20 +103,28 @@ pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, T
                     jsonwebtoken::errors::ErrorKind::InvalidToken
                     | jsonwebtoken::errors::ErrorKind::Base64(_)
                     | jsonwebtoken::errors::ErrorKind::Json(_)
-                    | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed(e.to_string()),
+                    | jsonwebtoken::errors::ErrorKind::Utf8(_) => {
+                        TokenError::Malformed(e.to_string())
+                    }
                     _ => TokenError::Unverified(e.to_string()),
                 })?
                 .claims
         }
-        None => jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, Value>>(token)
-            .map_err(|e| TokenError::Malformed(e.to_string()))?
-            .claims,
+        None => {
+            jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, Value>>(token)
+                .map_err(|e| TokenError::Malformed(e.to_string()))?
+                .claims
+        }
     };
     let exp = match map.get("exp") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
-                .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                        .map(|f| f as u64)
+                })
                 .ok_or_else(|| TokenError::Malformed("exp is not a unix time".into()))?,
         ),
     };

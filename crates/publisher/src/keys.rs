@@ -3,7 +3,9 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use revocast_core::{SigningKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
+use revocast_core::{
+    SigningKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file,
+};
 
 use crate::config::KeySource;
 use crate::error::Error;
@@ -110,9 +112,15 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(generate_key_file(&path), Err(Error::KeyFile { .. })));
+        assert!(matches!(
+            generate_key_file(&path),
+            Err(Error::KeyFile { .. })
+        ));
         std::fs::write(&path, "garbage").unwrap();
-        assert!(matches!(load_or_create(&source), Err(Error::KeyParse { .. })));
+        assert!(matches!(
+            load_or_create(&source),
+            Err(Error::KeyParse { .. })
+        ));
     }
 
     #[test]

@@ -59,7 +59,10 @@ impl Ledger {
                     reason,
                 } => {
                     if !self.records.contains_key(jti) {
-                        *self.bucket_entries.entry(params.bucket_of(*exp)).or_default() += 1;
+                        *self
+                            .bucket_entries
+                            .entry(params.bucket_of(*exp))
+                            .or_default() += 1;
                         self.records.insert(
                             jti.clone(),
                             Record {
@@ -72,7 +75,9 @@ impl Ledger {
                     }
                 }
                 Change::Expire { now } => self.forget_expired(&params, *now),
-                Change::OpenLayer(_) | Change::SubjectCutoff { .. } | Change::GlobalCutoff { .. } => {}
+                Change::OpenLayer(_)
+                | Change::SubjectCutoff { .. }
+                | Change::GlobalCutoff { .. } => {}
             }
         }
     }

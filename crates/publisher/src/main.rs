@@ -222,7 +222,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(cli.log_json, if serving { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -319,7 +322,10 @@ fn keygen(out: &Path) -> ExitCode {
     match revocast_publisher::keys::generate_key_file(out) {
         Ok(key) => {
             let public = revocast_core::PublicKey(key.verifying_key());
-            println!("wrote signing key to {} (mode 0600); public key:", out.display());
+            println!(
+                "wrote signing key to {} (mode 0600); public key:",
+                out.display()
+            );
             println!("{public}");
             ExitCode::SUCCESS
         }
@@ -406,7 +412,10 @@ async fn import(args: ImportArgs) -> ExitCode {
     ) {
         bar.set_style(style);
     }
-    let summary = client::import(&api, lines, args.batch_size as usize, |n| bar.set_position(n)).await;
+    let summary = client::import(&api, lines, args.batch_size as usize, |n| {
+        bar.set_position(n)
+    })
+    .await;
     bar.finish_and_clear();
     println!(
         "accepted {} lines ({} revoked, {} already revoked, {} already expired), rejected {}; version {}",

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream};
 use futures::StreamExt as _;
-use revocast_core::{Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects};
+use revocast_core::{
+    Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
+};
 use tokio::io::AsyncReadExt as _;
 
 use crate::config::{Config, NatsOptions};
@@ -217,7 +219,9 @@ pub(crate) async fn read_delta(
 
 fn decode_stored(verifier: &Verifier, payload: &[u8], seq: u64) -> Result<Delta, Error> {
     let delta = verifier.decode_delta(payload).map_err(|e| {
-        Error::Inconsistent(format!("stream message {seq} is not a delta of this publisher: {e}"))
+        Error::Inconsistent(format!(
+            "stream message {seq} is not a delta of this publisher: {e}"
+        ))
     })?;
     if delta.version != seq {
         return Err(Error::Inconsistent(format!(
@@ -258,7 +262,11 @@ pub(crate) async fn replay(
     while expected <= to {
         let next = tokio::time::timeout(JETSTREAM_TIMEOUT, messages.next())
             .await
-            .map_err(|_| Error::Nats(format!("replay: no message {expected} within {JETSTREAM_TIMEOUT:?}")))?;
+            .map_err(|_| {
+                Error::Nats(format!(
+                    "replay: no message {expected} within {JETSTREAM_TIMEOUT:?}"
+                ))
+            })?;
         let message = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(Error::Nats(format!("replay: {e}"))),
@@ -290,9 +298,9 @@ pub(crate) fn apply_stored(ledger: &mut Ledger, delta: &Delta) -> Result<(), Err
         ledger.note(delta);
         return Ok(());
     }
-    ledger.apply(delta).map_err(|e| {
-        Error::Inconsistent(format!("delta {} does not apply: {e}", delta.version))
-    })
+    ledger
+        .apply(delta)
+        .map_err(|e| Error::Inconsistent(format!("delta {} does not apply: {e}", delta.version)))
 }
 
 /// Where NATS keeps things, opened and checked.

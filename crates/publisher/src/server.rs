@@ -83,7 +83,9 @@ impl Server {
             return Err(Error::InsecureListen(addr));
         }
         if config.admin_token.is_none() {
-            tracing::warn!("no admin token: mutating routes are open to anyone who can reach {addr}");
+            tracing::warn!(
+                "no admin token: mutating routes are open to anyone who can reach {addr}"
+            );
         }
         tracing::info!(
             %addr,
@@ -105,7 +107,13 @@ impl Server {
         );
 
         let booted = tokio::select! {
-            booted = boot(&shared) => booted?,
+            booted = boot(&shared) => match booted {
+                Ok(b) => b,
+                Err(e) => {
+                    http.abort();
+                    return Err(e);
+                }
+            },
             _ = &mut shutdown => {
                 let _ = http_stop.send(());
                 let _ = tokio::time::timeout(config.shutdown_timeout, &mut http).await;
@@ -117,11 +125,25 @@ impl Server {
         let (stop_tx, stop) = watch::channel(false);
         let snapshot_due = Arc::new(Notify::new());
         let mut writer = tokio::spawn(
-            Writer::new(shared.clone(), storage.clone(), rx, stop.clone(), snapshot_due.clone())
-                .run(),
+            Writer::new(
+                shared.clone(),
+                storage.clone(),
+                rx,
+                stop.clone(),
+                snapshot_due.clone(),
+            )
+            .run(),
         );
-        let authority = tokio::spawn(authority::serve(shared.clone(), client.clone(), stop.clone()));
-        let heartbeats = tokio::spawn(tasks::heartbeats(shared.clone(), client.clone(), stop.clone()));
+        let authority = tokio::spawn(authority::serve(
+            shared.clone(),
+            client.clone(),
+            stop.clone(),
+        ));
+        let heartbeats = tokio::spawn(tasks::heartbeats(
+            shared.clone(),
+            client.clone(),
+            stop.clone(),
+        ));
         let snapshots = tokio::spawn(tasks::snapshots(
             shared.clone(),
             storage.clone(),
@@ -327,7 +349,9 @@ impl Publisher {
                     return Ok(());
                 }
                 if self.task.is_finished() {
-                    return Err(Error::Task("the publisher stopped before it was ready".into()));
+                    return Err(Error::Task(
+                        "the publisher stopped before it was ready".into(),
+                    ));
                 }
                 tokio::select! {
                     _ = ready.changed() => {}

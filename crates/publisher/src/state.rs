@@ -73,11 +73,15 @@ impl Shared {
     /// Reads the ledger. A panic while holding the lock cannot leave it half
     /// changed (the writer applies validated deltas only), so poisoning is ignored.
     pub(crate) fn ledger(&self) -> RwLockReadGuard<'_, Ledger> {
-        self.ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ledger
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn ledger_mut(&self) -> RwLockWriteGuard<'_, Ledger> {
-        self.ledger.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ledger
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn is_ready(&self) -> bool {

@@ -286,7 +286,12 @@ pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
             ("expired", revocations.expired),
         ],
     );
-    counter(&mut r, "revocast_cutoffs", "Cutoffs committed", revocations.cutoffs);
+    counter(
+        &mut r,
+        "revocast_cutoffs",
+        "Cutoffs committed",
+        revocations.cutoffs,
+    );
     counter(
         &mut r,
         "revocast_requests_rejected",
@@ -294,24 +299,49 @@ pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
         revocations.requests_rejected,
     );
     let deltas = stats.deltas();
-    counter(&mut r, "revocast_deltas_published", "Deltas stored in JetStream", deltas.count);
-    counter(&mut r, "revocast_delta_bytes", "Bytes of deltas stored", deltas.bytes);
+    counter(
+        &mut r,
+        "revocast_deltas_published",
+        "Deltas stored in JetStream",
+        deltas.count,
+    );
+    counter(
+        &mut r,
+        "revocast_delta_bytes",
+        "Bytes of deltas stored",
+        deltas.bytes,
+    );
     counter(
         &mut r,
         "revocast_commits_reconciled",
         "Commits whose outcome was learned by reading the stream back",
         deltas.reconciled,
     );
-    counter(&mut r, "revocast_commits_failed", "Commits answered with an error", deltas.failed);
+    counter(
+        &mut r,
+        "revocast_commits_failed",
+        "Commits answered with an error",
+        deltas.failed,
+    );
     let snapshots = stats.snapshots();
-    counter(&mut r, "revocast_snapshots_published", "Snapshots written", snapshots.count);
+    counter(
+        &mut r,
+        "revocast_snapshots_published",
+        "Snapshots written",
+        snapshots.count,
+    );
     gauge(
         &mut r,
         "revocast_last_snapshot_bytes",
         "Size of the last snapshot",
         snapshots.last_bytes as f64,
     );
-    counter(&mut r, "revocast_heartbeats_sent", "Heartbeats sent", get(&stats.heartbeats_sent));
+    counter(
+        &mut r,
+        "revocast_heartbeats_sent",
+        "Heartbeats sent",
+        get(&stats.heartbeats_sent),
+    );
     let confirms = stats.confirms();
     labelled(
         &mut r,
@@ -329,16 +359,36 @@ pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
         "Time from the start of a group commit to the JetStream ack",
         stats.commit_seconds.clone(),
     );
-    gauge(&mut r, "revocast_ready", "1 once state is loaded", f64::from(u8::from(g.ready)));
+    gauge(
+        &mut r,
+        "revocast_ready",
+        "1 once state is loaded",
+        f64::from(u8::from(g.ready)),
+    );
     gauge(
         &mut r,
         "revocast_nats_connected",
         "1 while connected to NATS",
         f64::from(u8::from(g.connected)),
     );
-    gauge(&mut r, "revocast_filter_version", "Filter version", g.version as f64);
-    gauge(&mut r, "revocast_live_entries", "Entries in live buckets", g.live_entries as f64);
-    gauge(&mut r, "revocast_records", "Exact revocation records held", g.records as f64);
+    gauge(
+        &mut r,
+        "revocast_filter_version",
+        "Filter version",
+        g.version as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_live_entries",
+        "Entries in live buckets",
+        g.live_entries as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_records",
+        "Exact revocation records held",
+        g.records as f64,
+    );
     gauge(
         &mut r,
         "revocast_filter_bitmap_bytes",
@@ -351,7 +401,12 @@ pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
         "Subject cutoffs held",
         g.subject_cutoffs as f64,
     );
-    gauge(&mut r, "revocast_uptime_seconds", "Seconds since start", g.uptime_seconds);
+    gauge(
+        &mut r,
+        "revocast_uptime_seconds",
+        "Seconds since start",
+        g.uptime_seconds,
+    );
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);

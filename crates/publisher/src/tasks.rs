@@ -41,7 +41,10 @@ pub(crate) async fn heartbeats(
 
 /// Writes the current filter as the snapshot object unless the last snapshot already
 /// has this version. Returns whether one was written.
-pub(crate) async fn write_snapshot(shared: &Shared, storage: &Storage) -> Result<bool, crate::Error> {
+pub(crate) async fn write_snapshot(
+    shared: &Shared,
+    storage: &Storage,
+) -> Result<bool, crate::Error> {
     let (version, bytes) = {
         let ledger = shared.ledger();
         let version = ledger.filter.version();
@@ -50,7 +53,10 @@ pub(crate) async fn write_snapshot(shared: &Shared, storage: &Storage) -> Result
         {
             return Ok(false);
         }
-        (version, nats::encode_snapshot(&shared.signer, &ledger.filter))
+        (
+            version,
+            nats::encode_snapshot(&shared.signer, &ledger.filter),
+        )
     };
     nats::put_snapshot(&storage.objects, &bytes).await?;
     record_snapshot(shared, version, bytes.len() as u64);

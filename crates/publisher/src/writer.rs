@@ -111,9 +111,10 @@ impl Command {
     /// (adds, rough encoded bytes) this command puts in a delta.
     fn cost(&self) -> (usize, usize) {
         match self {
-            Command::Revoke { items, .. } => {
-                (items.len(), items.iter().map(Revocation::cost).sum::<usize>() + 64)
-            }
+            Command::Revoke { items, .. } => (
+                items.len(),
+                items.iter().map(Revocation::cost).sum::<usize>() + 64,
+            ),
             Command::Cutoff { sub, .. } => (1, sub.as_ref().map_or(0, String::len) + 24),
         }
     }
@@ -125,7 +126,9 @@ impl Command {
                 .iter()
                 .try_for_each(Revocation::validate)
                 .map_err(invalid),
-            Command::Cutoff { sub, .. } => sub.as_deref().map_or(Ok(()), check_sub).map_err(invalid),
+            Command::Cutoff { sub, .. } => {
+                sub.as_deref().map_or(Ok(()), check_sub).map_err(invalid)
+            }
         }
     }
 
@@ -432,7 +435,12 @@ impl Writer {
         Ok(())
     }
 
-    fn answer_all(&self, batch: Vec<Command>, counts: Vec<Committed>, result: Result<(), CommitError>) {
+    fn answer_all(
+        &self,
+        batch: Vec<Command>,
+        counts: Vec<Committed>,
+        result: Result<(), CommitError>,
+    ) {
         let s = &self.shared.stats;
         for (command, c) in batch.into_iter().zip(counts) {
             match &result {
@@ -466,10 +474,15 @@ impl Writer {
             .await
             .map_err(|e| e.to_string())?;
         if ack.duplicate {
-            return Err(format!("JetStream reports message id {namespace}:{version} as a duplicate"));
+            return Err(format!(
+                "JetStream reports message id {namespace}:{version} as a duplicate"
+            ));
         }
         if ack.sequence != version {
-            return Err(format!("stored at sequence {} instead of {version}", ack.sequence));
+            return Err(format!(
+                "stored at sequence {} instead of {version}",
+                ack.sequence
+            ));
         }
         Ok(())
     }
