@@ -1,0 +1,209 @@
+//! Invariant 5: revocations survive a publisher crash (`kill -9` of the real binary)
+//! and a NATS restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Http, config, eventually, free_port, now, start, stream_deltas, within};
+use revocast_core::{Namespace, PublicKey, signing_key_from_file};
+use revocast_testkit::NatsServer;
+use serde_json::json;
+
+/// The real binary, serving on `port` with the key in `dir`.
+fn spawn_publisher(nats_url: &str, port: u16, dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_revocast-publisher"))
+        .args(["serve", "--nats", nats_url, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--namespace", "crash", "--admin-token", "tok", "--snapshot-every-deltas", "7"])
+        .env("REVOCAST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn revocast-publisher")
+}
+
+async fn wait_ready(http: &Http) {
+    eventually("the publisher to be ready", || async {
+        let response = http.client.get(format!("{}/readyz", http.base)).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = Http::new(format!("http://127.0.0.1:{port}"));
+    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    wait_ready(&http).await;
+    let key_text = std::fs::read_to_string(dir.path().join("signing.key")).unwrap();
+    let key = PublicKey(signing_key_from_file(&key_text).unwrap().verifying_key());
+
+    // 8 writers revoke as fast as they can; every 200 is recorded.
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let exp = now() + 3600;
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let http = http.clone();
+        let acknowledged = acknowledged.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let jti = format!("w{w}-{i}");
+                let sent = http
+                    .client
+                    .post(format!("{}/v1/revocations", http.base))
+                    .bearer_auth("tok")
+                    .json(&json!({"jti": jti, "exp": exp}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        acknowledged.lock().unwrap().insert(jti);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill right after a success answer, with writes in flight.
+    eventually("some revocations acknowledged", || async {
+        (acknowledged.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in writers {
+        within("writers to notice", w).await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    wait_ready(&http).await;
+    let ns = Namespace::new("crash").unwrap();
+    let deltas = stream_deltas(&server.url(), &ns, key).await;
+    let last = deltas.last().map_or(0, |d| d.version);
+    let (_, stats) = http.get("/v1/stats").await;
+    assert_eq!(stats["version"], last, "the restarted publisher is at the stream's end");
+    for jti in &acknowledged {
+        let (status, body) = http.get(&format!("/v1/revocations/{jti}")).await;
+        assert_eq!(status, 200, "acknowledged {jti} was lost: {body}");
+    }
+    // Versions continue without a gap.
+    assert_eq!(http.revoke("after-crash").await, last + 1);
+    assert_eq!(stream_deltas(&server.url(), &ns, key).await.len() as u64, last + 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_under_the_publisher() {
+    let mut server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.commit_timeout = Duration::from_secs(15);
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    assert_eq!(http.revoke("before").await, 1);
+
+    tokio::task::block_in_place(|| server.restart());
+
+    // The publisher reconnects and carries on from version 2.
+    let version = eventually("a revocation after the NATS restart", || async {
+        let (status, body) = http
+            .post("/v1/revocations", json!({"jti": "after", "exp": now() + 3600}))
+            .await;
+        (status == 200).then(|| body["version"].as_u64().unwrap())
+    })
+    .await;
+    assert_eq!(version, 2);
+    let (status, _) = http.get("/v1/revocations/before").await;
+    assert_eq!(status, 200);
+    eventually("ready again", || async {
+        let (status, _) = http.get("/readyz").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    assert_eq!(deltas.len(), 2);
+    // And the authority answers over NATS again.
+    let ns = publisher.namespace().clone();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let request = revocast_core::encode_request(
+        &ns,
+        &revocast_core::ConfirmRequest {
+            jti: "after".into(),
+            exp: None,
+            nonce: 9,
+        },
+    );
+    let answer = eventually("the authority over NATS", || {
+        let client = client.clone();
+        let request = request.clone();
+        let subject = ns.confirm_subject();
+        async move { client.request(subject, request.into()).await.ok() }
+    })
+    .await;
+    let answer = revocast_core::Verifier::new(publisher.public_key(), ns)
+        .decode_confirm_response(&answer.payload)
+        .unwrap();
+    assert!(answer.revoked);
+    publisher.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_wait_out_a_nats_outage() {
+    let mut server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.commit_timeout = Duration::from_secs(20);
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    http.revoke("first").await;
+    tokio::task::block_in_place(|| server.stop());
+    // Sent while NATS is down: answered once NATS is back, or with a 503; never a
+    // success that is not stored.
+    let pending = {
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.post("/v1/revocations", json!({"jti": "during", "exp": now() + 3600}))
+                .await
+        })
+    };
+    // The writer has tried to publish it and is now reading the stream back.
+    eventually("the commit to hit the outage", || async {
+        (publisher.stats().deltas.reconciled >= 1).then_some(())
+    })
+    .await;
+    tokio::task::block_in_place(|| server.restart());
+    let (status, body) = within("the call made during the outage", pending).await.unwrap();
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    let stored = deltas.iter().any(|d| {
+        d.changes
+            .iter()
+            .any(|c| matches!(c, revocast_core::Change::Add { jti, .. } if jti == "during"))
+    });
+    match status {
+        200 => assert!(stored, "acknowledged but not stored: {body}"),
+        503 => {}
+        other => panic!("unexpected {other}: {body}"),
+    }
+    // Either way the publisher goes on, without a gap.
+    let next = eventually("a revocation after the outage", || async {
+        let (status, body) = http
+            .post("/v1/revocations", json!({"jti": "later", "exp": now() + 3600}))
+            .await;
+        (status == 200).then(|| body["version"].as_u64().unwrap())
+    })
+    .await;
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    assert_eq!(deltas.len() as u64, next);
+    publisher.shutdown().await.unwrap();
+}
