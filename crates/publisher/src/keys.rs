@@ -92,6 +92,12 @@ pub(crate) fn load_or_create(source: &KeySource) -> Result<(SigningKey, bool), E
     }
 }
 
+/// [`bloom_seed`] for unit tests.
+#[cfg(test)]
+pub(crate) fn bloom_seed_or_panic() -> [u8; 32] {
+    bloom_seed().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,10 +136,4 @@ mod tests {
             assert_ne!(seed[..16], seed[16..]);
         }
     }
-}
-
-/// [`bloom_seed`] for unit tests.
-#[cfg(test)]
-pub(crate) fn bloom_seed_or_panic() -> [u8; 32] {
-    bloom_seed().unwrap()
 }

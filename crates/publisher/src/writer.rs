@@ -314,7 +314,7 @@ impl Writer {
         staging.capacity_hint(ledger.capacity_hint());
         let mut seen: HashSet<&str> = HashSet::new();
         let mut counts = Vec::with_capacity(batch.len());
-        let mut draw = || match crate::keys::bloom_seed() {
+        let draw = || match crate::keys::bloom_seed() {
             Ok(seed) => seed,
             Err(e) => {
                 tracing::error!(error = %e, "no randomness for a Bloom seed");
@@ -339,7 +339,7 @@ impl Writer {
                                 item.exp,
                                 item.sub.as_deref(),
                                 item.reason.as_deref(),
-                                &mut draw,
+                                draw,
                             )?;
                             c.revoked += 1;
                         }

@@ -79,57 +79,141 @@ async fn bad_requests_get_json_4xx_and_the_publisher_keeps_serving() {
     let exp = now() + 3600;
     let rev = "/v1/revocations";
     let long = "x".repeat(257);
-    let many: Vec<Value> = (0..1001).map(|i| json!({"jti": format!("m{i}"), "exp": exp})).collect();
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"jti": format!("m{i}"), "exp": exp}))
+        .collect();
     let huge = json!({"jti": "big", "exp": exp, "reason": "r".repeat(600 << 10)});
     let cases = vec![
         // Auth rules on every mutating route.
-        case("no token", "POST", rev).auth(None).json(json!({"jti": "a", "exp": exp})).expect(401, "unauthorized"),
-        case("wrong token", "POST", rev).auth(Some("Bearer nope")).json(json!({"jti": "a", "exp": exp})).expect(401, "unauthorized"),
-        case("token prefix", "POST", rev).auth(Some("Bearer to")).json(json!({"jti": "a", "exp": exp})).expect(401, "unauthorized"),
-        case("basic auth", "POST", rev).auth(Some("Basic dG9rOnRvaw==")).json(json!({"jti": "a", "exp": exp})).expect(401, "unauthorized"),
-        case("cutoff without token", "POST", "/v1/cutoffs").auth(None).json(json!({"not_before": 1})).expect(401, "unauthorized"),
-        case("oauth without token", "POST", "/oauth/revoke").auth(None).form("token=x").expect(401, "unauthorized"),
+        case("no token", "POST", rev)
+            .auth(None)
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(401, "unauthorized"),
+        case("wrong token", "POST", rev)
+            .auth(Some("Bearer nope"))
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(401, "unauthorized"),
+        case("token prefix", "POST", rev)
+            .auth(Some("Bearer to"))
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(401, "unauthorized"),
+        case("basic auth", "POST", rev)
+            .auth(Some("Basic dG9rOnRvaw=="))
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(401, "unauthorized"),
+        case("cutoff without token", "POST", "/v1/cutoffs")
+            .auth(None)
+            .json(json!({"not_before": 1}))
+            .expect(401, "unauthorized"),
+        case("oauth without token", "POST", "/oauth/revoke")
+            .auth(None)
+            .form("token=x")
+            .expect(401, "unauthorized"),
         // POST /v1/revocations.
-        case("no content type", "POST", rev).content_type(None).json(json!({"jti": "a", "exp": exp})).expect(415, "unsupported_media_type"),
-        case("text/plain", "POST", rev).content_type(Some("text/plain")).json(json!({"jti": "a", "exp": exp})).expect(415, "unsupported_media_type"),
-        case("bad JSON", "POST", rev).raw(b"{\"jti\": ").expect(400, "invalid_json"),
-        case("not an object", "POST", rev).json(json!(["a"])).expect(422, "invalid_revocation"),
-        case("missing exp", "POST", rev).json(json!({"jti": "a"})).expect(422, "invalid_revocation"),
-        case("missing jti", "POST", rev).json(json!({"exp": exp})).expect(422, "invalid_revocation"),
-        case("exp as text", "POST", rev).json(json!({"jti": "a", "exp": "tomorrow"})).expect(422, "invalid_revocation"),
-        case("negative exp", "POST", rev).json(json!({"jti": "a", "exp": -5})).expect(422, "invalid_revocation"),
-        case("empty jti", "POST", rev).json(json!({"jti": "", "exp": exp})).expect(422, "invalid_jti"),
-        case("long jti", "POST", rev).json(json!({"jti": long, "exp": exp})).expect(422, "invalid_jti"),
-        case("long sub", "POST", rev).json(json!({"jti": "a", "exp": exp, "sub": long})).expect(422, "invalid_revocation"),
-        case("empty sub", "POST", rev).json(json!({"jti": "a", "exp": exp, "sub": ""})).expect(422, "invalid_revocation"),
-        case("long reason", "POST", rev).json(json!({"jti": "a", "exp": exp, "reason": "r".repeat(1025)})).expect(422, "invalid_revocation"),
-        case("exp in milliseconds", "POST", rev).json(json!({"jti": "a", "exp": exp * 1000})).expect(422, "exp_too_far"),
-        case("bulk not a list", "POST", rev).json(json!({"revocations": {"jti": "a"}})).expect(422, "invalid_revocation"),
-        case("bulk empty", "POST", rev).json(json!({"revocations": []})).expect(422, "invalid_revocation"),
-        case("bulk bad item", "POST", rev).json(json!({"revocations": [{"jti": "ok", "exp": exp}, {"jti": ""}]})).expect(422, "invalid_revocation"),
-        case("bulk too many", "POST", rev).json(json!({"revocations": many})).expect(413, "too_many_revocations"),
-        case("huge body", "POST", rev).json(huge).expect(413, "payload_too_large"),
+        case("no content type", "POST", rev)
+            .content_type(None)
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(415, "unsupported_media_type"),
+        case("text/plain", "POST", rev)
+            .content_type(Some("text/plain"))
+            .json(json!({"jti": "a", "exp": exp}))
+            .expect(415, "unsupported_media_type"),
+        case("bad JSON", "POST", rev)
+            .raw(b"{\"jti\": ")
+            .expect(400, "invalid_json"),
+        case("not an object", "POST", rev)
+            .json(json!(["a"]))
+            .expect(422, "invalid_revocation"),
+        case("missing exp", "POST", rev)
+            .json(json!({"jti": "a"}))
+            .expect(422, "invalid_revocation"),
+        case("missing jti", "POST", rev)
+            .json(json!({"exp": exp}))
+            .expect(422, "invalid_revocation"),
+        case("exp as text", "POST", rev)
+            .json(json!({"jti": "a", "exp": "tomorrow"}))
+            .expect(422, "invalid_revocation"),
+        case("negative exp", "POST", rev)
+            .json(json!({"jti": "a", "exp": -5}))
+            .expect(422, "invalid_revocation"),
+        case("empty jti", "POST", rev)
+            .json(json!({"jti": "", "exp": exp}))
+            .expect(422, "invalid_jti"),
+        case("long jti", "POST", rev)
+            .json(json!({"jti": long, "exp": exp}))
+            .expect(422, "invalid_jti"),
+        case("long sub", "POST", rev)
+            .json(json!({"jti": "a", "exp": exp, "sub": long}))
+            .expect(422, "invalid_revocation"),
+        case("empty sub", "POST", rev)
+            .json(json!({"jti": "a", "exp": exp, "sub": ""}))
+            .expect(422, "invalid_revocation"),
+        case("long reason", "POST", rev)
+            .json(json!({"jti": "a", "exp": exp, "reason": "r".repeat(1025)}))
+            .expect(422, "invalid_revocation"),
+        case("exp in milliseconds", "POST", rev)
+            .json(json!({"jti": "a", "exp": exp * 1000}))
+            .expect(422, "exp_too_far"),
+        case("bulk not a list", "POST", rev)
+            .json(json!({"revocations": {"jti": "a"}}))
+            .expect(422, "invalid_revocation"),
+        case("bulk empty", "POST", rev)
+            .json(json!({"revocations": []}))
+            .expect(422, "invalid_revocation"),
+        case("bulk bad item", "POST", rev)
+            .json(json!({"revocations": [{"jti": "ok", "exp": exp}, {"jti": ""}]}))
+            .expect(422, "invalid_revocation"),
+        case("bulk too many", "POST", rev)
+            .json(json!({"revocations": many}))
+            .expect(413, "too_many_revocations"),
+        case("huge body", "POST", rev)
+            .json(huge)
+            .expect(413, "payload_too_large"),
         // GET /v1/revocations/{jti}.
-        case("long jti lookup", "GET", &format!("/v1/revocations/{long}")).expect(400, "invalid_jti"),
+        case("long jti lookup", "GET", &format!("/v1/revocations/{long}"))
+            .expect(400, "invalid_jti"),
         // POST /oauth/revoke.
-        case("oauth JSON", "POST", "/oauth/revoke").json(json!({"token": "x"})).expect(415, "unsupported_media_type"),
-        case("oauth no token", "POST", "/oauth/revoke").form("token_type_hint=access_token").expect(400, "invalid_request"),
-        case("oauth not a JWT", "POST", "/oauth/revoke").form("token=garbage").expect(400, "invalid_token"),
-        case("oauth no jti", "POST", "/oauth/revoke").form(&format!("token={}", jwt(json!({"exp": exp})))).expect(422, "missing_claim"),
-        case("oauth no exp", "POST", "/oauth/revoke").form(&format!("token={}", jwt(json!({"jti": "a"})))).expect(422, "missing_claim"),
+        case("oauth JSON", "POST", "/oauth/revoke")
+            .json(json!({"token": "x"}))
+            .expect(415, "unsupported_media_type"),
+        case("oauth no token", "POST", "/oauth/revoke")
+            .form("token_type_hint=access_token")
+            .expect(400, "invalid_request"),
+        case("oauth not a JWT", "POST", "/oauth/revoke")
+            .form("token=garbage")
+            .expect(400, "invalid_token"),
+        case("oauth no jti", "POST", "/oauth/revoke")
+            .form(&format!("token={}", jwt(json!({"exp": exp}))))
+            .expect(422, "missing_claim"),
+        case("oauth no exp", "POST", "/oauth/revoke")
+            .form(&format!("token={}", jwt(json!({"jti": "a"}))))
+            .expect(422, "missing_claim"),
         // POST /v1/cutoffs.
-        case("cutoff bad JSON", "POST", "/v1/cutoffs").raw(b"nope").expect(400, "invalid_json"),
-        case("cutoff no not_before", "POST", "/v1/cutoffs").json(json!({"sub": "a"})).expect(422, "invalid_cutoff"),
-        case("cutoff empty sub", "POST", "/v1/cutoffs").json(json!({"sub": "", "not_before": 1})).expect(422, "invalid_cutoff"),
-        case("cutoff in the future", "POST", "/v1/cutoffs").json(json!({"not_before": now() * 1000})).expect(422, "not_before_in_future"),
-        case("cutoff form", "POST", "/v1/cutoffs").form("not_before=1").expect(415, "unsupported_media_type"),
+        case("cutoff bad JSON", "POST", "/v1/cutoffs")
+            .raw(b"nope")
+            .expect(400, "invalid_json"),
+        case("cutoff no not_before", "POST", "/v1/cutoffs")
+            .json(json!({"sub": "a"}))
+            .expect(422, "invalid_cutoff"),
+        case("cutoff empty sub", "POST", "/v1/cutoffs")
+            .json(json!({"sub": "", "not_before": 1}))
+            .expect(422, "invalid_cutoff"),
+        case("cutoff in the future", "POST", "/v1/cutoffs")
+            .json(json!({"not_before": now() * 1000}))
+            .expect(422, "not_before_in_future"),
+        case("cutoff form", "POST", "/v1/cutoffs")
+            .form("not_before=1")
+            .expect(415, "unsupported_media_type"),
         // Routing.
         case("unknown route", "GET", "/v2/nothing").expect(404, "not_found"),
         case("wrong method", "DELETE", rev).expect(405, "method_not_allowed"),
         case("wrong method on stats", "POST", "/v1/stats").expect(405, "method_not_allowed"),
     ];
     for c in &cases {
-        let mut request = http.client.request(c.method.parse().unwrap(), format!("{}{}", http.base, c.path));
+        let mut request = http.client.request(
+            c.method.parse().unwrap(),
+            format!("{}{}", http.base, c.path),
+        );
         if let Some(auth) = c.auth {
             request = request.header("authorization", auth);
         }
@@ -139,7 +223,11 @@ async fn bad_requests_get_json_4xx_and_the_publisher_keeps_serving() {
         let (status, body) = http.send(request.body(c.body.clone())).await;
         assert_eq!(status, c.status, "{}: {body}", c.name);
         assert_eq!(body["error"], c.error, "{}: {body}", c.name);
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}: {body}", c.name);
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}: {body}",
+            c.name
+        );
     }
     // Nothing above was committed, and the publisher still serves.
     assert_eq!(publisher.version(), 0);
@@ -182,7 +270,11 @@ async fn oauth_revoke_reads_the_token_and_verifies_it_when_a_key_is_set() {
     let (status, body) = http.send(form(&good)).await;
     assert_eq!((status, body["version"].clone()), (200, json!(1)), "{body}");
     let (status, body) = http.send(form(&forged)).await;
-    assert_eq!((status, body["error"].clone()), (400, json!("invalid_token")), "{body}");
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_token")),
+        "{body}"
+    );
     let (status, body) = http.get("/v1/revocations/oauth-1").await;
     assert_eq!(status, 200);
     assert_eq!(body["sub"], "carol");
@@ -219,9 +311,14 @@ async fn without_an_admin_token_loopback_is_open_and_other_addresses_are_refused
     publisher.shutdown().await.unwrap();
 
     cfg.listen = "0.0.0.0:0".parse().unwrap();
-    let refused = revocast_publisher::Publisher::start(cfg.clone()).await.unwrap();
+    let refused = revocast_publisher::Publisher::start(cfg.clone())
+        .await
+        .unwrap();
     let err = refused.shutdown().await.unwrap_err();
-    assert!(matches!(err, revocast_publisher::Error::InsecureListen(_)), "{err}");
+    assert!(
+        matches!(err, revocast_publisher::Error::InsecureListen(_)),
+        "{err}"
+    );
     cfg.insecure_no_auth = true;
     let allowed = start(cfg).await;
     allowed.shutdown().await.unwrap();
@@ -233,7 +330,10 @@ async fn health_and_readiness() {
     let publisher = start(config(&server)).await;
     let http = Http::new(publisher.url());
     assert_eq!(http.get("/healthz").await, (200, json!({"status": "ok"})));
-    assert_eq!(http.get("/readyz").await, (200, json!({"ready": true, "version": 0})));
+    assert_eq!(
+        http.get("/readyz").await,
+        (200, json!({"ready": true, "version": 0}))
+    );
     publisher.shutdown().await.unwrap();
 
     // Not ready while NATS is unreachable; healthy all the same.
@@ -245,7 +345,10 @@ async fn health_and_readiness() {
     let (status, body) = http.get("/readyz").await;
     assert_eq!((status, body["ready"].clone()), (503, json!(false)));
     let (status, body) = http
-        .post("/v1/revocations", json!({"jti": "early", "exp": now() + 60}))
+        .post(
+            "/v1/revocations",
+            json!({"jti": "early", "exp": now() + 60}),
+        )
         .await;
     assert_eq!((status, body["error"].clone()), (503, json!("not_ready")));
     within_bound(waiting.shutdown()).await.unwrap();

@@ -24,7 +24,9 @@ fn bin() -> Command {
 /// Runs a command that must finish (they all stop on their own) on a blocking thread.
 async fn run(mut cmd: Command) -> Output {
     common::within("the command", async {
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
     })
     .await
 }
@@ -57,7 +59,11 @@ async fn keygen_writes_a_private_key_and_prints_the_public_key_last() {
     cmd.arg("keygen").arg("--out").arg(&path);
     let out = run(cmd).await;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("exists"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exists"),
+        "{}",
+        text(&out.stderr)
+    );
     // The env var works as the flag does.
     let other = dir.path().join("other.key");
     let mut cmd = bin();
@@ -66,19 +72,60 @@ async fn keygen_writes_a_private_key_and_prints_the_public_key_last() {
     assert!(other.exists());
 }
 
+/// Arguments, environment, and what stderr must say.
+type BadFlags = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+
 #[tokio::test]
 async fn bad_flags_give_clear_errors() {
     let dead_nats = format!("nats://127.0.0.1:{}", common::free_port());
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["serve".into(), "--listen".into(), "nowhere".into()], vec![], "invalid value 'nowhere' for '--listen"),
-        (vec!["serve".into(), "--heartbeat-interval".into(), "5 parsecs".into()], vec![], "unknown unit"),
-        (vec!["serve".into(), "--namespace".into(), "a.b".into()], vec![], "invalid namespace"),
-        (vec!["serve".into(), "--target-fpr".into(), "2".into()], vec![], "target_fpr must be in (0, 0.5)"),
-        (vec!["serve".into(), "--stream-replicas".into(), "0".into()], vec![], "stream replicas must be 1 to 5"),
-        (vec!["serve".into()], vec![("REVOCAST_BUCKET_WIDTH", "0s")], "bucket_width must be at least 1 second"),
-        (vec!["serve".into(), "--nats-user".into(), "me".into()], vec![], "NATS user and password go together"),
+    let cases: Vec<BadFlags> = vec![
         (
-            vec!["serve".into(), "--listen".into(), "0.0.0.0:0".into(), "--nats".into(), dead_nats.clone()],
+            vec!["serve".into(), "--listen".into(), "nowhere".into()],
+            vec![],
+            "invalid value 'nowhere' for '--listen",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--heartbeat-interval".into(),
+                "5 parsecs".into(),
+            ],
+            vec![],
+            "unknown unit",
+        ),
+        (
+            vec!["serve".into(), "--namespace".into(), "a.b".into()],
+            vec![],
+            "invalid namespace",
+        ),
+        (
+            vec!["serve".into(), "--target-fpr".into(), "2".into()],
+            vec![],
+            "target_fpr must be in (0, 0.5)",
+        ),
+        (
+            vec!["serve".into(), "--stream-replicas".into(), "0".into()],
+            vec![],
+            "stream replicas must be 1 to 5",
+        ),
+        (
+            vec!["serve".into()],
+            vec![("REVOCAST_BUCKET_WIDTH", "0s")],
+            "bucket_width must be at least 1 second",
+        ),
+        (
+            vec!["serve".into(), "--nats-user".into(), "me".into()],
+            vec![],
+            "NATS user and password go together",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                "0.0.0.0:0".into(),
+                "--nats".into(),
+                dead_nats.clone(),
+            ],
             vec![],
             "refusing to listen on 0.0.0.0",
         ),
@@ -95,11 +142,37 @@ async fn bad_flags_give_clear_errors() {
             vec![],
             "no such file",
         ),
-        (vec!["serve".into(), "--wat".into()], vec![], "unexpected argument '--wat'"),
-        (vec!["revoke".into(), "--jti".into(), "a".into(), "--exp".into(), "soon".into()], vec![], "is not unix seconds"),
-        (vec!["import".into(), "/no/such/file.csv".into()], vec![], "/no/such/file.csv"),
-        (vec!["stats".into(), "--url".into(), "127.0.0.1:1".into()], vec![], "use http://host:port"),
-        (vec!["stats".into(), "--url".into(), "http://127.0.0.1:1".into()], vec![], "cannot reach"),
+        (
+            vec!["serve".into(), "--wat".into()],
+            vec![],
+            "unexpected argument '--wat'",
+        ),
+        (
+            vec![
+                "revoke".into(),
+                "--jti".into(),
+                "a".into(),
+                "--exp".into(),
+                "soon".into(),
+            ],
+            vec![],
+            "is not unix seconds",
+        ),
+        (
+            vec!["import".into(), "/no/such/file.csv".into()],
+            vec![],
+            "/no/such/file.csv",
+        ),
+        (
+            vec!["stats".into(), "--url".into(), "127.0.0.1:1".into()],
+            vec![],
+            "use http://host:port",
+        ),
+        (
+            vec!["stats".into(), "--url".into(), "http://127.0.0.1:1".into()],
+            vec![],
+            "cannot reach",
+        ),
     ];
     for (args, env, want) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -111,7 +184,10 @@ async fn bad_flags_give_clear_errors() {
         let out = run(cmd).await;
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
-        assert!(stderr.contains(want), "{args:?}: expected {want:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: expected {want:?} in:\n{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
@@ -124,11 +200,16 @@ async fn revoke_cutoff_stats_and_import_through_the_cli() {
     let http = Http::new(url.clone());
     let api = |args: &[&str]| {
         let mut cmd = bin();
-        cmd.args(args).env("REVOCAST_URL", &url).env("REVOCAST_ADMIN_TOKEN", "tok");
+        cmd.args(args)
+            .env("REVOCAST_URL", &url)
+            .env("REVOCAST_ADMIN_TOKEN", "tok");
         cmd
     };
 
-    let out = run(api(&["revoke", "--jti", "cli-1", "--exp", "+1h", "--reason", "by hand"])).await;
+    let out = run(api(&[
+        "revoke", "--jti", "cli-1", "--exp", "+1h", "--reason", "by hand",
+    ]))
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["version"], 1);
@@ -168,16 +249,30 @@ async fn revoke_cutoff_stats_and_import_through_the_cli() {
     .unwrap();
     let out = run(api(&["import", csv.to_str().unwrap(), "--batch-size", "3"])).await;
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "some lines rejected: {stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "some lines rejected: {stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(
-        stdout.contains("accepted 5 lines (3 revoked, 1 already revoked, 1 already expired), rejected 3"),
+        stdout.contains(
+            "accepted 5 lines (3 revoked, 1 already revoked, 1 already expired), rejected 3"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("line 4: jti is empty"), "{stdout}");
-    assert!(stdout.contains("line 5: exp \"tomorrow\" is not unix seconds"), "{stdout}");
+    assert!(
+        stdout.contains("line 5: exp \"tomorrow\" is not unix seconds"),
+        "{stdout}"
+    );
     assert!(stdout.contains("line 6: exp_too_far"), "{stdout}");
     for jti in ["imp-1", "imp-2", "imp-6"] {
-        assert_eq!(http.get(&format!("/v1/revocations/{jti}")).await.0, 200, "{jti}");
+        assert_eq!(
+            http.get(&format!("/v1/revocations/{jti}")).await.0,
+            200,
+            "{jti}"
+        );
     }
     let (_, body) = http.get("/v1/revocations/imp-2").await;
     assert_eq!(body["reason"], "lost, phone");

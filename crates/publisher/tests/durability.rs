@@ -21,7 +21,14 @@ fn spawn_publisher(nats_url: &str, port: u16, dir: &std::path::Path) -> Child {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir)
-        .args(["--namespace", "crash", "--admin-token", "tok", "--snapshot-every-deltas", "7"])
+        .args([
+            "--namespace",
+            "crash",
+            "--admin-token",
+            "tok",
+            "--snapshot-every-deltas",
+            "7",
+        ])
         .env("REVOCAST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -32,7 +39,12 @@ fn spawn_publisher(nats_url: &str, port: u16, dir: &std::path::Path) -> Child {
 
 async fn wait_ready(http: &Http) {
     eventually("the publisher to be ready", || async {
-        let response = http.client.get(format!("{}/readyz", http.base)).send().await.ok()?;
+        let response = http
+            .client
+            .get(format!("{}/readyz", http.base))
+            .send()
+            .await
+            .ok()?;
         (response.status() == 200).then_some(())
     })
     .await;
@@ -93,14 +105,20 @@ async fn kill_9_loses_nothing_acknowledged() {
     let deltas = stream_deltas(&server.url(), &ns, key).await;
     let last = deltas.last().map_or(0, |d| d.version);
     let (_, stats) = http.get("/v1/stats").await;
-    assert_eq!(stats["version"], last, "the restarted publisher is at the stream's end");
+    assert_eq!(
+        stats["version"], last,
+        "the restarted publisher is at the stream's end"
+    );
     for jti in &acknowledged {
         let (status, body) = http.get(&format!("/v1/revocations/{jti}")).await;
         assert_eq!(status, 200, "acknowledged {jti} was lost: {body}");
     }
     // Versions continue without a gap.
     assert_eq!(http.revoke("after-crash").await, last + 1);
-    assert_eq!(stream_deltas(&server.url(), &ns, key).await.len() as u64, last + 1);
+    assert_eq!(
+        stream_deltas(&server.url(), &ns, key).await.len() as u64,
+        last + 1
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -119,7 +137,10 @@ async fn nats_restart_under_the_publisher() {
     // The publisher reconnects and carries on from version 2.
     let version = eventually("a revocation after the NATS restart", || async {
         let (status, body) = http
-            .post("/v1/revocations", json!({"jti": "after", "exp": now() + 3600}))
+            .post(
+                "/v1/revocations",
+                json!({"jti": "after", "exp": now() + 3600}),
+            )
             .await;
         (status == 200).then(|| body["version"].as_u64().unwrap())
     })
@@ -173,8 +194,11 @@ async fn revocations_wait_out_a_nats_outage() {
     let pending = {
         let http = http.clone();
         tokio::spawn(async move {
-            http.post("/v1/revocations", json!({"jti": "during", "exp": now() + 3600}))
-                .await
+            http.post(
+                "/v1/revocations",
+                json!({"jti": "during", "exp": now() + 3600}),
+            )
+            .await
         })
     };
     // The writer has tried to publish it and is now reading the stream back.
@@ -183,7 +207,9 @@ async fn revocations_wait_out_a_nats_outage() {
     })
     .await;
     tokio::task::block_in_place(|| server.restart());
-    let (status, body) = within("the call made during the outage", pending).await.unwrap();
+    let (status, body) = within("the call made during the outage", pending)
+        .await
+        .unwrap();
     let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
     let stored = deltas.iter().any(|d| {
         d.changes
@@ -198,7 +224,10 @@ async fn revocations_wait_out_a_nats_outage() {
     // Either way the publisher goes on, without a gap.
     let next = eventually("a revocation after the outage", || async {
         let (status, body) = http
-            .post("/v1/revocations", json!({"jti": "later", "exp": now() + 3600}))
+            .post(
+                "/v1/revocations",
+                json!({"jti": "later", "exp": now() + 3600}),
+            )
             .await;
         (status == 200).then(|| body["version"].as_u64().unwrap())
     })

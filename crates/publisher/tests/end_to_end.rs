@@ -53,25 +53,39 @@ async fn revocations_become_contiguous_signed_deltas() {
     assert_eq!(body["version"], 2);
     // An already expired token: documented no-op, nothing published.
     let (status, body) = http
-        .post("/v1/revocations", json!({"jti": "gone", "exp": now() - 3600}))
+        .post(
+            "/v1/revocations",
+            json!({"jti": "gone", "exp": now() - 3600}),
+        )
         .await;
-    assert_eq!((status, body["noop"].clone(), body["expired"].clone()), (200, json!(true), json!(1)));
+    assert_eq!(
+        (status, body["noop"].clone(), body["expired"].clone()),
+        (200, json!(true), json!(1))
+    );
     let (status, body) = http
-        .post("/v1/cutoffs", json!({"sub": "mallory", "not_before": now()}))
+        .post(
+            "/v1/cutoffs",
+            json!({"sub": "mallory", "not_before": now()}),
+        )
         .await;
     assert_eq!((status, body["version"].clone()), (200, json!(3)), "{body}");
 
     // Subscribers see versions 1, 2, 3 in order, with the entries.
     let mut filter = Filter::new(Default::default()).unwrap();
     for want in 1..=3u64 {
-        let delta = within("a delta on the delta subject", deltas.next()).await.unwrap();
+        let delta = within("a delta on the delta subject", deltas.next())
+            .await
+            .unwrap();
         assert_eq!(delta.version, want);
         filter.apply(&delta).unwrap();
     }
     assert!(filter.contains("jti-1", None));
     assert!(filter.contains("jti-3", Some(exp)));
     assert!(!filter.contains("gone", None));
-    assert_eq!(filter.subject_cutoffs().get("mallory").copied().map(|_| ()), Some(()));
+    assert_eq!(
+        filter.subject_cutoffs().get("mallory").copied().map(|_| ()),
+        Some(())
+    );
 
     let stored = stream_deltas(&server.url(), &ns, publisher.public_key()).await;
     assert_eq!(stored.len(), 3);
@@ -100,9 +114,18 @@ async fn revocations_become_contiguous_signed_deltas() {
     let (status, metrics) = http.get("/metrics").await;
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap().to_owned();
-    assert!(metrics.contains("revocast_deltas_published_total 3"), "{metrics}");
-    assert!(metrics.contains("revocast_revocations_total{outcome=\"added\"} 3"), "{metrics}");
-    assert!(metrics.contains("revocast_commit_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("revocast_deltas_published_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("revocast_revocations_total{outcome=\"added\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("revocast_commit_seconds_bucket"),
+        "{metrics}"
+    );
 
     publisher.shutdown().await.unwrap();
 }
@@ -130,18 +153,34 @@ async fn authority_answers_over_nats_and_http() {
     assert_eq!(body["reason"], "device lost");
     assert!(body["revoked_at"].as_u64().unwrap() >= now() - 60);
     let (status, body) = http.get("/v1/revocations/fine").await;
-    assert_eq!((status, body), (404, json!({"jti": "fine", "revoked": false, "version": 1})));
+    assert_eq!(
+        (status, body),
+        (404, json!({"jti": "fine", "revoked": false, "version": 1}))
+    );
 
     // NATS: signed, nonce echoed.
     let client = async_nats::connect(server.url()).await.unwrap();
     let verifier = Verifier::new(publisher.public_key(), ns.clone());
     for (jti, revoked, nonce) in [("stolen", true, 42u64), ("fine", false, 7)] {
-        let request = encode_request(&ns, &ConfirmRequest { jti: jti.into(), exp: Some(exp), nonce });
-        let reply = within("confirm", client.request(ns.confirm_subject(), request.into()))
-            .await
-            .unwrap();
+        let request = encode_request(
+            &ns,
+            &ConfirmRequest {
+                jti: jti.into(),
+                exp: Some(exp),
+                nonce,
+            },
+        );
+        let reply = within(
+            "confirm",
+            client.request(ns.confirm_subject(), request.into()),
+        )
+        .await
+        .unwrap();
         let answer = verifier.decode_confirm_response(&reply.payload).unwrap();
-        assert_eq!((answer.jti.as_str(), answer.revoked, answer.nonce), (jti, revoked, nonce));
+        assert_eq!(
+            (answer.jti.as_str(), answer.revoked, answer.nonce),
+            (jti, revoked, nonce)
+        );
         assert_eq!(answer.version, 1);
         if revoked {
             assert_eq!(answer.reason.as_deref(), Some("device lost"));
@@ -149,9 +188,12 @@ async fn authority_answers_over_nats_and_http() {
         }
     }
     // A malformed request gets a service error, and the service keeps serving.
-    let reply = within("bad confirm", client.request(ns.confirm_subject(), "garbage".into()))
-        .await
-        .unwrap();
+    let reply = within(
+        "bad confirm",
+        client.request(ns.confirm_subject(), "garbage".into()),
+    )
+    .await
+    .unwrap();
     let code = reply
         .headers
         .as_ref()
@@ -159,16 +201,32 @@ async fn authority_answers_over_nats_and_http() {
         .map(|v| v.to_string());
     assert_eq!(code.as_deref(), Some("400"));
     let wrong_ns = Namespace::new("other").unwrap();
-    let request = encode_request(&wrong_ns, &ConfirmRequest { jti: "x".into(), exp: None, nonce: 1 });
-    let reply = within("confirm", client.request(ns.confirm_subject(), request.into()))
-        .await
-        .unwrap();
-    assert!(reply.headers.is_some(), "a request for another namespace is an error");
+    let request = encode_request(
+        &wrong_ns,
+        &ConfirmRequest {
+            jti: "x".into(),
+            exp: None,
+            nonce: 1,
+        },
+    );
+    let reply = within(
+        "confirm",
+        client.request(ns.confirm_subject(), request.into()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        reply.headers.is_some(),
+        "a request for another namespace is an error"
+    );
 
     // Discoverable as a NATS micro service.
     let ping = within(
         "$SRV.PING",
-        client.request(format!("$SRV.PING.{}", subjects::AUTHORITY_SERVICE), "".into()),
+        client.request(
+            format!("$SRV.PING.{}", subjects::AUTHORITY_SERVICE),
+            "".into(),
+        ),
     )
     .await
     .unwrap();
@@ -235,10 +293,15 @@ async fn restart_rebuilds_from_snapshot_and_stream() {
     // The snapshot object verifies with the publisher's key.
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let store = js.get_object_store(publisher.namespace().snapshot_bucket()).await.unwrap();
+    let store = js
+        .get_object_store(publisher.namespace().snapshot_bucket())
+        .await
+        .unwrap();
     let mut object = store.get(subjects::SNAPSHOT_OBJECT).await.unwrap();
     let mut bytes = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes)
+        .await
+        .unwrap();
     let verifier = Verifier::new(key, publisher.namespace().clone());
     let snapshot = verifier.decode_snapshot(&bytes).unwrap();
     assert!(snapshot.state.version >= 3);
@@ -254,7 +317,12 @@ async fn restart_rebuilds_from_snapshot_and_stream() {
         assert_eq!(body["reason"], "test");
     }
     assert_eq!(http.revoke("after").await, 6);
-    assert_eq!(stream_deltas(&server.url(), publisher.namespace(), key).await.len(), 6);
+    assert_eq!(
+        stream_deltas(&server.url(), publisher.namespace(), key)
+            .await
+            .len(),
+        6
+    );
     let (status, ready) = http.get("/readyz").await;
     assert_eq!((status, ready["ready"].clone()), (200, json!(true)));
     publisher.shutdown().await.unwrap();
@@ -267,7 +335,9 @@ async fn a_publisher_with_another_key_refuses_the_namespace() {
     Http::new(first.url()).revoke("x").await;
     first.shutdown().await.unwrap();
     // Same namespace, fresh random key: the snapshot does not verify.
-    let second = revocast_publisher::Publisher::start(config(&server)).await.unwrap();
+    let second = revocast_publisher::Publisher::start(config(&server))
+        .await
+        .unwrap();
     let err = second.wait_ready(DEADLINE).await.unwrap_err();
     assert!(matches!(err, revocast_publisher::Error::Task(_)), "{err}");
     let err = second.shutdown().await.unwrap_err();
@@ -285,14 +355,23 @@ async fn concurrent_callers_share_deltas_and_all_get_durable_versions() {
         let http = http.clone();
         async move { http.revoke(&format!("c-{i}")).await }
     });
-    let versions = within("200 concurrent revocations", futures::future::join_all(calls)).await;
+    let versions = within(
+        "200 concurrent revocations",
+        futures::future::join_all(calls),
+    )
+    .await;
     let last = publisher.version();
     assert!(versions.iter().all(|v| (1..=last).contains(v)));
     assert!(last < 200, "group commit: {last} deltas for 200 calls");
     let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
     let total: usize = deltas
         .iter()
-        .map(|d| d.changes.iter().filter(|c| matches!(c, Change::Add { .. })).count())
+        .map(|d| {
+            d.changes
+                .iter()
+                .filter(|c| matches!(c, Change::Add { .. }))
+                .count()
+        })
         .sum();
     assert_eq!(total, 200);
     // Each caller's entry is in the delta whose version it was told (or earlier).
@@ -300,7 +379,11 @@ async fn concurrent_callers_share_deltas_and_all_get_durable_versions() {
         let jti = format!("c-{i}");
         let holder = deltas
             .iter()
-            .find(|d| d.changes.iter().any(|c| matches!(c, Change::Add { jti: j, .. } if *j == jti)))
+            .find(|d| {
+                d.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Add { jti: j, .. } if *j == jti))
+            })
             .unwrap();
         assert!(holder.version <= *v);
     }

@@ -25,7 +25,10 @@ where
         if let Some(v) = condition().await {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -81,14 +84,14 @@ impl Http {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, body)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base))).await
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
     }
 
     /// POST JSON with the admin token `tok`.
@@ -127,7 +130,11 @@ pub async fn stream_deltas(nats_url: &str, namespace: &Namespace, key: PublicKey
     for seq in info.state.first_sequence.max(1)..=info.state.last_sequence {
         let message = stream.get_raw_message(seq).await.unwrap();
         let delta = verifier.decode_delta(&message.payload).unwrap();
-        assert_eq!(delta.version, seq, "stream message {seq} holds delta {}", delta.version);
+        assert_eq!(
+            delta.version, seq,
+            "stream message {seq} holds delta {}",
+            delta.version
+        );
         deltas.push(delta);
     }
     deltas
@@ -146,7 +153,9 @@ pub async fn delta_subscription(
     // Keep the client alive as long as the stream.
     Box::pin(subscriber.map(move |m| {
         let _ = &client;
-        verifier.decode_delta(&m.payload).expect("a delta signed by the publisher")
+        verifier
+            .decode_delta(&m.payload)
+            .expect("a delta signed by the publisher")
     }))
 }
 
