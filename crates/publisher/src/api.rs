@@ -602,3 +602,170 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// A router over a ready state whose "writer" answers every revocation with
+    /// version 7, without NATS.
+    fn app(admin_token: Option<&str>) -> Router {
+        let mut config = Config::for_tests("nats://127.0.0.1:1").unwrap();
+        config.admin_token = admin_token.map(str::to_owned);
+        let key = revocast_core::signing_key_from_seed([3; 32]);
+        let signer = revocast_core::Signer::new(key, config.namespace.clone());
+        let (shared, mut rx) = Shared::new(config, signer, None).unwrap();
+        shared.ready.send_replace(true);
+        tokio::spawn(async move {
+            while let Some(command) = rx.recv().await {
+                if let Command::Revoke { items, reply } = command {
+                    let _ = reply.send(Ok(Committed {
+                        version: 7,
+                        revoked: items.len() as u64,
+                        ..Committed::default()
+                    }));
+                }
+            }
+        });
+        router(shared)
+    }
+
+    async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn revoke(auth: Option<&str>, body: &str) -> Request<Body> {
+        let mut request =
+            Request::post("/v1/revocations").header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    }
+
+    fn soon() -> u64 {
+        crate::clock::now_secs() + 60
+    }
+
+    #[tokio::test]
+    async fn admin_token_rules() {
+        let app = app(Some("s3cret"));
+        let body = format!(r#"{{"jti":"a","exp":{}}}"#, soon());
+        for (auth, want) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("Bearer nope"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret2"), StatusCode::UNAUTHORIZED),
+            (Some("s3cret"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret"), StatusCode::OK),
+            (Some("bearer  s3cret "), StatusCode::OK),
+        ] {
+            let (status, body) = call(&app, revoke(auth, &body)).await;
+            assert_eq!(status, want, "{auth:?}: {body}");
+        }
+        // Reads need no token.
+        let (status, _) = call(&app, Request::get("/v1/stats").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn answers_carry_the_committed_version() {
+        let app = app(None);
+        let body = format!(
+            r#"{{"revocations":[{{"jti":"a","exp":{0}}},{{"jti":"b","exp":{0},"sub":"s"}}]}}"#,
+            soon()
+        );
+        let (status, body) = call(&app, revoke(None, &body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({"version": 7, "revoked": 2, "duplicates": 0, "expired": 0, "noop": false})
+        );
+    }
+
+    #[tokio::test]
+    async fn client_mistakes_are_json_4xx() {
+        let app = app(None);
+        let cases = [
+            (revoke(None, "{"), StatusCode::BAD_REQUEST, "invalid_json"),
+            (
+                revoke(None, r#"{"jti":""}"#),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_revocation",
+            ),
+            (
+                revoke(None, &format!(r#"{{"jti":"","exp":{}}}"#, soon())),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_jti",
+            ),
+            (
+                Request::post("/v1/revocations")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                revoke(None, &"x".repeat(600 << 10)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                Request::get("/nope").body(Body::empty()).unwrap(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Request::put("/v1/cutoffs").body(Body::empty()).unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+        ];
+        for (request, status, error) in cases {
+            let (got, body) = call(&app, request).await;
+            assert_eq!(
+                (got, body["error"].as_str()),
+                (status, Some(error)),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn not_ready_is_503() {
+        let app = app(None);
+        let mut config = Config::for_tests("nats://127.0.0.1:1").unwrap();
+        config.admin_token = None;
+        let signer = revocast_core::Signer::new(
+            revocast_core::signing_key_from_seed([4; 32]),
+            config.namespace.clone(),
+        );
+        let (shared, _rx) = Shared::new(config, signer, None).unwrap();
+        let loading = router(shared);
+        let body = format!(r#"{{"jti":"a","exp":{}}}"#, soon());
+        let (status, json) = call(&loading, revoke(None, &body)).await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
+        );
+        let (status, _) = call(
+            &loading,
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = call(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}

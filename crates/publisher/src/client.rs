@@ -309,12 +309,31 @@ fn parse_csv(text: &str) -> Vec<ImportLine> {
     let mut out = Vec::new();
     let mut first = true;
     let mut record = csv::ByteRecord::new();
+    // Line numbers from byte offsets: the csv crate does not count blank lines.
+    let mut counted_to = 0usize;
+    let mut line = 1u64;
+    let mut line_at = |byte: usize| {
+        let byte = byte.min(text.len());
+        if byte > counted_to {
+            line += text.as_bytes()[counted_to..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted_to = byte;
+        }
+        line
+    };
     loop {
-        let line = reader.position().line();
+        let start = reader.position().byte() as usize;
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(line, csv::Position::line);
+                let mut byte = record.position().map_or(start, |p| p.byte() as usize);
+                // A record's position may include the blank lines skipped before it.
+                while matches!(text.as_bytes().get(byte), Some(b'\n' | b'\r')) {
+                    byte += 1;
+                }
+                let line = line_at(byte);
                 let header = first && record.get(0) == Some(b"jti".as_slice());
                 first = false;
                 if header || record.iter().all(<[u8]>::is_empty) {
@@ -328,7 +347,7 @@ fn parse_csv(text: &str) -> Vec<ImportLine> {
             Err(e) => {
                 first = false;
                 out.push(ImportLine {
-                    line,
+                    line: line_at(start),
                     item: Err(format!("bad CSV: {e}")),
                 });
             }
