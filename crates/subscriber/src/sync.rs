@@ -169,7 +169,9 @@ impl Task {
 
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_connected = true;
+        // Every (re)connection bumps the client's `connects`, however short the outage.
+        let nats_stats = self.client.statistics();
+        let mut connects = nats_stats.connects.load(Relaxed);
         loop {
             let stale_at = self.in_sync_at + self.config.max_staleness;
             let stale = self.shared.stale.load(Relaxed);
@@ -203,12 +205,13 @@ impl Task {
                 }
                 _ = tick.tick() => {
                     let connected = self.client.connection_state() == async_nats::connection::State::Connected;
-                    if connected && !was_connected {
+                    let now_connects = nats_stats.connects.load(Relaxed);
+                    if now_connects != connects {
+                        connects = now_connects;
                         bump(&self.shared.counters.reconnects);
                         tracing::info!(namespace = %ns, "NATS reconnected; catching up from the stream");
                         self.catch_up_due = true;
                     }
-                    was_connected = connected;
                     let behind = self.shared.publisher_version.load(Relaxed) > self.filter.version();
                     if connected && (self.catch_up_due || behind || !self.pending.is_empty()) {
                         self.catch_up().await;
@@ -408,9 +411,9 @@ impl Task {
 
     /// Reloads from the newest snapshot and the stream.
     async fn resync(&mut self) {
-        bump(&self.shared.counters.resyncs);
         match self.load().await {
             Ok(filter) => {
+                bump(&self.shared.counters.resyncs);
                 tracing::info!(version = filter.version(), "revocast replica resynced");
                 self.install(filter);
                 self.catch_up_due = false;
