@@ -1,7 +1,8 @@
 //! # revocast-testkit
 //!
 //! Starts real `nats-server` processes with JetStream for tests, each on a random
-//! loopback port with its own store directory, and stops them on drop.
+//! loopback port with its own store directory, and stops them on drop; and [`Proxy`],
+//! a TCP proxy that cuts a client off from NATS on demand.
 //!
 //! The binary is found through `NATS_SERVER_BIN`, then `PATH`, then `/usr/sbin` and
 //! `/usr/local/bin`. When it is missing the helper panics with install instructions:
@@ -12,6 +13,10 @@
 //! println!("connect to {}", server.url());
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod proxy;
+
+pub use proxy::Proxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
