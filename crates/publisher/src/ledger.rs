@@ -58,20 +58,26 @@ impl Ledger {
                     sub,
                     reason,
                 } => {
-                    if !self.records.contains_key(jti) {
-                        *self
-                            .bucket_entries
-                            .entry(params.bucket_of(*exp))
-                            .or_default() += 1;
-                        self.records.insert(
-                            jti.clone(),
-                            Record {
-                                exp: *exp,
-                                sub: sub.clone(),
-                                reason: reason.clone(),
-                                revoked_at,
-                            },
-                        );
+                    *self
+                        .bucket_entries
+                        .entry(params.bucket_of(*exp))
+                        .or_default() += 1;
+                    match self.records.get_mut(jti) {
+                        // The same jti revoked again with an exp in another bucket
+                        // (a caller's first exp was wrong): the record lives as long
+                        // as the latest entry; the first revocation time stays.
+                        Some(record) => record.exp = record.exp.max(*exp),
+                        None => {
+                            self.records.insert(
+                                jti.clone(),
+                                Record {
+                                    exp: *exp,
+                                    sub: sub.clone(),
+                                    reason: reason.clone(),
+                                    revoked_at,
+                                },
+                            );
+                        }
                     }
                 }
                 Change::Expire { now } => self.forget_expired(&params, *now),
@@ -80,6 +86,17 @@ impl Ledger {
                 | Change::GlobalCutoff { .. } => {}
             }
         }
+    }
+
+    /// Whether the filter already holds `jti` in the bucket of `exp` (so revoking it
+    /// again adds nothing). A revocation of the same `jti` with an `exp` in another
+    /// bucket is not a duplicate: a check with the token's real `exp` looks only in
+    /// that bucket.
+    pub(crate) fn holds(&self, jti: &str, exp: u64) -> bool {
+        let params = self.filter.params();
+        self.records
+            .get(jti)
+            .is_some_and(|r| params.bucket_of(r.exp) == params.bucket_of(exp))
     }
 
     /// Drops records whose bucket the filter drops at `now`: the same rule, so the
@@ -131,13 +148,22 @@ mod tests {
         assert_eq!(ledger.records.len(), 2);
         assert_eq!(ledger.records["a"].revoked_at, 5);
         assert_eq!(ledger.capacity_hint(), 1);
-        // A replayed delta that repeats a jti keeps the first record.
+        // A replayed delta that repeats a jti keeps the first record; a later exp
+        // extends it.
         ledger.note(&Delta {
             version: 1,
             committed_at_ms: 9_000,
             changes: vec![add("a", 7_200)],
         });
         assert_eq!(ledger.records["a"].revoked_at, 5);
+        assert!(ledger.holds("a", 7_201));
+        assert!(!ledger.holds("a", 20_000));
+        ledger.note(&Delta {
+            version: 1,
+            committed_at_ms: 9_000,
+            changes: vec![add("a", 7_300)],
+        });
+        assert_eq!(ledger.records["a"].exp, 7_300);
         let expire = Delta {
             version: 2,
             committed_at_ms: 0,

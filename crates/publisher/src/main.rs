@@ -117,8 +117,8 @@ struct ServeArgs {
     /// Key for verifying tokens given to /oauth/revoke: PEM text, a PEM file, or an HS256 secret.
     #[arg(long, env = "REVOCAST_JWT_VERIFY_KEY", hide_env_values = true)]
     jwt_verify_key: Option<String>,
-    /// How long the writer gathers revocations into one delta.
-    #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value = "2ms", value_parser = parse_duration)]
+    /// Extra window for gathering revocations into one delta (0: commit what is queued at once).
+    #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value = "0ms", value_parser = parse_duration)]
     batch_wait: Duration,
     /// Most revocations in one delta.
     #[arg(long, env = "REVOCAST_BATCH_MAX", default_value_t = 2_000)]

@@ -141,6 +141,9 @@ impl Command {
     }
 }
 
+/// With no gather window, how often the writer yields for more commands.
+const GATHER_YIELDS: u32 = 2;
+
 enum Next {
     Command(Command),
     Expire,
@@ -245,12 +248,24 @@ impl Writer {
     /// Gathers commands for up to `max_wait` after the first, within the limits.
     /// Returns the batch and a command that did not fit, if any.
     async fn gather(&mut self, first: Command) -> (Vec<Command>, Option<Command>) {
-        let deadline = tokio::time::Instant::now() + self.shared.config.batch.max_wait;
+        let max_wait = self.shared.config.batch.max_wait;
+        let deadline = tokio::time::Instant::now() + max_wait;
         let (mut adds, mut bytes) = first.cost();
         let mut batch = vec![first];
+        let mut yields = 0;
         loop {
             let next = match self.rx.try_recv() {
                 Ok(c) => c,
+                Err(mpsc::error::TryRecvError::Empty) if max_wait.is_zero() => {
+                    // No window: let callers that are about to send get in, then go.
+                    // Batches still form while the previous commit awaits its ack.
+                    if yields == GATHER_YIELDS {
+                        break;
+                    }
+                    yields += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Err(mpsc::error::TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                         Ok(Some(c)) => c,
@@ -309,10 +324,11 @@ impl Writer {
         }
         *batch = valid;
         let ledger = self.shared.ledger();
-        let leeway = ledger.filter.params().leeway;
+        let params = ledger.filter.params();
+        let leeway = params.leeway;
         let mut staging = ledger.filter.stage();
         staging.capacity_hint(ledger.capacity_hint());
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<(&str, u64)> = HashSet::new();
         let mut counts = Vec::with_capacity(batch.len());
         let draw = || match crate::keys::bloom_seed() {
             Ok(seed) => seed,
@@ -329,8 +345,8 @@ impl Writer {
                     for item in items {
                         if item.exp.saturating_add(leeway) < now {
                             c.expired += 1;
-                        } else if ledger.records.contains_key(&item.jti)
-                            || !seen.insert(item.jti.as_str())
+                        } else if ledger.holds(&item.jti, item.exp)
+                            || !seen.insert((item.jti.as_str(), params.bucket_of(item.exp)))
                         {
                             c.duplicates += 1;
                         } else {

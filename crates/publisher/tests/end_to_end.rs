@@ -23,10 +23,11 @@ async fn revocations_become_contiguous_signed_deltas() {
     let mut deltas = common::delta_subscription(&server.url(), &ns, publisher.public_key()).await;
     let http = Http::new(publisher.url());
 
-    let v1 = http.revoke("jti-1").await;
-    assert_eq!(v1, 1);
-    // Bulk: one delta for the whole call.
     let exp = now() + 600;
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "jti-1", "exp": exp}))
+        .await;
+    assert_eq!((status, body["version"].clone()), (200, json!(1)), "{body}");
     let (status, body) = http
         .post(
             "/v1/revocations",
@@ -387,5 +388,100 @@ async fn concurrent_callers_share_deltas_and_all_get_durable_versions() {
             .unwrap();
         assert!(holder.version <= *v);
     }
+    publisher.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_buckets_are_dropped_and_announced() {
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.filter.bucket_width = 1;
+    cfg.filter.max_token_lifetime = 30;
+    cfg.filter.leeway = 0;
+    cfg.expiry_interval = Duration::from_millis(100);
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "short", "exp": now() + 1}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "long", "exp": now() + 25}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the short-lived entry to expire", || async {
+        let (status, _) = http.get("/v1/revocations/short").await;
+        (status == 404).then_some(())
+    })
+    .await;
+    let (status, _) = http.get("/v1/revocations/long").await;
+    assert_eq!(status, 200, "live entries stay");
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    let expire = deltas
+        .iter()
+        .find(|d| d.changes.iter().any(|c| matches!(c, Change::Expire { .. })))
+        .expect("an Expire delta in the stream");
+    assert!(expire.version >= 3);
+    assert_eq!(publisher.stats().filter.live_entries, 1);
+    publisher.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_commits_and_writes_a_final_snapshot() {
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.snapshot_interval = Duration::from_secs(3600);
+    cfg.snapshot_every_deltas = 1_000_000;
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    let calls = (0..20).map(|i| {
+        let http = http.clone();
+        async move { http.revoke(&format!("s-{i}")).await }
+    });
+    futures::future::join_all(calls).await;
+    let version = publisher.version();
+    let key = publisher.public_key();
+    let ns = publisher.namespace().clone();
+    assert_eq!(publisher.stats().snapshots.last_version, 0);
+    within("shutdown", publisher.shutdown()).await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let store = js.get_object_store(ns.snapshot_bucket()).await.unwrap();
+    let mut object = store.get(subjects::SNAPSHOT_OBJECT).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes)
+        .await
+        .unwrap();
+    let snapshot = Verifier::new(key, ns).decode_snapshot(&bytes).unwrap();
+    assert_eq!(snapshot.state.version, version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_jti_with_an_exp_in_another_bucket_is_added_again() {
+    let server = NatsServer::start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let first = now() + 60;
+    let later = now() + 5 * 3600;
+    let (_, body) = http
+        .post("/v1/revocations", json!({"jti": "twice", "exp": first}))
+        .await;
+    assert_eq!(body["revoked"], 1);
+    let (_, body) = http
+        .post("/v1/revocations", json!({"jti": "twice", "exp": first + 1}))
+        .await;
+    assert_eq!(body["duplicates"], 1, "same bucket: {body}");
+    let (_, body) = http
+        .post("/v1/revocations", json!({"jti": "twice", "exp": later}))
+        .await;
+    assert_eq!(body["revoked"], 1, "another bucket: {body}");
+    let mut replica = Filter::new(Default::default()).unwrap();
+    for d in stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await {
+        replica.apply(&d).unwrap();
+    }
+    assert!(replica.contains("twice", Some(first)));
+    assert!(replica.contains("twice", Some(later)));
+    let (_, body) = http.get("/v1/revocations/twice").await;
+    assert_eq!(body["exp"], later);
     publisher.shutdown().await.unwrap();
 }
