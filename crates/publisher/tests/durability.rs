@@ -236,3 +236,52 @@ async fn revocations_wait_out_a_nats_outage() {
     assert_eq!(deltas.len() as u64, next);
     publisher.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_snapshots_and_exits_promptly() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = Http::new(format!("http://127.0.0.1:{port}"));
+    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    wait_ready(&http).await;
+    for i in 0..5 {
+        http.revoke(&format!("t{i}")).await;
+    }
+    let started = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = eventually("the publisher to exit after SIGTERM", || {
+        let exit = child.try_wait().unwrap();
+        async move { exit }
+    })
+    .await;
+    assert!(exit.success(), "clean exit: {exit}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The final snapshot holds version 5 (snapshots every 7 deltas would not).
+    let key_text = std::fs::read_to_string(dir.path().join("signing.key")).unwrap();
+    let key = PublicKey(signing_key_from_file(&key_text).unwrap().verifying_key());
+    let ns = Namespace::new("crash").unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let store = js.get_object_store(ns.snapshot_bucket()).await.unwrap();
+    let mut object = store
+        .get(revocast_core::subjects::SNAPSHOT_OBJECT)
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes)
+        .await
+        .unwrap();
+    let snapshot = revocast_core::Verifier::new(key, ns)
+        .decode_snapshot(&bytes)
+        .unwrap();
+    assert_eq!(snapshot.state.version, 5);
+}
