@@ -146,16 +146,16 @@ struct RevokeArgs {
     #[command(flatten)]
     api: ApiArgs,
     /// The token's jti.
-    #[arg(long)]
+    #[arg(long, env = "REVOCAST_JTI")]
     jti: String,
     /// The token's exp: unix seconds, or `+DURATION` from now (e.g. `+1h`).
-    #[arg(long, value_parser = parse_time, allow_hyphen_values = true)]
+    #[arg(long, env = "REVOCAST_EXP", value_parser = parse_time, allow_hyphen_values = true)]
     exp: u64,
     /// The token's sub.
-    #[arg(long)]
+    #[arg(long, env = "REVOCAST_SUB")]
     sub: Option<String>,
     /// Why (kept with the revocation; the authority returns it).
-    #[arg(long)]
+    #[arg(long, env = "REVOCAST_REASON")]
     reason: Option<String>,
 }
 
@@ -164,10 +164,16 @@ struct CutoffArgs {
     #[command(flatten)]
     api: ApiArgs,
     /// Subject whose tokens are cut off; without it, every token.
-    #[arg(long)]
+    #[arg(long, env = "REVOCAST_SUB")]
     sub: Option<String>,
     /// Tokens issued before this are rejected: unix seconds, `now`, or `-DURATION`.
-    #[arg(long, default_value = "now", value_parser = parse_time, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "REVOCAST_NOT_BEFORE",
+        default_value = "now",
+        value_parser = parse_time,
+        allow_hyphen_values = true
+    )]
     not_before: u64,
 }
 
@@ -176,12 +182,18 @@ struct ImportArgs {
     #[command(flatten)]
     api: ApiArgs,
     /// JSON lines or CSV file.
+    #[arg(env = "REVOCAST_IMPORT_FILE")]
     file: PathBuf,
     /// Input format.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "csv"])]
+    #[arg(long, env = "REVOCAST_IMPORT_FORMAT", default_value = "auto", value_parser = ["auto", "jsonl", "csv"])]
     format: String,
     /// Revocations per bulk call.
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(
+        long,
+        env = "REVOCAST_IMPORT_BATCH_SIZE",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=1000)
+    )]
     batch_size: u64,
 }
 

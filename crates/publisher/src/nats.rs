@@ -390,17 +390,20 @@ pub(crate) async fn bootstrap(
     };
     let mut written = None;
     if !had_snapshot || ledger.filter.version() > snapshot_version {
-        let bytes = encode_snapshot(signer, &ledger.filter);
+        let bytes = encode_snapshot(signer, ledger.filter.to_state());
         put_snapshot(&storage.objects, &bytes).await?;
         written = Some(bytes.len() as u64);
     }
     Ok((storage, ledger, written))
 }
 
-/// Encodes and signs a snapshot of `filter`.
-pub(crate) fn encode_snapshot(signer: &revocast_core::Signer, filter: &Filter) -> Vec<u8> {
+/// Encodes and signs a snapshot of a filter state.
+pub(crate) fn encode_snapshot(
+    signer: &revocast_core::Signer,
+    state: revocast_core::FilterState,
+) -> Vec<u8> {
     signer.encode(&Message::Snapshot(Snapshot {
         taken_at_ms: crate::clock::now_ms(),
-        state: filter.to_state(),
+        state,
     }))
 }

@@ -45,7 +45,7 @@ pub(crate) async fn write_snapshot(
     shared: &Shared,
     storage: &Storage,
 ) -> Result<bool, crate::Error> {
-    let (version, bytes) = {
+    let (version, state) = {
         let ledger = shared.ledger();
         let version = ledger.filter.version();
         if stats::get(&shared.stats.snapshots_published) > 0
@@ -53,11 +53,10 @@ pub(crate) async fn write_snapshot(
         {
             return Ok(false);
         }
-        (
-            version,
-            nats::encode_snapshot(&shared.signer, &ledger.filter),
-        )
+        // Copy under the lock; encode and sign (the slow part) outside it.
+        (version, ledger.filter.to_state())
     };
+    let bytes = nats::encode_snapshot(&shared.signer, state);
     nats::put_snapshot(&storage.objects, &bytes).await?;
     record_snapshot(shared, version, bytes.len() as u64);
     tracing::debug!(version, bytes = bytes.len(), "snapshot written");
