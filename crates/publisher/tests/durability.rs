@@ -285,3 +285,79 @@ async fn sigterm_commits_snapshots_and_exits_promptly() {
         .unwrap();
     assert_eq!(snapshot.state.version, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
+    let server = NatsServer::start();
+    let key = revocast_core::signing_key_from_seed([9; 32]);
+    let mut cfg = config(&server);
+    cfg.signing_key = revocast_publisher::KeySource::Key(key.clone());
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    assert_eq!(http.revoke("mine").await, 1);
+
+    // Another writer with the same key stores version 2 first.
+    let ns = publisher.namespace().clone();
+    let mut replica = revocast_core::Filter::new(Default::default()).unwrap();
+    for d in stream_deltas(&server.url(), &ns, publisher.public_key()).await {
+        replica.apply(&d).unwrap();
+    }
+    let mut staging = replica.stage();
+    staging
+        .revoke_with("foreign", now() + 600, None, Some("elsewhere"), || {
+            std::array::from_fn(|i| i as u8)
+        })
+        .unwrap();
+    let delta = revocast_core::Delta {
+        version: 2,
+        committed_at_ms: now() * 1000,
+        changes: staging.finish(),
+    };
+    let bytes =
+        revocast_core::Signer::new(key, ns.clone()).encode(&revocast_core::Message::Delta(delta));
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let ack = js
+        .send_publish(
+            ns.delta_subject(),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(bytes.into())
+                .expected_last_sequence(1),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 2);
+
+    // The publisher's next commit loses the race: it is told "not durable", and the
+    // stored delta is adopted (filter and records).
+    let (status, body) = http
+        .post(
+            "/v1/revocations",
+            json!({"jti": "late", "exp": now() + 600}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (503, json!("not_durable")),
+        "{body}"
+    );
+    let (status, body) = http.get("/v1/revocations/foreign").await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (200, json!("elsewhere")),
+        "{body}"
+    );
+    assert_eq!(publisher.version(), 2);
+    assert_eq!(publisher.stats().deltas.reconciled, 1);
+    // Retrying is safe and lands on version 3.
+    assert_eq!(http.revoke("late").await, 3);
+    assert_eq!(
+        stream_deltas(&server.url(), &ns, publisher.public_key())
+            .await
+            .len(),
+        3
+    );
+    publisher.shutdown().await.unwrap();
+}
