@@ -246,7 +246,7 @@ struct RevocationBody {
 }
 
 /// Turns a body item into a revocation, checking what a caller can get wrong.
-fn revocation(shared: &Shared, value: Value, at: &str) -> Result<Revocation, ApiError> {
+fn revocation(limits: &ExpLimits, value: Value, at: &str) -> Result<Revocation, ApiError> {
     let body: RevocationBody = serde_json::from_value(value)
         .map_err(|e| ApiError::unprocessable("invalid_revocation", format!("{at}{e}")))?;
     let revocation = Revocation {
@@ -255,14 +255,34 @@ fn revocation(shared: &Shared, value: Value, at: &str) -> Result<Revocation, Api
         sub: body.sub,
         reason: body.reason,
     };
-    check_revocation(shared, &revocation).map_err(|mut e| {
+    check_revocation(limits, &revocation).map_err(|mut e| {
         e.detail = format!("{at}{}", e.detail);
         e
     })?;
     Ok(revocation)
 }
 
-fn check_revocation(shared: &Shared, r: &Revocation) -> Result<(), ApiError> {
+/// What bounds a revocation's `exp`, read once per request.
+#[derive(Debug)]
+struct ExpLimits {
+    now: u64,
+    lifetime: u64,
+    leeway: u64,
+}
+
+impl ExpLimits {
+    fn of(shared: &Shared) -> ExpLimits {
+        let ledger = shared.ledger();
+        let params = ledger.filter.params();
+        ExpLimits {
+            now: crate::clock::now_secs(),
+            lifetime: params.max_token_lifetime,
+            leeway: params.leeway,
+        }
+    }
+}
+
+fn check_revocation(limits: &ExpLimits, r: &Revocation) -> Result<(), ApiError> {
     r.validate().map_err(|e| {
         let code = match e {
             revocast_core::FilterError::EmptyJti | revocast_core::FilterError::JtiTooLong(_) => {
@@ -272,12 +292,11 @@ fn check_revocation(shared: &Shared, r: &Revocation) -> Result<(), ApiError> {
         };
         ApiError::unprocessable(code, e.to_string())
     })?;
-    let (lifetime, leeway) = {
-        let ledger = shared.ledger();
-        let params = ledger.filter.params();
-        (params.max_token_lifetime, params.leeway)
-    };
-    let now = crate::clock::now_secs();
+    let ExpLimits {
+        now,
+        lifetime,
+        leeway,
+    } = *limits;
     let latest = now.saturating_add(lifetime).saturating_add(leeway);
     if r.exp > latest {
         return Err(ApiError::unprocessable(
@@ -335,6 +354,7 @@ async fn post_revocations(
     let body = body.map_err(ApiError::from_bytes)?;
     require_ready(&shared)?;
     let value = parse_json(&body)?;
+    let limits = ExpLimits::of(&shared);
     let items = match value {
         Value::Object(mut map) if map.contains_key("revocations") => {
             let list = match map.remove("revocations") {
@@ -365,10 +385,10 @@ async fn post_revocations(
             }
             list.into_iter()
                 .enumerate()
-                .map(|(i, v)| revocation(&shared, v, &format!("revocations[{i}]: ")))
+                .map(|(i, v)| revocation(&limits, v, &format!("revocations[{i}]: ")))
                 .collect::<Result<Vec<_>, _>>()?
         }
-        value @ Value::Object(_) => vec![revocation(&shared, value, "")?],
+        value @ Value::Object(_) => vec![revocation(&limits, value, "")?],
         _ => {
             return Err(ApiError::unprocessable(
                 "invalid_revocation",
@@ -453,7 +473,7 @@ async fn oauth_revoke(
         sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
         reason: Some("oauth_revoke".to_owned()),
     };
-    check_revocation(&shared, &item)?;
+    check_revocation(&ExpLimits::of(&shared), &item)?;
     let done = submit(&shared, |reply| Command::Revoke {
         items: vec![item],
         reply,
