@@ -1,1 +1,130 @@
-fn main() {}
+//! The replica's figures at 1,000,000 live entries, through the public API, against
+//! a real nats-server (started by the test kit):
+//! - `check_local/miss`: a filter miss (target: at least 10 million per second per core);
+//! - `cold_start/ready`: connect to ready, loading the snapshot (target: under 1 s);
+//! - memory: the replica's bitmaps against a `HashSet<String>` of the same jtis
+//!   (printed before the benchmarks run).
+//!
+//! `cargo bench -p revocast-subscriber --bench check`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{FakePublisher, now_secs};
+use criterion::{Criterion, Throughput};
+use revocast_subscriber::{LocalCheck, Policy, Source, Subscriber, TokenClaims, Verdict};
+use revocast_testkit::NatsServer;
+
+const LIVE: usize = 1_000_000;
+const PER_DELTA: usize = 10_000;
+
+fn main() {
+    let server = NatsServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = now_secs();
+    let exp_of = |i: usize| now + 600 + (i as u64 % 24) * 3600;
+    let jti_of = |i: usize| format!("tok-{i:08x}-revoked");
+
+    let (publisher, sub) = rt.block_on(async {
+        let mut publisher = FakePublisher::start(&server.url(), "bench").await;
+        let started = Instant::now();
+        for chunk in (0..LIVE).collect::<Vec<_>>().chunks(PER_DELTA) {
+            // One delta per chunk, every jti in its own hourly bucket.
+            let delta = publisher.plan(|s, seed| {
+                for &i in chunk {
+                    s.revoke(&jti_of(i), exp_of(i), &mut *seed).unwrap();
+                }
+            });
+            publisher.store(&delta).await;
+        }
+        publisher.snapshot().await;
+        eprintln!(
+            "setup: {LIVE} revocations in {} deltas, snapshot at version {}, in {:.1?}",
+            LIVE / PER_DELTA,
+            publisher.version(),
+            started.elapsed()
+        );
+        let sub = publisher.replica(&server.url(), Policy::FailClosed, Duration::from_secs(3600)).await;
+        (publisher, sub)
+    });
+    assert_eq!(sub.stats().live_entries, LIVE as u64);
+
+    memory_report(&sub, &(0..LIVE).map(jti_of).collect::<Vec<_>>());
+
+    let mut c = Criterion::default().configure_from_args();
+    miss(&mut c, &sub, exp_of);
+    cold_start(&mut c, &rt, &publisher, &server.url());
+    c.final_summary();
+    drop(sub);
+    drop(publisher);
+}
+
+fn miss(c: &mut Criterion, sub: &Subscriber, exp_of: impl Fn(usize) -> u64) {
+    let claims: Vec<TokenClaims> = (0..4096)
+        .map(|i| TokenClaims::new(format!("tok-{i:08x}-valid"), exp_of(i)).sub("alice"))
+        .collect();
+    let misses = claims
+        .iter()
+        .filter(|c| sub.check_local(c) == LocalCheck::Decided(Verdict::Accepted { source: Source::Local }))
+        .count();
+    assert!(misses > 4000, "nearly all should miss: {misses}");
+    let mut group = c.benchmark_group("check_local");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("miss_1m_live", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(sub.check_local(black_box(&claims[i])))
+        })
+    });
+    group.finish();
+}
+
+fn cold_start(c: &mut Criterion, rt: &tokio::runtime::Runtime, publisher: &FakePublisher, url: &str) {
+    let mut group = c.benchmark_group("cold_start");
+    group.sample_size(10).measurement_time(Duration::from_secs(15));
+    group.bench_function("connect_to_ready_1m_live", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    let sub = publisher.options().connect(url).await.unwrap();
+                    common::within("ready", sub.ready()).await;
+                    total += started.elapsed();
+                    assert_eq!(sub.version(), publisher.version());
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+fn memory_report(sub: &Subscriber, jtis: &[String]) {
+    let stats = sub.stats();
+    let set: HashSet<String> = jtis.iter().cloned().collect();
+    // hashbrown: one control byte and one `String` per bucket, plus each string's heap
+    // buffer; allocator overhead not counted, so this is a lower bound.
+    let set_bytes = set.capacity() * (std::mem::size_of::<String>() + 1)
+        + set.iter().map(|s| s.capacity()).sum::<usize>();
+    let filter = stats.filter_bytes as f64;
+    println!(
+        "memory at {} live entries: replica bitmaps {:.2} MiB ({:.1} bits/entry); \
+         HashSet<String> of the same jtis >= {:.2} MiB; ratio {:.1}x",
+        stats.live_entries,
+        filter / (1 << 20) as f64,
+        filter * 8.0 / stats.live_entries as f64,
+        set_bytes as f64 / (1 << 20) as f64,
+        set_bytes as f64 / filter,
+    );
+}

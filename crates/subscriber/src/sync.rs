@@ -10,8 +10,9 @@
 //! - past `max_staleness` without such proof, the replica is marked stale;
 //! - after a NATS reconnect, it catches up from the stream.
 //!
-//! The task owns the master [`Filter`]; readers see clones published through the
-//! `ArcSwap` once per batch of messages.
+//! The task and the readers share one `Arc<Filter>`: a batch of changes clones it
+//! once (`Arc::make_mut`), applies them, and publishes the new `Arc` through the
+//! `ArcSwap`; the old copy is freed when the last in-flight check lets go of it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,8 +100,9 @@ struct Task {
     client: async_nats::Client,
     js: jetstream::Context,
     config: SyncConfig,
-    /// The master copy; readers get clones.
-    filter: Filter,
+    /// The replica; the same `Arc` readers load between batches, so one copy lives
+    /// in memory. The first change after a publication clones it (`Arc::make_mut`).
+    filter: Arc<Filter>,
     /// Verified deltas ahead of `filter`, waiting for the gap before them.
     pending: BTreeMap<u64, Delta>,
     /// `time_ms` of the newest heartbeat accepted: older or equal ones are replays.
@@ -120,7 +122,7 @@ pub(crate) async fn run(
     config: SyncConfig,
     mut shutdown: oneshot::Receiver<()>,
 ) {
-    let filter = Filter::clone(&shared.filter.load());
+    let filter = shared.filter.load_full();
     let mut task = Task {
         js: jetstream::new(client.clone()),
         shared,
@@ -240,14 +242,14 @@ impl Task {
     /// Makes the filter visible to checks if it changed.
     fn publish(&mut self) {
         if self.dirty {
-            self.shared.filter.store(Arc::new(self.filter.clone()));
+            self.shared.filter.store(self.filter.clone());
             self.dirty = false;
         }
     }
 
     /// Replaces the master filter with a freshly loaded one.
     fn install(&mut self, filter: Filter) {
-        self.filter = filter;
+        self.filter = Arc::new(filter);
         self.dirty = true;
         self.shared.cache.clear();
         let version = self.filter.version();
@@ -308,7 +310,7 @@ impl Task {
     }
 
     fn apply(&mut self, delta: &Delta, from_stream: bool) {
-        match self.filter.apply(delta) {
+        match Arc::make_mut(&mut self.filter).apply(delta) {
             Ok(()) => {
                 self.dirty = true;
                 let counters = &self.shared.counters;
@@ -400,7 +402,8 @@ impl Task {
                 first,
             });
         }
-        let result = replay(&self.js, &self.config, &self.shared, &mut self.filter, last).await;
+        let filter = Arc::make_mut(&mut self.filter);
+        let result = replay(&self.js, &self.config, &self.shared, filter, last).await;
         if self.filter.version() != version {
             self.dirty = true;
         }
