@@ -60,24 +60,55 @@ pub(crate) fn answer(
     ))
 }
 
-/// Serves the confirm endpoint until `stop` turns true.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    client: async_nats::Client,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), Error> {
+async fn start_service(
+    shared: &Shared,
+    client: &async_nats::Client,
+) -> Result<
+    (
+        async_nats::service::Service,
+        async_nats::service::endpoint::Endpoint,
+    ),
+    Error,
+> {
     let service = client
         .service_builder()
         .description("revocast authority: confirms Bloom filter hits")
         .start(subjects::AUTHORITY_SERVICE, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Error::Nats(format!("start authority service: {e}")))?;
-    let mut endpoint = service
+    let endpoint = service
         .endpoint_builder()
         .name(subjects::CONFIRM_ENDPOINT)
         .add(shared.config.namespace.confirm_subject())
         .await
         .map_err(|e| Error::Nats(format!("add confirm endpoint: {e}")))?;
+    Ok((service, endpoint))
+}
+
+/// Serves the confirm endpoint until `stop` turns true. Starting the service is
+/// retried until it works (NATS may be away for a moment).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    let (service, mut endpoint) = loop {
+        match start_service(&shared, &client).await {
+            Ok(started) => break started,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "authority not started; retrying");
+                let stopped = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => true,
+                    _ = tokio::time::sleep(backoff) => false,
+                };
+                if stopped {
+                    return;
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
     tracing::info!(subject = %shared.config.namespace.confirm_subject(), "authority serving over NATS");
     loop {
         let request = tokio::select! {
@@ -92,5 +123,4 @@ pub(crate) async fn serve(
     }
     let _ = endpoint.stop().await;
     let _ = service.stop().await;
-    Ok(())
 }
