@@ -98,6 +98,9 @@ impl From<CommitError> for ApiError {
                 "the publisher is shutting down; retry against the new instance",
             ),
             CommitError::Invalid(why) => ApiError::unprocessable("invalid_revocation", why),
+            CommitError::TooLarge(why) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", why)
+            }
         }
     }
 }

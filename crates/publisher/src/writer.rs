@@ -86,6 +86,9 @@ pub enum CommitError {
     /// The command was malformed (the API validates first, so this is a bug).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The command alone would make a delta larger than NATS accepts.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The writer has stopped.
     #[error("the publisher is shutting down")]
     Stopped,
@@ -239,10 +242,19 @@ impl Writer {
         }
     }
 
+    /// Rough bound of one delta's size: the configured one, and well under what the
+    /// NATS server accepts (its `max_payload`).
+    fn byte_budget(&self) -> usize {
+        let configured = self.shared.config.batch.max_bytes;
+        match self.storage.js.client().server_info().max_payload {
+            0 => configured,
+            server => configured.min(server / 10 * 6),
+        }
+    }
+
     fn fits(&self, adds: usize, bytes: usize, next: &Command) -> bool {
-        let limits = &self.shared.config.batch;
         let (a, b) = next.cost();
-        adds + a <= limits.max_adds && bytes + b <= limits.max_bytes
+        adds + a <= self.shared.config.batch.max_adds && bytes + b <= self.byte_budget()
     }
 
     /// Gathers commands for up to `max_wait` after the first, within the limits.
@@ -315,9 +327,21 @@ impl Writer {
     /// dropped here.
     fn plan(&self, batch: &mut Vec<Command>, expire: Option<u64>) -> Result<Plan, FilterError> {
         let now = crate::clock::now_secs();
+        let budget = self.byte_budget();
         let mut valid = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
-            match command.validate() {
+            let (_, bytes) = command.cost();
+            let checked = command.validate().and_then(|()| {
+                if bytes > budget {
+                    Err(CommitError::TooLarge(format!(
+                        "about {bytes} bytes in one delta; the NATS server takes {budget} \
+                         (60% of its max_payload): send fewer revocations per call"
+                    )))
+                } else {
+                    Ok(())
+                }
+            });
+            match checked {
                 Ok(()) => valid.push(command),
                 Err(e) => command.answer(Err(e)),
             }

@@ -357,3 +357,40 @@ async fn health_and_readiness() {
 async fn within_bound<T>(f: impl std::future::Future<Output = T>) -> T {
     common::within("a bounded shutdown", f).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_stay_under_the_servers_max_payload() {
+    let server = NatsServer::builder().config("max_payload: 65536").start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let exp = now() + 3600;
+    let big: Vec<Value> = (0..500)
+        .map(|i| json!({"jti": format!("big-{i}"), "exp": exp, "reason": "r".repeat(200)}))
+        .collect();
+    let (status, body) = http
+        .post("/v1/revocations", json!({"revocations": big}))
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (413, json!("payload_too_large")),
+        "{body}"
+    );
+    // Many concurrent calls that fit one by one are spread over several deltas.
+    let calls = (0..40).map(|c| {
+        let http = http.clone();
+        async move {
+            let list: Vec<Value> = (0..20)
+                .map(|i| json!({"jti": format!("c{c}-{i}"), "exp": exp, "reason": "r".repeat(100)}))
+                .collect();
+            http.post("/v1/revocations", json!({"revocations": list}))
+                .await
+        }
+    });
+    for (status, body) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let stats = publisher.stats();
+    assert_eq!(stats.revocations.added, 800);
+    assert_eq!(stats.deltas.failed, 0);
+    publisher.shutdown().await.unwrap();
+}
