@@ -485,3 +485,29 @@ async fn the_same_jti_with_an_exp_in_another_bucket_is_added_again() {
     assert_eq!(body["exp"], later);
     publisher.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_user_and_password() {
+    let server = NatsServer::builder()
+        .config("authorization {\n  user: revocast\n  password: hunter2\n}")
+        .start();
+    let mut cfg = config(&server);
+    cfg.nats.user = Some("revocast".into());
+    cfg.nats.password = Some("hunter2".into());
+    let publisher = start(cfg.clone()).await;
+    assert_eq!(Http::new(publisher.url()).revoke("authed").await, 1);
+    publisher.shutdown().await.unwrap();
+
+    // Wrong password: the publisher keeps trying and never reports ready.
+    cfg.nats.password = Some("wrong".into());
+    let refused = revocast_publisher::Publisher::start(cfg).await.unwrap();
+    let err = refused
+        .wait_ready(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, revocast_publisher::Error::Timeout { .. }),
+        "{err}"
+    );
+    within("shutdown", refused.shutdown()).await.unwrap();
+}
