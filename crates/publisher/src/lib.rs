@@ -26,6 +26,7 @@
 //!   commands.
 //! - [`keys`]: the signing key file (`keygen`, created on first start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
+#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod api;

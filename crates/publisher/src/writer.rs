@@ -1,6 +1,6 @@
 //! The single writer: group commit of revocations into signed deltas.
 //!
-//! API handlers send [`Command`]s over a channel. The writer takes the first, gathers
+//! API handlers send commands over a channel. The writer takes the first, gathers
 //! whatever else arrives within `batch.max_wait` (up to the batch limits), stages one
 //! delta, signs it, and publishes it with `Nats-Expected-Last-Sequence: V` and
 //! `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream acknowledged sequence `V+1` does it
