@@ -1,9 +1,10 @@
 //! The single writer: group commit of revocations into signed deltas.
 //!
 //! API handlers send commands over a channel. The writer takes the first, gathers
-//! whatever else arrives within `batch.max_wait` (up to the batch limits), stages one
-//! delta, signs it, and publishes it with `Nats-Expected-Last-Sequence: V` and
-//! `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream acknowledged sequence `V+1` does it
+//! whatever else is queued (and, with a `batch.max_wait` window, whatever arrives
+//! within it), up to the batch limits; revocations that arrive while a commit awaits
+//! its ack form the next batch. It stages one delta, signs it, and publishes it with
+//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream acknowledged sequence `V+1` does it
 //! apply the delta to the ledger and answer every caller of the batch.
 //!
 //! When a publish fails or its ack is lost, the writer does not guess: it reads the
