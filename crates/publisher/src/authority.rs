@@ -61,7 +61,7 @@ pub(crate) fn answer(
 }
 
 async fn start_service(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: &async_nats::Client,
 ) -> Result<
     (
@@ -73,6 +73,19 @@ async fn start_service(
     let service = client
         .service_builder()
         .description("revocast authority: confirms Bloom filter hits")
+        .stats_handler({
+            // `$SRV.STATS` shows the answers by kind next to the request counts.
+            let shared = shared.clone();
+            move |_endpoint, _stats| {
+                let c = shared.stats.confirms();
+                serde_json::json!({
+                    "revoked": c.revoked,
+                    "not_revoked": c.not_revoked,
+                    "malformed": c.malformed,
+                    "version": shared.ledger().filter.version(),
+                })
+            }
+        })
         .start(subjects::AUTHORITY_SERVICE, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Error::Nats(format!("start authority service: {e}")))?;

@@ -233,6 +233,21 @@ async fn authority_answers_over_nats_and_http() {
     .unwrap();
     let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
     assert_eq!(ping["name"], subjects::AUTHORITY_SERVICE);
+    let stats = within(
+        "$SRV.STATS",
+        client.request(
+            format!("$SRV.STATS.{}", subjects::AUTHORITY_SERVICE),
+            "".into(),
+        ),
+    )
+    .await
+    .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+    let endpoint = &stats["endpoints"][0];
+    assert_eq!(endpoint["name"], subjects::CONFIRM_ENDPOINT);
+    assert_eq!(endpoint["num_requests"], 4, "{stats}");
+    assert_eq!(endpoint["num_errors"], 2, "{stats}");
+    assert_eq!(endpoint["data"]["malformed"], 2, "{stats}");
 
     // Confirms are counted by answer (HTTP and NATS alike).
     let stats = publisher.stats();
