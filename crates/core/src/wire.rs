@@ -34,7 +34,7 @@ pub const MAGIC: [u8; 4] = *b"RVCB";
 pub const FORMAT_VERSION: u8 = 1;
 /// Default largest message a decoder accepts (snapshots of tens of millions of entries).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
-/// Bodies up to this size decode with a memory claim limit of this size too.
+/// Memory a confirm request's body may claim while it decodes.
 const MAX_REQUEST_BODY_BYTES: usize = 64 << 10;
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
@@ -180,15 +180,17 @@ impl Message {
         .unwrap_or_default()
     }
 
+    /// Decodes a body. bincode's limit counts the memory a length prefix claims (in
+    /// decoded size), so it stops a forged prefix from allocating more than the
+    /// limit: unsigned requests, which anyone can send, get a small one; signed
+    /// messages, verified before this point, the message size limit.
     fn decode_body(kind: Kind, body: &[u8]) -> Result<Message, DecodeError> {
-        fn body_of<T: Decode<()>>(body: &[u8]) -> Result<T, DecodeError> {
-            // A limit stops a length prefix from claiming more memory than a message
-            // may hold; requests (unsigned, from anyone) get a small one.
-            let result = if body.len() <= MAX_REQUEST_BODY_BYTES {
-                let cfg = bincode_config().with_limit::<MAX_REQUEST_BODY_BYTES>();
+        fn body_of<T: Decode<()>>(body: &[u8], kind: Kind) -> Result<T, DecodeError> {
+            let result = if kind.is_signed() {
+                let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
                 bincode::decode_from_slice::<T, _>(body, cfg)
             } else {
-                let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
+                let cfg = bincode_config().with_limit::<MAX_REQUEST_BODY_BYTES>();
                 bincode::decode_from_slice::<T, _>(body, cfg)
             };
             let (value, used) = result.map_err(|e| DecodeError::Body(e.to_string()))?;
@@ -201,11 +203,11 @@ impl Message {
             Ok(value)
         }
         Ok(match kind {
-            Kind::Snapshot => Message::Snapshot(body_of(body)?),
-            Kind::Delta => Message::Delta(body_of(body)?),
-            Kind::Heartbeat => Message::Heartbeat(body_of(body)?),
-            Kind::ConfirmRequest => Message::ConfirmRequest(body_of(body)?),
-            Kind::ConfirmResponse => Message::ConfirmResponse(body_of(body)?),
+            Kind::Snapshot => Message::Snapshot(body_of(body, kind)?),
+            Kind::Delta => Message::Delta(body_of(body, kind)?),
+            Kind::Heartbeat => Message::Heartbeat(body_of(body, kind)?),
+            Kind::ConfirmRequest => Message::ConfirmRequest(body_of(body, kind)?),
+            Kind::ConfirmResponse => Message::ConfirmResponse(body_of(body, kind)?),
         })
     }
 }

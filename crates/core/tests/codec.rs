@@ -237,3 +237,25 @@ fn verifier_reports_its_namespace() {
     let v = Verifier::new(signer().public_key(), namespace());
     assert_eq!(v.namespace().as_str(), "test");
 }
+
+/// Regression: bincode's limit counts decoded memory, so a 60 KB delta of 2,000
+/// entries was once refused with `LimitExceeded`.
+#[test]
+fn a_delta_with_thousands_of_entries_round_trips() {
+    let changes = (0..2_000)
+        .map(|i| Change::Add {
+            jti: format!("{i:036}"),
+            exp: 1_767_225_600 + i,
+            sub: None,
+            reason: None,
+        })
+        .collect();
+    let message = Message::Delta(Delta {
+        version: 1,
+        committed_at_ms: 0,
+        changes,
+    });
+    let bytes = signer().encode(&message);
+    assert!(bytes.len() > 64 << 10);
+    assert_eq!(verifier().decode(&bytes).unwrap(), message);
+}
