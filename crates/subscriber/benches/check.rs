@@ -34,53 +34,73 @@ fn main() {
     let exp_of = |i: usize| now + 600 + (i as u64 % 24) * 3600;
     let jti_of = |i: usize| format!("tok-{i:08x}-revoked");
 
-    let (publisher, sub) = rt.block_on(async {
-        let mut publisher = FakePublisher::start(&server.url(), "bench").await;
-        let started = Instant::now();
-        for chunk in (0..LIVE).collect::<Vec<_>>().chunks(PER_DELTA) {
-            // One delta per chunk, every jti in its own hourly bucket.
-            let delta = publisher.plan(|s, seed| {
-                for &i in chunk {
-                    s.revoke(&jti_of(i), exp_of(i), &mut *seed).unwrap();
-                }
-            });
-            publisher.store(&delta).await;
-        }
-        publisher.snapshot().await;
-        eprintln!(
-            "setup: {LIVE} revocations in {} deltas, snapshot at version {}, in {:.1?}",
-            LIVE / PER_DELTA,
-            publisher.version(),
-            started.elapsed()
-        );
-        let sub = publisher.replica(&server.url(), Policy::FailClosed, Duration::from_secs(3600)).await;
-        (publisher, sub)
-    });
-    assert_eq!(sub.stats().live_entries, LIVE as u64);
+    // "sized": first layers sized for what buckets end up holding, as the publisher
+    // does in steady state (`Staging::capacity_hint`); "grown": every bucket grew by
+    // layers from the default 4096 (a publisher's first day).
+    let mut replicas = Vec::new();
+    for (name, hint) in [("sized", LIVE.div_ceil(24) as u64), ("grown", 0)] {
+        replicas.push(rt.block_on(async {
+            let mut publisher = FakePublisher::start(&server.url(), name).await;
+            let started = Instant::now();
+            for chunk in (0..LIVE).collect::<Vec<_>>().chunks(PER_DELTA) {
+                // One delta per chunk; jtis spread over 24 hourly buckets.
+                let delta = publisher.plan(|s, seed| {
+                    s.capacity_hint(hint);
+                    for &i in chunk {
+                        s.revoke(&jti_of(i), exp_of(i), &mut *seed).unwrap();
+                    }
+                });
+                publisher.store(&delta).await;
+            }
+            publisher.snapshot().await;
+            eprintln!(
+                "setup {name}: {LIVE} revocations in {} deltas, snapshot at version {}, in {:.1?}",
+                LIVE / PER_DELTA,
+                publisher.version(),
+                started.elapsed()
+            );
+            let sub = publisher
+                .replica(&server.url(), Policy::FailClosed, Duration::from_secs(3600))
+                .await;
+            assert_eq!(sub.stats().live_entries, LIVE as u64);
+            (name, publisher, sub)
+        }));
+    }
 
-    memory_report(&sub, &(0..LIVE).map(jti_of).collect::<Vec<_>>());
+    let jtis: Vec<String> = (0..LIVE).map(jti_of).collect();
+    for (name, _, sub) in &replicas {
+        memory_report(name, sub, &jtis);
+    }
+    drop(jtis);
 
     let mut c = Criterion::default().configure_from_args();
-    miss(&mut c, &sub, exp_of);
-    cold_start(&mut c, &rt, &publisher, &server.url());
+    for (name, _, sub) in &replicas {
+        miss(&mut c, name, sub, exp_of);
+    }
+    let (_, publisher, _) = &replicas[0];
+    cold_start(&mut c, &rt, publisher, &server.url());
     c.final_summary();
-    drop(sub);
-    drop(publisher);
+    drop(replicas);
 }
 
-fn miss(c: &mut Criterion, sub: &Subscriber, exp_of: impl Fn(usize) -> u64) {
+fn miss(c: &mut Criterion, name: &str, sub: &Subscriber, exp_of: impl Fn(usize) -> u64) {
     let claims: Vec<TokenClaims> = (0..4096)
         .map(|i| TokenClaims::new(format!("tok-{i:08x}-valid"), exp_of(i)).sub("alice"))
         .collect();
     let misses = claims
         .iter()
-        .filter(|c| sub.check_local(c) == LocalCheck::Decided(Verdict::Accepted { source: Source::Local }))
+        .filter(|c| {
+            sub.check_local(c)
+                == LocalCheck::Decided(Verdict::Accepted {
+                    source: Source::Local,
+                })
+        })
         .count();
     assert!(misses > 4000, "nearly all should miss: {misses}");
     let mut group = c.benchmark_group("check_local");
     group.throughput(Throughput::Elements(1));
     let mut i = 0usize;
-    group.bench_function("miss_1m_live", |b| {
+    group.bench_function(format!("miss_1m_live/{name}"), |b| {
         b.iter(|| {
             i = (i + 1) & 4095;
             black_box(sub.check_local(black_box(&claims[i])))
@@ -89,10 +109,17 @@ fn miss(c: &mut Criterion, sub: &Subscriber, exp_of: impl Fn(usize) -> u64) {
     group.finish();
 }
 
-fn cold_start(c: &mut Criterion, rt: &tokio::runtime::Runtime, publisher: &FakePublisher, url: &str) {
+fn cold_start(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    publisher: &FakePublisher,
+    url: &str,
+) {
     let mut group = c.benchmark_group("cold_start");
-    group.sample_size(10).measurement_time(Duration::from_secs(15));
-    group.bench_function("connect_to_ready_1m_live", |b| {
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
+    group.bench_function("connect_to_ready_1m_live/sized", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
@@ -110,7 +137,7 @@ fn cold_start(c: &mut Criterion, rt: &tokio::runtime::Runtime, publisher: &FakeP
     group.finish();
 }
 
-fn memory_report(sub: &Subscriber, jtis: &[String]) {
+fn memory_report(name: &str, sub: &Subscriber, jtis: &[String]) {
     let stats = sub.stats();
     let set: HashSet<String> = jtis.iter().cloned().collect();
     // hashbrown: one control byte and one `String` per bucket, plus each string's heap
@@ -119,7 +146,7 @@ fn memory_report(sub: &Subscriber, jtis: &[String]) {
         + set.iter().map(|s| s.capacity()).sum::<usize>();
     let filter = stats.filter_bytes as f64;
     println!(
-        "memory at {} live entries: replica bitmaps {:.2} MiB ({:.1} bits/entry); \
+        "memory ({name}) at {} live entries: replica bitmaps {:.2} MiB ({:.1} bits/entry); \
          HashSet<String> of the same jtis >= {:.2} MiB; ratio {:.1}x",
         stats.live_entries,
         filter / (1 << 20) as f64,

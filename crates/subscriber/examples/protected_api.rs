@@ -21,7 +21,9 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use revocast_subscriber::{Namespace, Policy, PublicKey, RevocastLayer, Stats, Subscriber, SubscriberOptions, TokenClaims};
+use revocast_subscriber::{
+    Namespace, Policy, PublicKey, RevocastLayer, Stats, Subscriber, SubscriberOptions, TokenClaims,
+};
 
 /// An example API whose bearer tokens are checked against revocast.
 #[derive(Debug, Parser)]
@@ -40,7 +42,12 @@ struct Cli {
     #[arg(long, env = "REVOCAST_PUBLISHER_KEY")]
     publisher_key: PublicKey,
     /// HS256 secret that signs the access tokens.
-    #[arg(long, env = "REVOCAST_JWT_HS256_SECRET", conflicts_with = "jwt_public_key", required_unless_present = "jwt_public_key")]
+    #[arg(
+        long,
+        env = "REVOCAST_JWT_HS256_SECRET",
+        conflicts_with = "jwt_public_key",
+        required_unless_present = "jwt_public_key"
+    )]
     jwt_hs256_secret: Option<String>,
     /// PEM file with the public key that signs the access tokens (RSA, EC P-256 or Ed25519).
     #[arg(long, env = "REVOCAST_JWT_PUBLIC_KEY")]
@@ -89,7 +96,10 @@ async fn stats(State(subscriber): State<Subscriber>) -> Json<Stats> {
 
 fn jwt_key(cli: &Cli) -> Result<(DecodingKey, Validation)> {
     let (key, algorithm) = match (&cli.jwt_hs256_secret, &cli.jwt_public_key) {
-        (Some(secret), _) => (DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256),
+        (Some(secret), _) => (
+            DecodingKey::from_secret(secret.as_bytes()),
+            Algorithm::HS256,
+        ),
         (None, Some(path)) => {
             let pem = std::fs::read(path).context(&format!("reading {}", path.display()))?;
             if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
@@ -97,7 +107,10 @@ fn jwt_key(cli: &Cli) -> Result<(DecodingKey, Validation)> {
             } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
                 (key, Algorithm::ES256)
             } else {
-                (DecodingKey::from_ed_pem(&pem).context("parsing the JWT public key")?, Algorithm::EdDSA)
+                (
+                    DecodingKey::from_ed_pem(&pem).context("parsing the JWT public key")?,
+                    Algorithm::EdDSA,
+                )
             }
         }
         (None, None) => return Err("give --jwt-hs256-secret or --jwt-public-key".into()),
@@ -114,10 +127,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -148,7 +162,9 @@ async fn main() -> Result<()> {
         .await
         .context("connecting to NATS")?;
     let layer = RevocastLayer::new(subscriber.clone(), key, validation);
-    let listener = tokio::net::TcpListener::bind(cli.listen).await.context("binding")?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .context("binding")?;
     tracing::info!(listen = %cli.listen, namespace = %cli.namespace, policy = %cli.policy, "serving; checks follow the policy until the replica is ready");
     axum::serve(listener, router(subscriber, layer))
         .with_graceful_shutdown(shutdown_signal())
