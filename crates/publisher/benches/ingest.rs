@@ -33,8 +33,9 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// `total` single revocations from `concurrency` callers; returns revocations/s.
-async fn singles(url: &str, run: u64, total: u64, concurrency: u64) -> f64 {
+/// `total` single revocations from `concurrency` callers; returns revocations/s and
+/// the per-call latencies.
+async fn singles(url: &str, run: u64, total: u64, concurrency: u64) -> (f64, Vec<Duration>) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency as usize)
         .build()
@@ -48,11 +49,13 @@ async fn singles(url: &str, run: u64, total: u64, concurrency: u64) -> f64 {
         let next = next.clone();
         let url = format!("{url}/v1/revocations");
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
-                    return;
+                    return latencies;
                 }
+                let sent = Instant::now();
                 let response = client
                     .post(&url)
                     .json(&json!({"jti": format!("s{run}-{i}"), "exp": exp + i % 3600}))
@@ -60,13 +63,19 @@ async fn singles(url: &str, run: u64, total: u64, concurrency: u64) -> f64 {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 200);
+                latencies.push(sent.elapsed());
             }
         }));
     }
+    let mut latencies = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        latencies.extend(t.await.unwrap());
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    (total as f64 / start.elapsed().as_secs_f64(), latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
 /// `total` revocations in bulk calls of `size` from `concurrency` callers.
@@ -148,16 +157,23 @@ fn main() {
         let publisher = Publisher::start(config).await.unwrap();
         publisher.wait_ready(Duration::from_secs(20)).await.unwrap();
         let url = publisher.url();
-        for concurrency in [64, 256] {
+        for concurrency in [1, 64, 256] {
+            // One caller shows the latency of a lone revocation; fewer calls suffice.
+            let n = if concurrency == 1 { singles_total.min(5_000) } else { singles_total };
             let mut rates = Vec::new();
+            let mut all = Vec::new();
             for run in 0..runs {
-                let rate = singles(&url, concurrency * 100 + run, singles_total, concurrency).await;
+                let (rate, latencies) = singles(&url, concurrency * 100 + run, n, concurrency).await;
                 eprintln!("singles c={concurrency} run {run}: {rate:.0}/s");
                 rates.push(rate);
+                all.extend(latencies);
             }
+            all.sort();
             println!(
-                "ingest/single concurrency={concurrency}: median {:.0} durable revocations/s over {runs} runs of {singles_total}",
-                median(rates)
+                "ingest/single concurrency={concurrency}: median {:.0} durable revocations/s over {runs} runs of {n}; call latency p50 {:?} p99 {:?}",
+                median(rates),
+                percentile(&all, 0.5),
+                percentile(&all, 0.99)
             );
         }
         let mut rates = Vec::new();
