@@ -85,7 +85,7 @@ fn main() {
 
 fn miss(c: &mut Criterion, name: &str, sub: &Subscriber, exp_of: impl Fn(usize) -> u64) {
     let claims: Vec<TokenClaims> = (0..4096)
-        .map(|i| TokenClaims::new(format!("tok-{i:08x}-valid"), exp_of(i)).sub("alice"))
+        .map(|i| TokenClaims::new(format!("tok-{i:08x}-valid"), exp_of(i)).with_sub("alice"))
         .collect();
     let misses = claims
         .iter()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```
 /// use revocast_subscriber::TokenClaims;
-/// let claims = TokenClaims::new("token-1", 1_767_225_600).sub("alice").iat(1_767_222_000);
+/// let claims = TokenClaims::new("token-1", 1_767_225_600).with_sub("alice").with_iat(1_767_222_000);
 /// assert_eq!(claims.sub.as_deref(), Some("alice"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,13 +43,13 @@ impl TokenClaims {
     }
 
     /// Sets `sub`.
-    pub fn sub(mut self, sub: impl Into<String>) -> TokenClaims {
+    pub fn with_sub(mut self, sub: impl Into<String>) -> TokenClaims {
         self.sub = Some(sub.into());
         self
     }
 
     /// Sets `iat`.
-    pub fn iat(mut self, iat: u64) -> TokenClaims {
+    pub fn with_iat(mut self, iat: u64) -> TokenClaims {
         self.iat = Some(iat);
         self
     }

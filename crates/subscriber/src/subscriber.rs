@@ -74,7 +74,7 @@ struct Inner {
 /// # async fn example(subscriber: revocast_subscriber::Subscriber) -> Result<(), revocast_subscriber::Error> {
 /// use revocast_subscriber::TokenClaims;
 ///
-/// let claims = TokenClaims::new("9f1c2d", 1_767_225_600).sub("alice");
+/// let claims = TokenClaims::new("9f1c2d", 1_767_225_600).with_sub("alice");
 /// let verdict = subscriber.check(&claims).await?;
 /// if verdict.is_revoked() {
 ///     // answer 401

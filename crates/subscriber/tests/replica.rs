@@ -355,7 +355,7 @@ async fn forged_garbage_replayed_and_foreign_messages_change_nothing() {
         publisher.signer.encode(&Message::Heartbeat(Heartbeat {
             version: 99,
             time_ms: u64::MAX,
-            digest: digest,
+            digest,
         })), // wrong kind
     ];
     for bytes in deltas {
@@ -473,47 +473,77 @@ async fn cutoffs_reject_exactly_the_tokens_they_should() {
         source: Source::Local,
     };
     assert_eq!(
-        check(TokenClaims::new("a1", exp).sub("alice").iat(now - 200)).await,
+        check(
+            TokenClaims::new("a1", exp)
+                .with_sub("alice")
+                .with_iat(now - 200)
+        )
+        .await,
         revoked(RevokedBy::SubjectCutoff)
     );
     assert_eq!(
-        check(TokenClaims::new("a2", exp).sub("alice").iat(now - 100)).await,
+        check(
+            TokenClaims::new("a2", exp)
+                .with_sub("alice")
+                .with_iat(now - 100)
+        )
+        .await,
         accepted
     );
     assert_eq!(
-        check(TokenClaims::new("a3", exp).sub("alice").iat(now)).await,
+        check(TokenClaims::new("a3", exp).with_sub("alice").with_iat(now)).await,
         accepted
     );
     assert_eq!(
-        check(TokenClaims::new("b1", exp).sub("bob").iat(now - 200)).await,
+        check(
+            TokenClaims::new("b1", exp)
+                .with_sub("bob")
+                .with_iat(now - 200)
+        )
+        .await,
         accepted
     );
     // Without iat, exp - max_token_lifetime (24 h) stands in: as old as can be.
     assert_eq!(
-        check(TokenClaims::new("a4", exp).sub("alice")).await,
+        check(TokenClaims::new("a4", exp).with_sub("alice")).await,
         revoked(RevokedBy::SubjectCutoff)
     );
     assert_eq!(
-        check(TokenClaims::new("a5", now + 90_000).sub("alice")).await,
+        check(TokenClaims::new("a5", now + 90_000).with_sub("alice")).await,
         accepted
     );
 
     publisher.global_cutoff(now - 50).await;
     eventually("global cutoff", || in_sync(&sub, &publisher)).await;
     assert_eq!(
-        check(TokenClaims::new("c1", exp).sub("carol").iat(now - 60)).await,
+        check(
+            TokenClaims::new("c1", exp)
+                .with_sub("carol")
+                .with_iat(now - 60)
+        )
+        .await,
         revoked(RevokedBy::GlobalCutoff)
     );
     assert_eq!(
-        check(TokenClaims::new("c2", exp).iat(now - 60)).await,
+        check(TokenClaims::new("c2", exp).with_iat(now - 60)).await,
         revoked(RevokedBy::GlobalCutoff)
     );
     assert_eq!(
-        check(TokenClaims::new("c3", exp).sub("carol").iat(now - 50)).await,
+        check(
+            TokenClaims::new("c3", exp)
+                .with_sub("carol")
+                .with_iat(now - 50)
+        )
+        .await,
         accepted
     );
     assert_eq!(
-        check(TokenClaims::new("a6", exp).sub("alice").iat(now - 10)).await,
+        check(
+            TokenClaims::new("a6", exp)
+                .with_sub("alice")
+                .with_iat(now - 10)
+        )
+        .await,
         accepted
     );
     assert_eq!(sub.stats().cutoff_rejections, 4);
