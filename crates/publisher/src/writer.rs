@@ -195,10 +195,15 @@ impl Writer {
     /// Runs until told to stop (then commits what is queued) or until the state in
     /// NATS contradicts the ledger (then returns the error: the publisher stops).
     pub(crate) async fn run(mut self) -> Result<(), Error> {
-        let mut expiry = tokio::time::interval(self.shared.config.expiry_interval);
-        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = self.shared.config.expiry_interval;
+        let mut next_expiry = tokio::time::Instant::now() + every;
         let mut held: Option<Command> = None;
         loop {
+            // Checked on every turn, so that steady traffic cannot starve it.
+            if tokio::time::Instant::now() >= next_expiry {
+                self.expire_if_due().await?;
+                next_expiry = tokio::time::Instant::now() + every;
+            }
             let first = match held.take() {
                 Some(c) => c,
                 None => {
@@ -207,15 +212,12 @@ impl Writer {
                         biased;
                         _ = stop.wait_for(|stop| *stop) => Next::Stop,
                         c = self.rx.recv() => c.map_or(Next::Stop, Next::Command),
-                        _ = expiry.tick() => Next::Expire,
+                        _ = tokio::time::sleep_until(next_expiry) => Next::Expire,
                     };
                     match next {
                         Next::Command(c) => c,
                         Next::Stop => return self.drain().await,
-                        Next::Expire => {
-                            self.expire_if_due().await?;
-                            continue;
-                        }
+                        Next::Expire => continue,
                     }
                 }
             };
