@@ -143,3 +143,145 @@ impl ConfirmCache {
         self.lock().is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+    use futures::future::{BoxFuture, join_all};
+
+    use super::*;
+
+    /// Answers "revoked" for jtis starting with `r`, fails for `e`, after `delay`.
+    #[derive(Debug, Default)]
+    struct Counting {
+        calls: AtomicU64,
+        delay: Duration,
+    }
+
+    impl Authority for Counting {
+        fn confirm<'a>(
+            &'a self,
+            q: ConfirmQuery<'a>,
+        ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, SeqCst);
+                tokio::time::sleep(self.delay).await;
+                if q.jti.starts_with('e') {
+                    return Err(AuthorityError::Failed("boom".into()));
+                }
+                Ok(Confirmation {
+                    revoked: q.jti.starts_with('r'),
+                    version: None,
+                })
+            })
+        }
+    }
+
+    fn q(jti: &str) -> ConfirmQuery<'_> {
+        ConfirmQuery {
+            jti,
+            exp: None,
+            token: None,
+        }
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_call() {
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        let auth = Counting {
+            delay: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let counters = Counters::default();
+        let results =
+            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, &counters))).await;
+        assert_eq!(auth.calls.load(SeqCst), 1);
+        assert_eq!(
+            results.iter().filter(|(_, via)| *via == Via::Call).count(),
+            1
+        );
+        assert!(results.iter().all(|(r, _)| r.as_ref().unwrap().revoked));
+        // Answered: later callers get the cached answer.
+        let (_, via) = cache.confirm(q("r1"), &auth, T, false, &counters).await;
+        assert_eq!(via, Via::Shared);
+        assert_eq!(auth.calls.load(SeqCst), 1);
+        assert_eq!(counters.confirm_cache_hits.load(SeqCst), 20);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached() {
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        let auth = Counting::default();
+        let counters = Counters::default();
+        for _ in 0..3 {
+            let (r, via) = cache.confirm(q("e1"), &auth, T, false, &counters).await;
+            assert!(r.is_err());
+            assert_eq!(via, Via::Call);
+        }
+        assert_eq!(auth.calls.load(SeqCst), 3);
+        assert_eq!(counters.confirm_errors.load(SeqCst), 3);
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn timeouts_become_errors() {
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        let auth = Counting {
+            delay: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let (r, _) = cache
+            .confirm(
+                q("n1"),
+                &auth,
+                Duration::from_millis(20),
+                false,
+                &Counters::default(),
+            )
+            .await;
+        assert_eq!(r, Err(AuthorityError::Timeout(Duration::from_millis(20))));
+    }
+
+    #[tokio::test]
+    async fn eviction_ttl_and_fresh_only() {
+        let auth = Counting::default();
+        let counters = Counters::default();
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        assert_eq!(auth.calls.load(SeqCst), 1);
+        // A delta names it: the next check asks again.
+        cache.evict("n1");
+        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        assert_eq!(auth.calls.load(SeqCst), 2);
+        // Stale: "not revoked" is not trusted, "revoked" is.
+        let _ = cache.confirm(q("n1"), &auth, T, true, &counters).await;
+        assert_eq!(auth.calls.load(SeqCst), 3);
+        let _ = cache.confirm(q("r1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("r1"), &auth, T, true, &counters).await;
+        assert_eq!(auth.calls.load(SeqCst), 4);
+        // A zero TTL caches nothing.
+        let cache = ConfirmCache::new(Duration::ZERO, 100);
+        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
+        assert_eq!(auth.calls.load(SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn capacity_bounds_the_cache() {
+        let auth = Counting::default();
+        let counters = Counters::default();
+        let cache = ConfirmCache::new(Duration::from_secs(60), 10);
+        for i in 0..100 {
+            let _ = cache
+                .confirm(q(&format!("n{i}")), &auth, T, false, &counters)
+                .await;
+            assert!(cache.lock().len() <= 10);
+        }
+    }
+}

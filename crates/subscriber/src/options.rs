@@ -245,3 +245,20 @@ impl SubscriberOptions {
         Subscriber::start(self, client, authority)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_print() {
+        for p in [Policy::FailClosed, Policy::FailOpen] {
+            assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
+        }
+        assert_eq!("fail_open".parse::<Policy>().unwrap(), Policy::FailOpen);
+        assert!("maybe".parse::<Policy>().is_err());
+        assert_eq!(Policy::default(), Policy::FailClosed);
+    }
+}

@@ -165,3 +165,25 @@ impl Stats {
         self.rejected_messages.values().sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn stats_serialise_with_rejections_by_reason() {
+        let counters = Counters::default();
+        bump(&counters.checks);
+        counters.reject("bad_signature");
+        counters.reject("bad_signature");
+        counters.reject("truncated");
+        let stats = Stats::from_counters(&counters);
+        assert_eq!(stats.rejected_total(), 3);
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["checks"], 1);
+        assert_eq!(json["rejected_messages"]["bad_signature"], 2);
+        assert_eq!(json["staleness_seconds"], serde_json::Value::Null);
+    }
+}

@@ -307,7 +307,8 @@ impl Subscriber {
                 query,
                 &*inner.authority,
                 inner.confirm_timeout,
-                reason == ConfirmReason::Stale,
+                // While not in sync, a cached "not revoked" may predate a missed delta.
+                reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
                 &shared.counters,
             )
             .await;

@@ -223,3 +223,42 @@ impl Rejection {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn with_auth(value: &str) -> Request<()> {
+        Request::builder()
+            .header(AUTHORIZATION, value)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header() {
+        assert_eq!(bearer_token(&with_auth("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&with_auth("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(&with_auth("BEARER abc")), Some("abc"));
+        assert_eq!(bearer_token(&with_auth("Basic abc")), None);
+        assert_eq!(bearer_token(&with_auth("Bearer ")), None);
+        assert_eq!(bearer_token(&with_auth("Bearer")), None);
+        assert_eq!(bearer_token(&Request::new(())), None);
+    }
+
+    #[test]
+    fn rejections_have_status_challenge_and_body() {
+        let r: Response<String> = Rejection::Revoked(RevokedBy::SubjectCutoff).into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""));
+        let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(body["error"], "revoked");
+        let r: Response<String> = Rejection::Unavailable.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+}
