@@ -41,7 +41,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    check_listen(&config, listener.local_addr()?)?;
     Server::new(config)?.run(listener, shutdown).await
+}
+
+/// Refuses open writes on a non-loopback address (before anything is created).
+fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), Error> {
+    if !addr.ip().is_loopback() && config.admin_token.is_none() && !config.insecure_no_auth {
+        return Err(Error::InsecureListen(addr));
+    }
+    Ok(())
 }
 
 /// A publisher ready to run: key loaded, configuration checked.
@@ -53,6 +62,12 @@ struct Server {
 impl Server {
     fn new(config: Config) -> Result<Server, Error> {
         config.validate()?;
+        // Everything that can be refused is checked before a key file is created.
+        let jwt = config
+            .jwt_verify_key
+            .as_deref()
+            .map(JwtKey::parse)
+            .transpose()?;
         let (key, created) = keys::load_or_create(&config.signing_key)?;
         let signer = Signer::new(key, config.namespace.clone());
         if created && let KeySource::File(path) = &config.signing_key {
@@ -62,11 +77,6 @@ impl Server {
                 "created a new signing key; subscribers pin the public key"
             );
         }
-        let jwt = config
-            .jwt_verify_key
-            .as_deref()
-            .map(JwtKey::parse)
-            .transpose()?;
         let (shared, rx) = Shared::new(config, signer, jwt)?;
         Ok(Server { shared, rx })
     }
@@ -79,9 +89,7 @@ impl Server {
         let Server { shared, rx } = self;
         let config = &shared.config;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && config.admin_token.is_none() && !config.insecure_no_auth {
-            return Err(Error::InsecureListen(addr));
-        }
+        check_listen(config, addr)?;
         if config.admin_token.is_none() {
             tracing::warn!(
                 "no admin token: mutating routes are open to anyone who can reach {addr}"
@@ -288,6 +296,7 @@ impl Publisher {
     /// Starts the publisher on an already bound listener.
     pub fn start_with_listener(config: Config, listener: TcpListener) -> Result<Publisher, Error> {
         let local_addr = listener.local_addr()?;
+        check_listen(&config, local_addr)?;
         let server = Server::new(config)?;
         let shared = server.shared.clone();
         let public_key = shared.signer.public_key();

@@ -185,6 +185,10 @@ async fn bad_flags_give_clear_errors() {
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(
+            !dir.path().join("revocast-data").exists(),
+            "{args:?}: nothing is created before the configuration is accepted"
+        );
+        assert!(
             stderr.contains(want),
             "{args:?}: expected {want:?} in:\n{stderr}"
         );
