@@ -35,6 +35,8 @@ use crate::subscriber::Shared;
 const NATS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the task looks at the connection state and retries failed repairs.
 const TICK: Duration = Duration::from_millis(250);
+/// Pause before a tick retries a failed catch-up or resync.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Most out-of-order deltas held while a gap is repaired.
 const MAX_PENDING: usize = 4096;
 /// Most live messages handled before readers see the new filter.
@@ -113,6 +115,8 @@ struct Task {
     dirty: bool,
     /// Do a catch-up at the next tick (set when one failed or the connection returned).
     catch_up_due: bool,
+    /// Ticks do not retry a failed catch-up or resync before this.
+    retry_at: Instant,
 }
 
 /// Runs until `shutdown` fires or its sender is dropped (the last handle went away).
@@ -134,6 +138,7 @@ pub(crate) async fn run(
         in_sync_at: Instant::now(),
         dirty: false,
         catch_up_due: false,
+        retry_at: Instant::now(),
     };
     let namespace = task.config.namespace.clone();
     tokio::select! {
@@ -215,7 +220,8 @@ impl Task {
                         self.catch_up_due = true;
                     }
                     let behind = self.shared.publisher_version.load(Relaxed) > self.filter.version();
-                    if connected && (self.catch_up_due || behind || !self.pending.is_empty()) {
+                    let wanted = self.catch_up_due || behind || !self.pending.is_empty();
+                    if connected && wanted && Instant::now() >= self.retry_at {
                         self.catch_up().await;
                     }
                 }
@@ -383,6 +389,7 @@ impl Task {
             Err(SyncError::SnapshotTooOld { .. }) => self.resync().await,
             Err(e) => {
                 self.catch_up_due = true;
+                self.retry_at = Instant::now() + RETRY_DELAY;
                 bump(&self.shared.counters.sync_errors);
                 tracing::warn!(error = %e, "catch-up from the stream failed; will retry");
             }
@@ -423,6 +430,7 @@ impl Task {
             }
             Err(e) => {
                 self.catch_up_due = true;
+                self.retry_at = Instant::now() + RETRY_DELAY;
                 bump(&self.shared.counters.sync_errors);
                 tracing::warn!(error = %e, "resync failed; will retry");
             }
