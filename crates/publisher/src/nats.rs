@@ -34,10 +34,9 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
             Duration::from_millis((attempts as u64).saturating_mul(100).min(2_000))
         })
         .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                other => tracing::info!(event = %other, "NATS event"),
+            // async-nats logs every event at info; a lost connection deserves more.
+            if let async_nats::Event::Disconnected = event {
+                tracing::warn!("disconnected from NATS; reconnecting");
             }
         });
     if let (Some(user), Some(password)) = (&options.user, &options.password) {
