@@ -144,6 +144,10 @@ impl Subscriber {
     }
 
     /// Resolves once the replica has loaded the snapshot and replayed the stream.
+    ///
+    /// The bootstrap retries until it succeeds (a publisher that has not started yet,
+    /// a snapshot that does not verify), so bound the wait with a timeout if the
+    /// service must start regardless: until then checks follow the policy.
     pub async fn ready(&self) {
         let mut rx = self.inner.shared.ready_tx.subscribe();
         // The sender lives in `Shared`, which this handle keeps alive.
@@ -169,6 +173,12 @@ impl Subscriber {
     /// The digest of the replica's filter (what heartbeats are compared with).
     pub fn digest(&self) -> Digest {
         self.inner.shared.filter.load().digest()
+    }
+
+    /// Figures of the replica's filter: buckets, layers, bits per entry, estimated
+    /// false-positive rates.
+    pub fn filter_stats(&self) -> revocast_core::FilterStats {
+        self.inner.shared.filter.load().stats()
     }
 
     /// The namespace replicated.
