@@ -1,0 +1,36 @@
+//! [`BenchError`]: why a run stopped.
+
+/// Why a scenario could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Starting a server or a replica failed.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// The publisher library failed.
+    #[error("publisher: {0}")]
+    Publisher(#[from] revocast_publisher::Error),
+    /// A call to the publisher's HTTP API failed.
+    #[error("publisher API: {0}")]
+    Api(#[from] revocast_publisher::client::ClientError),
+    /// A subscriber failed to connect.
+    #[error("subscriber: {0}")]
+    Connect(#[from] revocast_subscriber::ConnectError),
+    /// A check failed.
+    #[error("check: {0}")]
+    Check(#[from] revocast_subscriber::Error),
+    /// Redis answered something unexpected.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// HTTP introspection failed.
+    #[error("introspection: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Writing results failed.
+    #[error("writing results: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Drawing a chart failed.
+    #[error("chart: {0}")]
+    Chart(String),
+    /// I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,180 @@
+//! What the revocast rows run against: a `nats-server` of our own (JetStream, file
+//! storage, random loopback port) and a publisher started in-process through its
+//! library, fed through its HTTP API like an auth team's tooling would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use revocast_publisher::client::ApiClient;
+use revocast_publisher::{Config, Publisher, Revocation};
+use revocast_subscriber::{Subscriber, SubscriberOptions};
+use revocast_testkit::NatsServer;
+
+use crate::error::BenchError;
+use crate::workload::{self, Family};
+
+/// Revocations per bulk call (the API's default limit).
+pub const BULK: u64 = 1_000;
+/// Bound on one replica's bootstrap and on a publisher start.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Finds `nats-server` or says how to install it.
+pub fn nats_server_bin() -> Result<std::path::PathBuf, BenchError> {
+    std::panic::catch_unwind(revocast_testkit::nats_server_bin).map_err(|_| {
+        BenchError::Setup(
+            "nats-server is required (Debian/Ubuntu: `sudo apt-get install -y nats-server`, \
+             or set NATS_SERVER_BIN)"
+                .into(),
+        )
+    })
+}
+
+/// A NATS server and a ready publisher.
+#[derive(Debug)]
+pub struct Stack {
+    /// The server (killed on drop, with its store).
+    pub nats: NatsServer,
+    publisher: Option<Publisher>,
+    config: Config,
+    api: ApiClient,
+    /// When the tokens of this stack were made (their `exp`s count from it).
+    pub start: u64,
+}
+
+impl Stack {
+    /// Starts a server and a publisher with its documented defaults, except a fresh
+    /// in-memory key and HTTP on a random loopback port.
+    pub async fn start() -> Result<Stack, BenchError> {
+        let nats = NatsServer::start();
+        let mut config = Config::for_tests(nats.url())?;
+        // Production heartbeat period, not the tests' fast one.
+        config.heartbeat_interval = Duration::from_secs(1);
+        let publisher = start_publisher(&config).await?;
+        let api = ApiClient::new(&publisher.url(), None)?;
+        Ok(Stack {
+            nats,
+            publisher: Some(publisher),
+            config,
+            api,
+            start: workload::now(),
+        })
+    }
+
+    /// The running publisher.
+    pub fn publisher(&self) -> &Publisher {
+        match &self.publisher {
+            Some(p) => p,
+            None => unreachable!("a stack always holds a publisher outside restart"),
+        }
+    }
+
+    /// The publisher's HTTP API.
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// Stops the publisher gracefully (it writes a final snapshot) and starts it
+    /// again with the same key; returns how long the new one took to be ready.
+    pub async fn restart_publisher(&mut self) -> Result<Duration, BenchError> {
+        if let Some(p) = self.publisher.take() {
+            p.shutdown().await?;
+        }
+        let started = Instant::now();
+        let publisher = start_publisher(&self.config).await?;
+        let took = started.elapsed();
+        self.api = ApiClient::new(&publisher.url(), None)?;
+        self.publisher = Some(publisher);
+        Ok(took)
+    }
+
+    /// Options of a replica pinned to this publisher.
+    pub fn options(&self) -> SubscriberOptions {
+        let publisher = self.publisher();
+        SubscriberOptions::new(publisher.public_key())
+            .namespace(publisher.namespace().clone())
+            .max_staleness(Duration::from_secs(10))
+    }
+
+    /// Connects a replica with `options` and waits until it is ready; returns it and
+    /// the time from connect to ready.
+    pub async fn replica_with(
+        &self,
+        options: SubscriberOptions,
+    ) -> Result<(Subscriber, Duration), BenchError> {
+        let started = Instant::now();
+        let replica = options.connect(&self.nats.url()).await?;
+        tokio::time::timeout(READY_TIMEOUT, replica.ready())
+            .await
+            .map_err(|_| {
+                BenchError::Setup(format!("replica not ready within {READY_TIMEOUT:?}"))
+            })?;
+        Ok((replica, started.elapsed()))
+    }
+
+    /// A ready replica with the default options.
+    pub async fn replica(&self) -> Result<(Subscriber, Duration), BenchError> {
+        self.replica_with(self.options()).await
+    }
+
+    /// Revokes tokens `0..count` of `family` in bulk calls of [`BULK`], `concurrency`
+    /// calls in flight; returns the wall time. Every call is answered only once its
+    /// delta is durable in JetStream.
+    pub async fn load(
+        &self,
+        family: Family,
+        count: u64,
+        concurrency: usize,
+    ) -> Result<Duration, BenchError> {
+        let next = Arc::new(AtomicU64::new(0));
+        let start = self.start;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            let api = self.api.clone();
+            let next = next.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut added = 0;
+                loop {
+                    let from = next.fetch_add(BULK, Ordering::Relaxed);
+                    if from >= count {
+                        return Ok::<u64, BenchError>(added);
+                    }
+                    let items: Vec<Revocation> = (from..(from + BULK).min(count))
+                        .map(|i| revocation(family, start, i))
+                        .collect();
+                    added += api.revoke_bulk(&items).await?.revoked;
+                }
+            }));
+        }
+        let mut added = 0;
+        for task in tasks {
+            added += task
+                .await
+                .map_err(|e| BenchError::Setup(format!("load task: {e}")))??;
+        }
+        let took = started.elapsed();
+        if added != count {
+            return Err(BenchError::Setup(format!(
+                "loading {count} revocations added {added}"
+            )));
+        }
+        Ok(took)
+    }
+}
+
+/// The revocation of token `i` of `family`.
+pub fn revocation(family: Family, start: u64, i: u64) -> Revocation {
+    Revocation {
+        jti: workload::jti(family, i),
+        exp: workload::exp(start, i),
+        sub: None,
+        reason: None,
+    }
+}
+
+async fn start_publisher(config: &Config) -> Result<Publisher, BenchError> {
+    let publisher = Publisher::start(config.clone()).await?;
+    publisher.wait_ready(READY_TIMEOUT).await?;
+    Ok(publisher)
+}
