@@ -87,13 +87,47 @@ pub struct MemoryRow {
     pub revocast_bits_per_entry: f64,
     /// `1.44 * log2(1 / target_fpr)`: a perfectly sized Bloom filter.
     pub optimal_bits_per_entry: f64,
-    /// Layers per live bucket, as the publisher grew them.
-    pub layers: Vec<usize>,
+    /// Every live bucket, as the publisher sized and grew it.
+    pub buckets: Vec<BucketRow>,
     /// Heap bytes of a `HashSet<String>` of the same jtis (counting allocator:
     /// requested bytes, without the allocator's own overhead).
     pub hashset_heap_bytes: Option<i64>,
     /// Redis `used_memory` with the set loaded minus an empty server's.
     pub redis_used_memory_bytes: Option<u64>,
+}
+
+/// One expiry bucket of the filter.
+#[derive(Debug, Serialize)]
+pub struct BucketRow {
+    /// Entries.
+    pub entries: u64,
+    /// Layers: 1 when the bucket was opened at the right size, more when it grew.
+    pub layers: usize,
+    /// Bits (all layers) per entry.
+    pub bits_per_entry: f64,
+}
+
+impl MemoryRow {
+    /// Bits per entry over the buckets that needed one layer (sized from what earlier
+    /// buckets held: the steady state), or `None` when every bucket grew.
+    pub fn single_layer_bits_per_entry(&self) -> Option<f64> {
+        let (bits, entries) = self
+            .buckets
+            .iter()
+            .filter(|b| b.layers == 1)
+            .fold((0.0, 0u64), |(bits, n), b| {
+                (bits + b.bits_per_entry * b.entries as f64, n + b.entries)
+            });
+        (entries > 0).then(|| bits / entries as f64)
+    }
+
+    /// `(buckets, of which grown beyond one layer)`.
+    pub fn bucket_counts(&self) -> (usize, usize) {
+        (
+            self.buckets.len(),
+            self.buckets.iter().filter(|b| b.layers > 1).count(),
+        )
+    }
 }
 
 /// Throughput of one check method.
@@ -162,7 +196,7 @@ fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -315,14 +349,18 @@ impl Results {
                 let redis_per = m.redis_used_memory_bytes.map_or("-".into(), |b| {
                     format!("{:.0}", b as f64 / live.max(1) as f64)
                 });
+                let (buckets, grown) = m.bucket_counts();
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {:.1} ({:.1}) | {:?} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.1} | {} | {:.1} | {} ({}) | {} | {} | {} | {} | {} |",
                     count(live),
                     mib(m.revocast_filter_bytes as f64),
                     m.revocast_bits_per_entry,
+                    m.single_layer_bits_per_entry()
+                        .map_or("-".into(), |b| format!("{b:.1}")),
                     m.optimal_bits_per_entry,
-                    m.layers,
+                    buckets,
+                    grown,
                     mib(m.revocast_replica_heap_bytes as f64),
                     set,
                     set_bits,

@@ -33,9 +33,10 @@ pub fn nats_server_bin() -> Result<std::path::PathBuf, BenchError> {
 /// A NATS server and a ready publisher.
 #[derive(Debug)]
 pub struct Stack {
+    // Declared before `nats`, so dropped first.
+    publisher: Option<Publisher>,
     /// The server (killed on drop, with its store).
     pub nats: NatsServer,
-    publisher: Option<Publisher>,
     config: Config,
     api: ApiClient,
     /// When the tokens of this stack were made (their `exp`s count from it).
@@ -88,6 +89,29 @@ impl Stack {
         Ok(took)
     }
 
+    /// Shuts the publisher down gracefully, then the server.
+    pub async fn stop(mut self) {
+        if let Some(p) = self.publisher.take() {
+            let _ = p.shutdown().await;
+        }
+    }
+
+    /// Size of the signed snapshot a new replica downloads, from the object store.
+    pub async fn snapshot_bytes(&self) -> Result<u64, BenchError> {
+        let client = async_nats::connect(self.nats.url())
+            .await
+            .map_err(|e| BenchError::Setup(format!("NATS: {e}")))?;
+        let store = async_nats::jetstream::new(client)
+            .get_object_store(self.publisher().namespace().snapshot_bucket())
+            .await
+            .map_err(|e| BenchError::Setup(format!("snapshot bucket: {e}")))?;
+        let info = store
+            .info(revocast_core::subjects::SNAPSHOT_OBJECT)
+            .await
+            .map_err(|e| BenchError::Setup(format!("snapshot object: {e}")))?;
+        Ok(info.size as u64)
+    }
+
     /// Options of a replica pinned to this publisher.
     pub fn options(&self) -> SubscriberOptions {
         let publisher = self.publisher();
@@ -118,21 +142,26 @@ impl Stack {
     }
 
     /// Revokes tokens `0..count` of `family` in bulk calls of [`BULK`], `concurrency`
-    /// calls in flight; returns the wall time. Every call is answered only once its
-    /// delta is durable in JetStream.
+    /// calls in flight, in `exp` order (as revocations arrive in steady state: a token
+    /// revoked later expires later); returns the wall time. Every call is answered
+    /// only once its delta is durable in JetStream.
     pub async fn load(
         &self,
         family: Family,
         count: u64,
         concurrency: usize,
     ) -> Result<Duration, BenchError> {
-        let next = Arc::new(AtomicU64::new(0));
         let start = self.start;
+        let mut order: Vec<u64> = (0..count).collect();
+        order.sort_unstable_by_key(|&i| workload::exp(start, i));
+        let order = Arc::new(order);
+        let next = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
             let api = self.api.clone();
             let next = next.clone();
+            let order = order.clone();
             tasks.push(tokio::spawn(async move {
                 let mut added = 0;
                 loop {
@@ -140,8 +169,10 @@ impl Stack {
                     if from >= count {
                         return Ok::<u64, BenchError>(added);
                     }
-                    let items: Vec<Revocation> = (from..(from + BULK).min(count))
-                        .map(|i| revocation(family, start, i))
+                    let items: Vec<Revocation> = order
+                        [from as usize..(from + BULK).min(count) as usize]
+                        .iter()
+                        .map(|&i| revocation(family, start, i))
                         .collect();
                     added += api.revoke_bulk(&items).await?.revoked;
                 }

@@ -1,5 +1,5 @@
 //! The tokens every scenario uses: deterministic, UUID-shaped `jti`s (36 bytes, what
-//! most issuers put in `jti`) and `exp`s of one-hour access tokens.
+//! most issuers put in `jti`) and `exp`s spread over the coming day.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,10 +47,11 @@ pub fn jti(family: Family, i: u64) -> String {
     out
 }
 
-/// `exp` of the `i`th token of a run that started at `start`: one-hour tokens, so
-/// their expiries spread over the coming hour (two hourly buckets).
+/// `exp` of the `i`th token of a run that started at `start`: spread over the next
+/// 23 hours (tokens of up to a day, the publisher's default longest lifetime), so the
+/// set fills about 24 hourly buckets as it does in steady state.
 pub fn exp(start: u64, i: u64) -> u64 {
-    start + 300 + splitmix64(i) % 3_300
+    start + 300 + splitmix64(i) % (23 * 3_600)
 }
 
 /// Whether the `i`th check of the mix is on a revoked token (`share` of them).

@@ -16,6 +16,12 @@ use crate::workload::Family;
 /// Runs `--runs` rounds of `--singles` revocations on a fresh stack.
 pub async fn run(options: &Options) -> Result<SinglesIngest, BenchError> {
     let stack = Stack::start().await?;
+    let result = singles(options, &stack).await;
+    stack.stop().await;
+    result
+}
+
+async fn singles(options: &Options, stack: &Stack) -> Result<SinglesIngest, BenchError> {
     let mut rates = Vec::new();
     let mut latencies = Vec::new();
     for run in 0..options.runs as u64 {

@@ -26,6 +26,16 @@ pub async fn run(
     notes: &mut Vec<String>,
 ) -> Result<Vec<PropagationRow>, BenchError> {
     let stack = Stack::start().await?;
+    let result = measure(options, notes, &stack).await;
+    stack.stop().await;
+    result
+}
+
+async fn measure(
+    options: &Options,
+    notes: &mut Vec<String>,
+    stack: &Stack,
+) -> Result<Vec<PropagationRow>, BenchError> {
     let mut rows = Vec::new();
     let mut serial = 0u64;
     for &n in &options.replicas {

@@ -13,7 +13,7 @@ use crate::error::BenchError;
 use crate::measure::{Spread, Tally, timed_loop};
 use crate::options::{Options, Scenario};
 use crate::redis::{self, RedisServer};
-use crate::report::{AuthorityRow, BulkIngest, CheckRow, MemoryRow, SizeResults};
+use crate::report::{AuthorityRow, BucketRow, BulkIngest, CheckRow, MemoryRow, SizeResults};
 use crate::stack::{BULK, Stack};
 use crate::workload::{self, Family};
 
@@ -26,11 +26,22 @@ pub async fn run(
     live: u64,
     redis_bin: Option<&std::path::Path>,
 ) -> Result<SizeResults, BenchError> {
+    let mut stack = Stack::start().await?;
+    let result = measure(options, live, redis_bin, &mut stack).await;
+    stack.stop().await;
+    result
+}
+
+async fn measure(
+    options: &Options,
+    live: u64,
+    redis_bin: Option<&std::path::Path>,
+    stack: &mut Stack,
+) -> Result<SizeResults, BenchError> {
     let mut out = SizeResults {
         live_entries: live,
         ..SizeResults::default()
     };
-    let mut stack = Stack::start().await?;
 
     eprintln!("[{live}] loading {live} revocations through the HTTP API");
     let took = stack
@@ -48,7 +59,7 @@ pub async fn run(
     let restart = stack.restart_publisher().await?;
     out.publisher_restart_ms = Some(restart.as_secs_f64() * 1e3);
     let stats = stack.publisher().stats();
-    out.snapshot_bytes = Some(stats.snapshots.last_bytes);
+    out.snapshot_bytes = Some(stack.snapshot_bytes().await?);
     if stats.snapshots.last_version != stats.version {
         eprintln!(
             "[{live}] note: snapshot at version {} of {}: replicas also replay the stream",
@@ -111,7 +122,15 @@ pub async fn run(
             revocast_replica_heap_bytes: replica_heap,
             revocast_bits_per_entry: stats.filter_bytes as f64 * 8.0 / live.max(1) as f64,
             optimal_bits_per_entry: revocast_core::optimal_bits_per_entry(filter.target_fpr),
-            layers: filter.buckets.iter().map(|b| b.layers.len()).collect(),
+            buckets: filter
+                .buckets
+                .iter()
+                .map(|b| BucketRow {
+                    entries: b.entries,
+                    layers: b.layers.len(),
+                    bits_per_entry: b.bits as f64 / b.entries.max(1) as f64,
+                })
+                .collect(),
             hashset_heap_bytes: set_heap,
             redis_used_memory_bytes: redis.as_ref().map(|(_, bytes)| *bytes),
         });
@@ -120,7 +139,7 @@ pub async fn run(
     if want_checks {
         out.checks = checks(
             options,
-            &stack,
+            stack,
             &replica,
             set.clone(),
             redis.as_ref().map(|(s, _)| s),
@@ -132,7 +151,7 @@ pub async fn run(
     drop(redis);
 
     if want_authority {
-        out.authority = Some(authority(options, &stack, &replica).await?);
+        out.authority = Some(authority(options, stack, &replica).await?);
     }
     Ok(out)
 }
@@ -289,10 +308,10 @@ async fn checks(
                 blocking(move || {
                     timed_loop(budget, |i| {
                         let key = &keys[(i % n) as usize];
-                        Ok(client.command(&[b"EXISTS", key]).and_then(|r| match r {
+                        client.command(&[b"EXISTS", key]).and_then(|r| match r {
                             redis::Reply::Int(x) => Ok(x == 1),
                             other => Err(BenchError::Redis(format!("EXISTS answered {other:?}"))),
-                        })?)
+                        })
                     })
                 })
                 .await?,
