@@ -28,6 +28,15 @@ pub struct Machine {
     pub bench_version: String,
     /// Unix seconds when the run started.
     pub started_at: u64,
+    /// `/proc/loadavg` when the run started (other work on the machine).
+    pub load_average: String,
+}
+
+/// `/proc/loadavg`: 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn first_line(program: &Path, args: &[&str]) -> Option<String> {
@@ -71,6 +80,7 @@ impl Machine {
             git_commit: first_line(Path::new("git"), &["rev-parse", "--short", "HEAD"]),
             bench_version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: crate::workload::now(),
+            load_average: load_average(),
         }
     }
 

@@ -88,6 +88,8 @@ pub struct Tally {
     pub ops: u64,
     /// Of which answered "revoked".
     pub revoked: u64,
+    /// Of which failed (the authority did not answer in time); counted, not fatal.
+    pub errors: u64,
     /// Wall time.
     pub elapsed: Duration,
 }

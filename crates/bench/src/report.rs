@@ -31,6 +31,8 @@ pub struct Results {
 pub struct SizeResults {
     /// Live revocations.
     pub live_entries: u64,
+    /// `/proc/loadavg` before the checks ran (other work on the shared machine).
+    pub load_average: String,
     /// Loading them in bulk calls.
     pub bulk_ingest: Option<BulkIngest>,
     /// Publisher restart (final snapshot, then load it and the stream) to ready, ms.
@@ -145,6 +147,8 @@ pub struct CheckRow {
     pub revoked: u64,
     /// Revoked tokens among the checks of the last run.
     pub expected_revoked: u64,
+    /// Failed checks over every run (authority timeouts).
+    pub errors: u64,
 }
 
 /// Confirming calls on tokens that are not revoked.
@@ -164,8 +168,10 @@ pub struct AuthorityRow {
     pub estimated_fpr: f64,
     /// Checks per second of this run (confirms included).
     pub checks_per_second: f64,
-    /// Accepted verdicts (must equal `checks`).
+    /// Accepted verdicts (`checks` minus `errors`).
     pub accepted: u64,
+    /// Checks whose confirming call failed or timed out.
+    pub errors: u64,
 }
 
 /// Propagation to N replicas.
@@ -186,6 +192,8 @@ pub struct PropagationRow {
     pub call: Percentiles,
     /// Revocations not seen by every replica within the bound.
     pub timeouts: usize,
+    /// `/proc/loadavg` when the replicas were ready.
+    pub load_average: String,
 }
 
 fn mib(bytes: f64) -> String {
@@ -253,6 +261,13 @@ impl Results {
                     count(row.revoked),
                     count(row.expected_revoked)
                 );
+                if row.errors > 0 {
+                    let _ = writeln!(
+                        t,
+                        "| ^ of which failed (authority timeout) | {} | | | |",
+                        count(row.errors)
+                    );
+                }
             }
         }
         if !self.propagation.is_empty() {
@@ -329,11 +344,11 @@ impl Results {
             let _ = writeln!(t, "\n### Memory per replica\n");
             let _ = writeln!(
                 t,
-                "| live entries | revocast filter | bits/entry (optimal) | layers per bucket | revocast replica heap | HashSet<String> | bits/entry | Redis used_memory | bytes/entry |"
+                "| live entries | revocast filter | bits/entry | single-layer buckets: bits/entry | optimal | buckets (grown) | revocast replica heap | HashSet<String> | bits/entry | Redis used_memory | bytes/entry |"
             );
             let _ = writeln!(
                 t,
-                "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for (live, m) in memory {
                 let per = |b: f64| b * 8.0 / live.max(1) as f64;

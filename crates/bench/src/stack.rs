@@ -118,6 +118,9 @@ impl Stack {
         SubscriberOptions::new(publisher.public_key())
             .namespace(publisher.namespace().clone())
             .max_staleness(Duration::from_secs(10))
+            // The default 500 ms is for services; a shared 2-core machine under a
+            // 10M-entry load can stall longer, and a timeout here is not a figure.
+            .confirm_timeout(Duration::from_secs(5))
     }
 
     /// Connects a replica with `options` and waits until it is ready; returns it and

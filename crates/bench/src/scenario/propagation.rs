@@ -109,6 +109,7 @@ async fn measure(
             all_after_call: Percentiles::of(&after_call),
             call: Percentiles::of(&calls),
             timeouts,
+            load_average: crate::machine::load_average(),
         };
         eprintln!(
             "[propagation] {n} replicas: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
