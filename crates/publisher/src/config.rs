@@ -230,6 +230,15 @@ impl Config {
         if self.batch.max_adds == 0 || self.max_bulk == 0 {
             return bad("batch and bulk limits must be above 0");
         }
+        let servers = crate::nats::server_list(&self.nats.url);
+        if servers.is_empty() {
+            return bad("no NATS URL given");
+        }
+        for url in servers {
+            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                return Err(Error::Config(format!("invalid NATS URL {url:?}: {e}")));
+            }
+        }
         if self.nats.user.is_some() != self.nats.password.is_some() {
             return bad("NATS user and password go together");
         }
@@ -336,8 +345,16 @@ mod tests {
         let mut bad = config.clone();
         bad.stream_replicas = 0;
         assert!(bad.validate().is_err());
-        let mut bad = config;
+        let mut bad = config.clone();
         bad.nats.user = Some("u".into());
         assert!(bad.validate().is_err());
+        let mut many = config.clone();
+        many.nats.url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into();
+        many.validate().unwrap();
+        for url in ["", "nats://127.0.0.1:port", ","] {
+            let mut bad = config.clone();
+            bad.nats.url = url.into();
+            assert!(bad.validate().is_err(), "{url:?}");
+        }
     }
 }

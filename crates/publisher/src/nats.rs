@@ -56,9 +56,17 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
-    opts.connect(options.url.as_str())
+    opts.connect(server_list(&options.url))
         .await
-        .map_err(|e| Error::Nats(format!("connect to {}: {e}", options.url)))
+        .map_err(|e| Error::Config(format!("NATS URL {:?}: {e}", options.url)))
+}
+
+/// `nats://a:4222,nats://b:4222` as a list (async-nats parses one URL per string).
+pub(crate) fn server_list(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// The JetStream context with the publisher's timeouts.

@@ -143,6 +143,15 @@ async fn bad_flags_give_clear_errors() {
             "no such file",
         ),
         (
+            vec![
+                "serve".into(),
+                "--nats".into(),
+                "nats://127.0.0.1:port".into(),
+            ],
+            vec![],
+            "invalid NATS URL",
+        ),
+        (
             vec!["serve".into(), "--wat".into()],
             vec![],
             "unexpected argument '--wat'",
