@@ -324,7 +324,7 @@ async fn without_an_admin_token_loopback_is_open_and_other_addresses_are_refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness() {
+async fn health_and_readiness_and_a_late_nats() {
     let server = NatsServer::start();
     let publisher = start(config(&server)).await;
     let http = Http::new(publisher.url());
@@ -350,7 +350,16 @@ async fn health_and_readiness() {
         )
         .await;
     assert_eq!((status, body["error"].clone()), (503, json!("not_ready")));
+    // NATS comes up later (docker compose starts both at once): the publisher follows.
+    let server = tokio::task::block_in_place(|| NatsServer::builder().port(port).start());
+    common::eventually("ready once NATS is up", || async {
+        let (status, _) = http.get("/readyz").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(http.revoke("late-start").await, 1);
     within_bound(waiting.shutdown()).await.unwrap();
+    drop(server);
 }
 
 async fn within_bound<T>(f: impl std::future::Future<Output = T>) -> T {
