@@ -182,15 +182,18 @@ async fn nats_restart_under_the_publisher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_wait_out_a_nats_outage() {
-    let mut server = NatsServer::start();
+    // The outage is a cut link (a proxy), so that NATS keeps its port meanwhile.
+    let server = NatsServer::start();
+    let proxy = revocast_testkit::Proxy::start(server.port());
     let mut cfg = config(&server);
+    cfg.nats.url = proxy.url();
     cfg.commit_timeout = Duration::from_secs(20);
     let publisher = start(cfg).await;
     let http = Http::new(publisher.url());
     http.revoke("first").await;
-    tokio::task::block_in_place(|| server.stop());
-    // Sent while NATS is down: answered once NATS is back, or with a 503; never a
-    // success that is not stored.
+    proxy.cut();
+    // Sent while NATS is unreachable: answered once NATS is back, or with a 503;
+    // never a success that is not stored.
     let pending = {
         let http = http.clone();
         tokio::spawn(async move {
@@ -206,7 +209,7 @@ async fn revocations_wait_out_a_nats_outage() {
         (publisher.stats().deltas.reconciled >= 1).then_some(())
     })
     .await;
-    tokio::task::block_in_place(|| server.restart());
+    proxy.restore();
     let (status, body) = within("the call made during the outage", pending)
         .await
         .unwrap();
@@ -216,6 +219,7 @@ async fn revocations_wait_out_a_nats_outage() {
             .iter()
             .any(|c| matches!(c, revocast_core::Change::Add { jti, .. } if jti == "during"))
     });
+    eprintln!("the call made during the outage got {status}: {body}");
     match status {
         200 => assert!(stored, "acknowledged but not stored: {body}"),
         503 => {}
