@@ -9,16 +9,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Http, config, eventually, free_port, now, start, stream_deltas, within};
+use common::{Http, config, eventually, now, start, stream_deltas, within};
 use revocast_core::{Namespace, PublicKey, signing_key_from_file};
 use revocast_testkit::NatsServer;
 use serde_json::json;
 
-/// The real binary, serving on `port` with the key in `dir`.
-fn spawn_publisher(nats_url: &str, port: u16, dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_revocast-publisher"))
-        .args(["serve", "--nats", nats_url, "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
+/// The real binary, on a port of its choosing (read from its log, so that no other
+/// test can take it first), with the key in `dir`.
+fn spawn_publisher(nats_url: &str, dir: &std::path::Path) -> (Child, Http) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_revocast-publisher"))
+        .args([
+            "--log-json",
+            "serve",
+            "--nats",
+            nats_url,
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .args([
@@ -29,12 +36,31 @@ fn spawn_publisher(nats_url: &str, port: u16, dir: &std::path::Path) -> Child {
             "--snapshot-every-deltas",
             "7",
         ])
-        .env("REVOCAST_LOG", "warn")
+        .env("REVOCAST_LOG", "warn,revocast_publisher::server=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn revocast-publisher")
+        .expect("spawn revocast-publisher");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(addr) = log["fields"]["addr"].as_str() {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = tokio::task::block_in_place(|| rx.recv_timeout(common::DEADLINE))
+        .expect("the publisher logs its address");
+    (child, Http::new(format!("http://{addr}")))
 }
 
 async fn wait_ready(http: &Http) {
@@ -54,9 +80,7 @@ async fn wait_ready(http: &Http) {
 async fn kill_9_loses_nothing_acknowledged() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let http = Http::new(format!("http://127.0.0.1:{port}"));
-    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    let (mut child, http) = spawn_publisher(&server.url(), dir.path());
     wait_ready(&http).await;
     let key_text = std::fs::read_to_string(dir.path().join("signing.key")).unwrap();
     let key = PublicKey(signing_key_from_file(&key_text).unwrap().verifying_key());
@@ -99,7 +123,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
 
-    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    let (mut child, http) = spawn_publisher(&server.url(), dir.path());
     wait_ready(&http).await;
     let ns = Namespace::new("crash").unwrap();
     let deltas = stream_deltas(&server.url(), &ns, key).await;
@@ -245,9 +269,7 @@ async fn revocations_wait_out_a_nats_outage() {
 async fn sigterm_commits_snapshots_and_exits_promptly() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let http = Http::new(format!("http://127.0.0.1:{port}"));
-    let mut child = spawn_publisher(&server.url(), port, dir.path());
+    let (mut child, http) = spawn_publisher(&server.url(), dir.path());
     wait_ready(&http).await;
     for i in 0..5 {
         http.revoke(&format!("t{i}")).await;
