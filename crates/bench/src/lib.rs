@@ -61,6 +61,17 @@ pub async fn run(options: Options) -> Result<(), BenchError> {
     std::fs::create_dir_all(&options.out)?;
     eprintln!("machine: {}", results.machine.summary());
 
+    if options.wants(Scenario::Ingest) {
+        results.singles = Some(scenario::ingest::run(&options).await?);
+        write(&results, &options)?;
+    }
+    if options.wants(Scenario::Propagation) {
+        let mut notes = Vec::new();
+        results.propagation = scenario::propagation::run(&options, &mut notes).await?;
+        results.notes.extend(notes);
+        write(&results, &options)?;
+    }
+    // The largest sizes last: the figures above survive if one of them fails.
     let per_size = [
         Scenario::Checks,
         Scenario::Authority,
@@ -70,20 +81,18 @@ pub async fn run(options: Options) -> Result<(), BenchError> {
     ];
     if per_size.iter().any(|s| options.wants(*s)) {
         for &live in &options.sizes {
-            let size = scenario::sized::run(&options, live, redis_bin.as_deref()).await?;
-            results.sizes.push(size);
+            match scenario::sized::run(&options, live, redis_bin.as_deref()).await {
+                Ok(size) => results.sizes.push(size),
+                Err(e) => {
+                    eprintln!("WARNING: {live} live entries not measured: {e}");
+                    results
+                        .notes
+                        .push(format!("{live} live entries: not measured: {e}"));
+                }
+            }
             // Partial results survive a later failure.
             write(&results, &options)?;
         }
-    }
-    if options.wants(Scenario::Ingest) {
-        results.singles = Some(scenario::ingest::run(&options).await?);
-        write(&results, &options)?;
-    }
-    if options.wants(Scenario::Propagation) {
-        let mut notes = Vec::new();
-        results.propagation = scenario::propagation::run(&options, &mut notes).await?;
-        results.notes.extend(notes);
     }
     write(&results, &options)?;
 

@@ -58,8 +58,10 @@ pub struct BulkIngest {
     pub concurrency: usize,
     /// Wall time, seconds.
     pub seconds: f64,
-    /// Durable revocations per second.
+    /// Durable revocations per second (retries included).
     pub per_second: f64,
+    /// Calls answered 503 (not durable within the commit timeout) and retried.
+    pub retried_calls: u64,
 }
 
 /// Concurrent single revocations, one per call.
@@ -408,11 +410,16 @@ impl Results {
                     s.publisher_restart_ms
                         .map_or("-".into(), |ms| format!("{ms:.0} ms")),
                     s.bulk_ingest.as_ref().map_or("-".into(), |b| format!(
-                        "{} ({} per call, {} in flight, {:.1} s)",
+                        "{} ({} per call, {} in flight, {:.1} s{})",
                         rate(b.per_second),
                         b.per_call,
                         b.concurrency,
-                        b.seconds
+                        b.seconds,
+                        if b.retried_calls > 0 {
+                            format!(", {} calls answered 503 and retried", b.retried_calls)
+                        } else {
+                            String::new()
+                        }
                     )),
                 );
             }

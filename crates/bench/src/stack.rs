@@ -16,6 +16,8 @@ use crate::workload::{self, Family};
 
 /// Revocations per bulk call (the API's default limit).
 pub const BULK: u64 = 1_000;
+/// Retries of a bulk call answered 503 (retrying is safe: the API says so).
+const LOAD_RETRIES: u32 = 5;
 /// Bound on one replica's bootstrap and on a publisher start.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -153,18 +155,20 @@ impl Stack {
         family: Family,
         count: u64,
         concurrency: usize,
-    ) -> Result<Duration, BenchError> {
+    ) -> Result<Loaded, BenchError> {
         let start = self.start;
         let mut order: Vec<u64> = (0..count).collect();
         order.sort_unstable_by_key(|&i| workload::exp(start, i));
         let order = Arc::new(order);
         let next = Arc::new(AtomicU64::new(0));
+        let retries = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
             let api = self.api.clone();
             let next = next.clone();
             let order = order.clone();
+            let retries = retries.clone();
             tasks.push(tokio::spawn(async move {
                 let mut added = 0;
                 loop {
@@ -177,7 +181,23 @@ impl Stack {
                         .iter()
                         .map(|&i| revocation(family, start, i))
                         .collect();
-                    added += api.revoke_bulk(&items).await?.revoked;
+                    let mut attempt = 0;
+                    loop {
+                        match api.revoke_bulk(&items).await {
+                            // A retried call finds what its first attempt stored.
+                            Ok(c) => {
+                                added += c.revoked + c.duplicates;
+                                break;
+                            }
+                            Err(e) if e.status() == Some(503) && attempt < LOAD_RETRIES => {
+                                attempt += 1;
+                                retries.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("bulk call answered 503 ({e}); retrying");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                 }
             }));
         }
@@ -193,8 +213,20 @@ impl Stack {
                 "loading {count} revocations added {added}"
             )));
         }
-        Ok(took)
+        Ok(Loaded {
+            took,
+            retries: retries.load(Ordering::Relaxed),
+        })
     }
+}
+
+/// What loading a set took.
+#[derive(Clone, Copy, Debug)]
+pub struct Loaded {
+    /// Wall time.
+    pub took: Duration,
+    /// Bulk calls answered 503 (not durable in time) and retried.
+    pub retries: u64,
 }
 
 /// The revocation of token `i` of `family`.

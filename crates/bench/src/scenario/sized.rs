@@ -44,10 +44,12 @@ async fn measure(
     };
 
     eprintln!("[{live}] loading {live} revocations through the HTTP API");
-    let took = stack
+    let loaded = stack
         .load(Family::Revoked, live, options.bulk_concurrency)
         .await?;
+    let took = loaded.took;
     out.bulk_ingest = Some(BulkIngest {
+        retried_calls: loaded.retries,
         per_call: BULK,
         concurrency: options.bulk_concurrency,
         seconds: took.as_secs_f64(),
