@@ -6,6 +6,9 @@
     missing_debug_implementations
 )]
 
+pub mod fault;
+pub mod process;
+
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,6 @@
 //! The whole system: a real nats-server, the publisher (in-process, through its
 //! library) and subscribers, checked the way services use them.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -187,8 +188,11 @@ async fn subject_and_global_cutoffs_reject_exactly_the_tokens_they_should() {
     })
     .await;
 
-    let claims =
-        |jti: &str, sub: &str, iat: u64| TokenClaims::new(jti, iat + 3600).sub(sub).iat(iat);
+    let claims = |jti: &str, sub: &str, iat: u64| {
+        TokenClaims::new(jti, iat + 3600)
+            .with_sub(sub)
+            .with_iat(iat)
+    };
     let revoked = |c: TokenClaims| {
         let replica = replica.clone();
         async move { replica.check(&c).await.unwrap().is_revoked() }

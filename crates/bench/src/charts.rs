@@ -182,6 +182,13 @@ pub fn draw(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
                 .map(|(n, m)| (*n, mib(m.revocast_filter_bytes as f64)))
                 .collect::<Vec<_>>(),
         )];
+        series.push((
+            "revocast replica, whole heap (allocator)".to_owned(),
+            memory
+                .iter()
+                .map(|(n, m)| (*n, mib(m.revocast_replica_heap_bytes.max(1) as f64)))
+                .collect(),
+        ));
         let sets: Vec<_> = memory
             .iter()
             .filter_map(|(n, m)| m.hashset_heap_bytes.map(|b| (*n, mib(b as f64))))

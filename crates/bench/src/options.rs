@@ -82,7 +82,7 @@ pub struct Options {
     #[arg(long, env = "BENCH_AUTHORITY_CHECKS", default_value_t = 1_000_000)]
     pub authority_checks: u64,
     /// Revocations timed per replica count in the propagation scenario.
-    #[arg(long, env = "BENCH_PROPAGATION_REVOCATIONS", default_value_t = 50)]
+    #[arg(long, env = "BENCH_PROPAGATION_REVOCATIONS", default_value_t = 100)]
     pub propagation_revocations: usize,
     /// Single revocations in the concurrent-singles ingest run.
     #[arg(long, env = "BENCH_SINGLES", default_value_t = 20_000)]

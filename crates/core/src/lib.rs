@@ -17,12 +17,15 @@
 //! # Protocol (what the publisher and subscribers agree on)
 //! All names come from [`Namespace`]; all payloads are envelopes from [`wire`].
 //! - **Deltas**: JetStream stream [`Namespace::stream_name`] captures
-//!   [`Namespace::delta_subject`]. The message with stream sequence `V` is the signed
+//!   [`Namespace::log_subject`]. The message with stream sequence `V` is the signed
 //!   [`Delta`] with `version == V`: the publisher is the single writer and publishes
 //!   with `Nats-Expected-Last-Sequence: V-1` (and `Nats-Msg-Id: <ns>:<V>`). File
 //!   storage, `max_age` at least the longest token lifetime plus leeway, so every delta
-//!   whose entries may still be live is in the stream. Plain subscribers on the delta
-//!   subject receive each delta as it is stored.
+//!   whose entries may still be live is in the stream. Only once JetStream acknowledged
+//!   `V` does the publisher send the same bytes on [`Namespace::delta_subject`] (core
+//!   NATS), where replicas receive it live. Two subjects, because core subscribers of
+//!   a stream's own subject also receive publishes that JetStream then refuses or
+//!   loses in a failover: a replica would hold a `V` that the stream does not.
 //! - **Snapshots**: object store bucket [`Namespace::snapshot_bucket`], object
 //!   [`subjects::SNAPSHOT_OBJECT`], holding one signed [`Snapshot`] envelope. The
 //!   publisher writes version 0 before it first reports ready, so a replica always

@@ -10,6 +10,15 @@ pub const AUTHORITY_SERVICE: &str = "revocast-authority";
 /// Name of the authority's confirm endpoint within the service.
 pub const CONFIRM_ENDPOINT: &str = "confirm";
 
+/// Splits a comma-separated list of NATS URLs (`nats://a:4222,nats://b:4222`), as
+/// operators write them in one flag, into the list the client takes.
+pub fn server_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// A validated namespace: 1 to 64 characters from `a-z A-Z 0-9 - _`, so it fits in
 /// subjects, stream names and object store bucket names alike.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -36,9 +45,17 @@ impl Namespace {
         &self.0
     }
 
-    /// Subject of deltas: `revocast.<ns>.delta`. Captured by the stream.
+    /// Subject of live deltas: `revocast.<ns>.delta` (core NATS). The publisher sends
+    /// a delta here only after JetStream acknowledged it on [`Namespace::log_subject`],
+    /// so a replica never applies a delta that the stream does not hold.
     pub fn delta_subject(&self) -> String {
         format!("revocast.{}.delta", self.0)
+    }
+
+    /// Subject the stream captures: `revocast.<ns>.log`. Only the publisher writes it
+    /// (with expected-last-sequence); replicas read it by sequence to repair gaps.
+    pub fn log_subject(&self) -> String {
+        format!("revocast.{}.log", self.0)
     }
 
     /// Subject of heartbeats: `revocast.<ns>.heartbeat` (core NATS, not stored).
@@ -96,10 +113,20 @@ mod tests {
     fn names() {
         let ns = Namespace::new("prod-eu_1").unwrap();
         assert_eq!(ns.delta_subject(), "revocast.prod-eu_1.delta");
+        assert_eq!(ns.log_subject(), "revocast.prod-eu_1.log");
         assert_eq!(ns.heartbeat_subject(), "revocast.prod-eu_1.heartbeat");
         assert_eq!(ns.confirm_subject(), "revocast.prod-eu_1.confirm");
         assert_eq!(ns.stream_name(), "REVOCAST_prod-eu_1");
         assert_eq!(ns.snapshot_bucket(), "revocast_prod-eu_1");
+    }
+
+    #[test]
+    fn server_lists() {
+        assert_eq!(
+            server_urls("nats://a:1, nats://b:2,,"),
+            vec!["nats://a:1", "nats://b:2"]
+        );
+        assert!(server_urls("").is_empty());
     }
 
     #[test]

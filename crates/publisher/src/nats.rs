@@ -100,7 +100,7 @@ pub(crate) async fn ensure_stream(
     let wanted = stream::Config {
         name: name.clone(),
         description: Some(format!("revocast deltas of namespace {namespace}")),
-        subjects: vec![namespace.delta_subject()],
+        subjects: vec![namespace.log_subject()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,

@@ -359,7 +359,9 @@ impl Publisher {
                 }
                 if self.task.is_finished() {
                     return Err(Error::Task(
-                        "the publisher stopped before it was ready".into(),
+                        "the publisher stopped before it was ready (see the log, or \
+                         Publisher::shutdown for the cause)"
+                            .into(),
                     ));
                 }
                 tokio::select! {

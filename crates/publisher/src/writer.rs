@@ -444,6 +444,7 @@ impl Writer {
         };
         let outcome = match self.publish(version, bytes.clone()).await {
             Ok(()) => {
+                self.broadcast(&bytes).await;
                 self.shared.ledger_mut().apply(&delta).map_err(|e| {
                     Error::Inconsistent(format!("own delta {version} does not apply: {e}"))
                 })?;
@@ -511,7 +512,7 @@ impl Writer {
         let ack = self
             .storage
             .js
-            .send_publish(namespace.delta_subject(), publish)
+            .send_publish(namespace.log_subject(), publish)
             .await
             .map_err(|e| e.to_string())?
             .await
@@ -528,6 +529,18 @@ impl Writer {
             ));
         }
         Ok(())
+    }
+
+    /// Sends a stored delta live on the delta subject. Only stored deltas go there:
+    /// core subscribers of the log subject itself would also receive publishes that
+    /// JetStream refuses or loses in a failover. A lost live copy is harmless:
+    /// replicas repair the gap from the stream.
+    async fn broadcast(&self, bytes: &bytes::Bytes) {
+        let client = self.storage.js.client();
+        let subject = self.shared.config.namespace.delta_subject();
+        if let Err(e) = client.publish(subject, bytes.clone()).await {
+            tracing::warn!(error = %e, "live copy of a stored delta not sent; replicas will repair the gap");
+        }
     }
 
     /// After an uncertain publish on top of `base`: learns from the stream whether our
@@ -591,6 +604,7 @@ impl Writer {
             );
         }
         Ok(if ours {
+            self.broadcast(&bytes::Bytes::copy_from_slice(sent)).await;
             Ok(())
         } else {
             Err(CommitError::NotStored(

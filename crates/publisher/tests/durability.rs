@@ -345,7 +345,7 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
     let js = async_nats::jetstream::new(client);
     let ack = js
         .send_publish(
-            ns.delta_subject(),
+            ns.log_subject(),
             async_nats::jetstream::message::PublishMessage::build()
                 .payload(bytes.into())
                 .expected_last_sequence(1),

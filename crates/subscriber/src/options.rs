@@ -228,7 +228,9 @@ impl SubscriberOptions {
                     source,
                 })?;
         }
-        let client = nats.connect(url).await?;
+        let client = nats
+            .connect(revocast_core::subjects::server_urls(url))
+            .await?;
         Ok(self.with_client(client))
     }
 

@@ -544,7 +544,7 @@ async fn replay(
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: filter.version() + 1,
             },
-            filter_subject: config.namespace.delta_subject(),
+            filter_subject: config.namespace.log_subject(),
             ..Default::default()
         }),
     )

@@ -123,7 +123,7 @@ impl FakePublisher {
         let namespace = Namespace::new(namespace).unwrap();
         js.create_stream(jetstream::stream::Config {
             name: namespace.stream_name(),
-            subjects: vec![namespace.delta_subject()],
+            subjects: vec![namespace.log_subject()],
             storage: jetstream::stream::StorageType::File,
             allow_direct: true,
             ..Default::default()
@@ -216,16 +216,16 @@ impl FakePublisher {
         self.signer.encode(&Message::Delta(delta.clone()))
     }
 
-    /// Stores `delta` (which must be next) in the stream, as the publisher does, and
-    /// applies it.
+    /// Stores `delta` (which must be next) in the stream, then sends it live, as the
+    /// publisher does, and applies it.
     pub async fn store(&mut self, delta: &Delta) {
         let bytes = self.encode(delta);
         let ack = self
             .js
             .send_publish(
-                self.namespace.delta_subject(),
+                self.namespace.log_subject(),
                 Publish::build()
-                    .payload(bytes.into())
+                    .payload(bytes.clone().into())
                     .expected_last_sequence(delta.version - 1)
                     .message_id(format!("{}:{}", self.namespace, delta.version)),
             )
@@ -237,6 +237,10 @@ impl FakePublisher {
             ack.sequence, delta.version,
             "stream sequence is the version"
         );
+        self.client
+            .publish(self.namespace.delta_subject(), bytes.into())
+            .await
+            .unwrap();
         self.filter.apply(delta).unwrap();
         let mut pulse = self.pulse.lock().unwrap();
         pulse.version = self.filter.version();
@@ -294,13 +298,10 @@ impl FakePublisher {
         self.client.flush().await.unwrap();
     }
 
-    /// Publishes on the delta subject so that core subscribers see it but the stream
-    /// refuses to store it (the headers name another stream).
+    /// Publishes on the live delta subject only (the stream does not capture it).
     pub async fn send_unstored_delta(&self, bytes: Vec<u8>) {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Expected-Stream", "not-the-revocast-stream");
         self.client
-            .publish_with_headers(self.namespace.delta_subject(), headers, bytes.into())
+            .publish(self.namespace.delta_subject(), bytes.into())
             .await
             .unwrap();
         self.client.flush().await.unwrap();
