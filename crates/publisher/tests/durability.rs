@@ -320,6 +320,13 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
     cfg.signing_key = revocast_publisher::KeySource::Key(key.clone());
     let publisher = start(cfg).await;
     let http = Http::new(publisher.url());
+    // Everything sent live, to compare with what the stream holds.
+    let live_client = async_nats::connect(server.url()).await.unwrap();
+    let mut live = live_client
+        .subscribe(publisher.namespace().delta_subject())
+        .await
+        .unwrap();
+    live_client.flush().await.unwrap();
     assert_eq!(http.revoke("mine").await, 1);
 
     // Another writer with the same key stores version 2 first.
@@ -379,11 +386,26 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
     assert_eq!(publisher.stats().deltas.reconciled, 1);
     // Retrying is safe and lands on version 3.
     assert_eq!(http.revoke("late").await, 3);
-    assert_eq!(
-        stream_deltas(&server.url(), &ns, publisher.public_key())
-            .await
-            .len(),
-        3
-    );
+    let stored = stream_deltas(&server.url(), &ns, publisher.public_key()).await;
+    assert_eq!(stored.len(), 3);
+
+    // Regression: the refused version-2 delta (holding "late") never went out live.
+    // Core subscribers of the stream's own subject used to receive publishes that
+    // JetStream then refused, and a replica applied a version 2 the stream never held.
+    let verifier = revocast_core::Verifier::new(publisher.public_key(), ns.clone());
+    let mut seen = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(500),
+        futures::StreamExt::next(&mut live),
+    )
+    .await
+    {
+        seen.push(verifier.decode_delta(&message.payload).unwrap());
+    }
+    assert!(!seen.is_empty(), "stored deltas are sent live");
+    for delta in &seen {
+        let index = usize::try_from(delta.version - 1).unwrap();
+        assert_eq!(delta, &stored[index], "a live delta is the stored one");
+    }
     publisher.shutdown().await.unwrap();
 }
