@@ -19,7 +19,7 @@
 //! the filter exactly as it was.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bincode::{Decode, Encode};
 use bloomfilter::Bloom;
@@ -36,7 +36,12 @@ pub const DEFAULT_INITIAL_CAPACITY: u64 = 4096;
 /// Default longest token lifetime the issuer hands out (24 h).
 pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 /// Default clock leeway: a bucket lives this long after its last possible `exp`.
-pub const DEFAULT_LEEWAY_SECS: u64 = 60;
+///
+/// It must cover what services themselves tolerate past `exp` (jsonwebtoken's default
+/// validation leeway is 60 s) plus the clock skew between the publisher and any
+/// service; 5 minutes covers 60 s of leeway and up to 4 minutes of skew for the price
+/// of keeping each bucket 5 minutes longer.
+pub const DEFAULT_LEEWAY_SECS: u64 = 300;
 
 /// Longest accepted `jti`, in bytes.
 pub const MAX_JTI_LEN: usize = 256;
@@ -115,8 +120,14 @@ impl FilterParams {
         now.saturating_sub(self.leeway) / self.bucket_width
     }
 
+    /// A token expiring at `exp` is past its leeway at `now`: nothing can accept it,
+    /// so there is nothing to revoke.
+    pub fn is_expired(&self, exp: u64, now: u64) -> bool {
+        exp.saturating_add(self.leeway) < now
+    }
+
     /// A cutoff set at `not_before` can still match a live token at `now`.
-    fn cutoff_is_live(&self, not_before: u64, now: u64) -> bool {
+    pub fn cutoff_is_live(&self, not_before: u64, now: u64) -> bool {
         // A token issued before `not_before` expires before `not_before + lifetime`.
         not_before
             .saturating_add(self.max_token_lifetime)
@@ -333,9 +344,14 @@ impl Layer {
 }
 
 /// The layers holding the revoked tokens of one expiry bucket.
+///
+/// Layers are shared (`Arc`): cloning a filter copies no bitmap, and applying a delta
+/// to a clone copies only the layers it writes to. Replicas clone-and-swap on every
+/// batch of deltas, so this keeps their cost proportional to the change, not to the
+/// filter.
 #[derive(Clone, Debug, Default)]
 pub struct Bucket {
-    layers: Vec<Layer>,
+    layers: Vec<Arc<Layer>>,
 }
 
 impl Bucket {
@@ -410,6 +426,29 @@ pub struct LayerState {
     pub count: u64,
     /// The `bloomfilter` crate's own serialisation: header (hash count, seed) and bits.
     pub bloom: Vec<u8>,
+}
+
+/// [`FilterState`] borrowed from a filter: encodes to the same bytes.
+#[derive(Encode)]
+struct StateRef<'a> {
+    params: &'a FilterParams,
+    version: u64,
+    buckets: Vec<BucketRef<'a>>,
+    subject_cutoffs: Vec<(&'a str, u64)>,
+    global_cutoff: Option<u64>,
+}
+
+#[derive(Encode)]
+struct BucketRef<'a> {
+    index: u64,
+    layers: Vec<LayerRef<'a>>,
+}
+
+#[derive(Encode)]
+struct LayerRef<'a> {
+    capacity: u64,
+    count: u64,
+    bloom: &'a [u8],
 }
 
 /// A revocation filter at a version.
@@ -582,7 +621,7 @@ impl Filter {
                             .entry(spec.bucket)
                             .or_default()
                             .layers
-                            .push(layer);
+                            .push(Arc::new(layer));
                     }
                 }
                 Change::Add { jti, exp, .. } => {
@@ -592,6 +631,7 @@ impl Filter {
                         .get_mut(&bucket)
                         .and_then(|b| b.layers.last_mut())
                     {
+                        let layer = Arc::make_mut(layer);
                         layer.bloom.set(jti.as_bytes());
                         layer.count += 1;
                     }
@@ -693,7 +733,7 @@ impl Filter {
             }
             let mut layers = Vec::with_capacity(bucket.layers.len());
             for layer in bucket.layers {
-                layers.push(layer_from_state(layer)?);
+                layers.push(Arc::new(layer_from_state(layer)?));
             }
             filter.buckets.insert(bucket.index, Bucket { layers });
         }
@@ -710,17 +750,40 @@ impl Filter {
         Ok(filter)
     }
 
-    /// BLAKE3 over the canonical (bincode) encoding of [`Filter::to_state`]. Computed
-    /// once per version and cached.
+    /// BLAKE3 over the canonical (bincode) encoding of [`Filter::to_state`], computed
+    /// in place (no bitmap is copied) and cached until the next change.
     pub fn digest(&self) -> Digest {
         *self.digest.get_or_init(|| {
+            let view = StateRef {
+                params: &self.params,
+                version: self.version,
+                buckets: self
+                    .buckets
+                    .iter()
+                    .map(|(&index, bucket)| BucketRef {
+                        index,
+                        layers: bucket
+                            .layers
+                            .iter()
+                            .map(|l| LayerRef {
+                                capacity: l.capacity,
+                                count: l.count,
+                                bloom: l.bloom.as_slice(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                subject_cutoffs: self
+                    .subject_cutoffs
+                    .iter()
+                    .map(|(s, &t)| (s.as_str(), t))
+                    .collect(),
+                global_cutoff: self.global_cutoff,
+            };
             let mut hasher = blake3::Hasher::new();
             // Encoding into a hasher cannot fail: the writer never errors.
-            let _ = bincode::encode_into_std_write(
-                self.to_state(),
-                &mut hasher,
-                crate::wire::bincode_config(),
-            );
+            let _ =
+                bincode::encode_into_std_write(view, &mut hasher, crate::wire::bincode_config());
             Digest(*hasher.finalize().as_bytes())
         })
     }
@@ -732,7 +795,7 @@ impl Filter {
             .buckets
             .iter()
             .map(|(&index, bucket)| {
-                let layers: Vec<LayerStats> = bucket.layers.iter().map(Layer::stats).collect();
+                let layers: Vec<LayerStats> = bucket.layers.iter().map(|l| l.stats()).collect();
                 let miss: f64 = layers.iter().map(|l| 1.0 - l.estimated_fpr).product();
                 BucketStats {
                     index,

@@ -399,3 +399,43 @@ fn stats_describe_the_filter() {
         "a full layer is about half set: {fill}"
     );
 }
+
+#[test]
+fn the_in_place_digest_is_blake3_of_the_state_encoding() {
+    let mut filter = Filter::new(small_params(50)).unwrap();
+    let mut seeds = Seeds::new(8);
+    let items: Vec<(String, u64)> = (0..300).map(|i| (format!("d{i}"), EXP + i * 400)).collect();
+    revoke_all(&mut filter, &items, &mut seeds);
+    let delta = Delta {
+        version: 2,
+        committed_at_ms: 0,
+        changes: vec![
+            Change::SubjectCutoff {
+                sub: "alice".into(),
+                not_before: EXP,
+            },
+            Change::GlobalCutoff { not_before: EXP },
+        ],
+    };
+    filter.apply(&delta).unwrap();
+    let bytes =
+        bincode::encode_to_vec(filter.to_state(), revocast_core::wire::bincode_config()).unwrap();
+    assert_eq!(filter.digest().0, *blake3::hash(&bytes).as_bytes());
+}
+
+#[test]
+fn a_clone_shares_bitmaps_and_diverges_only_where_written() {
+    let mut filter = Filter::new(small_params(100)).unwrap();
+    let mut seeds = Seeds::new(9);
+    let items: Vec<(String, u64)> = (0..50).map(|i| (format!("c{i}"), EXP)).collect();
+    revoke_all(&mut filter, &items, &mut seeds);
+    let before = filter.clone();
+    revoke_all(&mut filter, &[("later".into(), EXP)], &mut seeds);
+    assert!(filter.contains("later", Some(EXP)));
+    assert!(
+        !before.contains("later", Some(EXP)),
+        "the clone is unchanged"
+    );
+    assert_eq!(before.version(), 1);
+    assert_ne!(before.digest(), filter.digest());
+}

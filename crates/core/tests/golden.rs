@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Seeds, namespace, revoke_all, signer, small_params, verifier};
+use common::{Seeds, namespace, revoke_all, signer, verifier};
 use revocast_core::{
     ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, Heartbeat, Message, Snapshot,
     decode_request, encode_request,
@@ -16,7 +16,15 @@ const EXP: u64 = 1_767_225_600;
 
 /// The fixed filter behind the snapshot, delta and heartbeat vectors.
 fn fixed_filter() -> (Filter, Delta) {
-    let mut filter = Filter::new(small_params(4)).unwrap();
+    // Explicit parameters: changing a default must not change the vectors.
+    let params = revocast_core::FilterParams {
+        bucket_width: 3600,
+        target_fpr: 0.001,
+        initial_capacity: 4,
+        max_token_lifetime: 86_400,
+        leeway: 60,
+    };
+    let mut filter = Filter::new(params).unwrap();
     let mut seeds = Seeds::new(1000);
     let items: Vec<(String, u64)> = (0..10).map(|i| (format!("jti-{i}"), EXP + i)).collect();
     revoke_all(&mut filter, &items[..5], &mut seeds);

@@ -520,17 +520,15 @@ async fn post_cutoff(
             ),
         ));
     }
-    let (lifetime, leeway, version) = {
+    let (live, version) = {
         let ledger = shared.ledger();
         let p = ledger.filter.params();
-        (p.max_token_lifetime, p.leeway, ledger.filter.version())
+        (
+            p.cutoff_is_live(body.not_before, now),
+            ledger.filter.version(),
+        )
     };
-    if body
-        .not_before
-        .saturating_add(lifetime)
-        .saturating_add(leeway)
-        < now
-    {
+    if !live {
         // Every token issued before it has expired already.
         return Ok(committed(Committed {
             version,

@@ -167,7 +167,7 @@ mod tests {
         let expire = Delta {
             version: 2,
             committed_at_ms: 0,
-            changes: vec![Change::Expire { now: 10_900 }],
+            changes: vec![Change::Expire { now: 11_200 }],
         };
         ledger.apply(&expire).unwrap();
         assert!(!ledger.records.contains_key("a"));

@@ -100,7 +100,7 @@ struct ServeArgs {
     #[arg(long, env = "REVOCAST_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = parse_duration)]
     max_token_lifetime: Duration,
     /// Clock leeway (new namespaces only).
-    #[arg(long, env = "REVOCAST_LEEWAY", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "REVOCAST_LEEWAY", default_value = "5m", value_parser = parse_duration)]
     leeway: Duration,
     /// Heartbeat period.
     #[arg(long, env = "REVOCAST_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]

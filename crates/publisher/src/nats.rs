@@ -62,12 +62,7 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
 }
 
 /// `nats://a:4222,nats://b:4222` as a list (async-nats parses one URL per string).
-pub(crate) fn server_list(urls: &str) -> Vec<&str> {
-    urls.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect()
-}
+pub(crate) use revocast_core::subjects::server_urls as server_list;
 
 /// The JetStream context with the publisher's timeouts.
 pub(crate) fn jetstream(client: async_nats::Client) -> jetstream::Context {

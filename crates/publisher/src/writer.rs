@@ -352,7 +352,6 @@ impl Writer {
         *batch = valid;
         let ledger = self.shared.ledger();
         let params = ledger.filter.params();
-        let leeway = params.leeway;
         let mut staging = ledger.filter.stage();
         staging.capacity_hint(ledger.capacity_hint());
         let mut seen: HashSet<(&str, u64)> = HashSet::new();
@@ -370,7 +369,7 @@ impl Writer {
             match command {
                 Command::Revoke { items, .. } => {
                     for item in items {
-                        if item.exp.saturating_add(leeway) < now {
+                        if params.is_expired(item.exp, now) {
                             c.expired += 1;
                         } else if ledger.holds(&item.jti, item.exp)
                             || !seen.insert((item.jti.as_str(), params.bucket_of(item.exp)))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Http, eventually, free_port, now, stream_deltas};
+use common::{Http, eventually, free_port, now, try_stream_deltas};
 use revocast_publisher::{Config, Publisher};
 use revocast_testkit::NatsServer;
 use serde_json::json;
@@ -69,11 +69,13 @@ async fn r3_on_a_cluster_survives_a_node() {
     .await;
     assert_eq!(version, 2);
     let first = format!("nats://127.0.0.1:{}", client_ports[0]);
-    assert_eq!(
-        stream_deltas(&first, &ns, publisher.public_key())
+    let key = publisher.public_key();
+    eventually("both deltas readable from a live node", || async {
+        try_stream_deltas(&first, &ns, key)
             .await
-            .len(),
-        2
-    );
+            .ok()
+            .filter(|d| d.len() == 2)
+    })
+    .await;
     publisher.shutdown().await.unwrap();
 }

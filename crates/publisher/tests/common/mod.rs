@@ -121,14 +121,31 @@ impl Http {
 /// Reads every delta in the namespace's stream and checks that message `n` is the
 /// signed delta with version `n`, with no gap. Returns the deltas.
 pub async fn stream_deltas(nats_url: &str, namespace: &Namespace, key: PublicKey) -> Vec<Delta> {
-    let client = async_nats::connect(nats_url).await.unwrap();
+    try_stream_deltas(nats_url, namespace, key).await.unwrap()
+}
+
+/// [`stream_deltas`], with NATS errors returned (a cluster may be electing a leader).
+pub async fn try_stream_deltas(
+    nats_url: &str,
+    namespace: &Namespace,
+    key: PublicKey,
+) -> Result<Vec<Delta>, String> {
+    let client = async_nats::connect(nats_url)
+        .await
+        .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream(namespace.stream_name()).await.unwrap();
-    let info = stream.get_info().await.unwrap();
+    let mut stream = js
+        .get_stream(namespace.stream_name())
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = stream.info().await.map_err(|e| e.to_string())?.clone();
     let verifier = Verifier::new(key, namespace.clone());
     let mut deltas = Vec::new();
     for seq in info.state.first_sequence.max(1)..=info.state.last_sequence {
-        let message = stream.get_raw_message(seq).await.unwrap();
+        let message = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| e.to_string())?;
         let delta = verifier.decode_delta(&message.payload).unwrap();
         assert_eq!(
             delta.version, seq,
@@ -137,7 +154,7 @@ pub async fn stream_deltas(nats_url: &str, namespace: &Namespace, key: PublicKey
         );
         deltas.push(delta);
     }
-    deltas
+    Ok(deltas)
 }
 
 /// Subscribes to the delta subject and returns a stream of verified deltas.
