@@ -48,6 +48,7 @@ pub fn free_port() -> u16 {
 pub struct PublisherProcess {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     pub port: u16,
     pub data_dir: tempfile::TempDir,
 }
@@ -56,6 +57,15 @@ impl PublisherProcess {
     /// Starts `serve` against `nats_url` with a fresh data dir and waits for
     /// `/readyz`.
     pub async fn start(nats_url: &str) -> PublisherProcess {
+        PublisherProcess::start_with(nats_url, &[], &[]).await
+    }
+
+    /// Like [`PublisherProcess::start`], with extra `serve` flags and environment.
+    pub async fn start_with(
+        nats_url: &str,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> PublisherProcess {
         let port = free_port();
         let data_dir = tempfile::tempdir().expect("a data dir");
         let args = vec![
@@ -68,10 +78,17 @@ impl PublisherProcess {
             data_dir.path().display().to_string(),
             "--heartbeat-interval".to_owned(),
             "200ms".to_owned(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_args.iter().map(|a| (*a).to_owned()))
+        .collect();
         let mut process = PublisherProcess {
             child: None,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
             port,
             data_dir,
         };
@@ -109,6 +126,7 @@ impl PublisherProcess {
     async fn spawn(&mut self) {
         let child = Command::new(publisher_bin())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

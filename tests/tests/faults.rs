@@ -565,3 +565,94 @@ async fn s8_publisher_restarted_with_another_key_is_refused_loudly() {
         "RELIABILITY | 8. publisher restarted with another signing key | refused at start: {text} |"
     );
 }
+
+/// Scenario 6. A service accepts a token until `exp + its own leeway` by its own clock;
+/// the publisher drops a bucket once `exp + leeway < now` by its clock. With clocks
+/// `skew` apart, nothing revoked may be dropped while any service still accepts the
+/// token: the publisher's leeway covers the services' leeway plus the skew (5 min by
+/// default: 60 s of jsonwebtoken leeway and up to 4 min of skew). The short run scales
+/// seconds down (skew 1 s, service leeway 1 s, publisher leeway 3 s, 1 s buckets) so
+/// that expiry happens within the test; the long run uses 60 s / 60 s / 300 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s6_clock_skew_between_publisher_and_replicas() {
+    init_logs();
+    let long = std::env::var_os("REVOCAST_FAULTS_LONG").is_some();
+    let (skew, service_leeway, leeway, width) = if long {
+        (60i64, 60u64, 300u64, 60u64)
+    } else {
+        (1, 1, 3, 1)
+    };
+    let started = Instant::now();
+    let mut checks = 0u64;
+    let mut acked = 0u64;
+    for publisher_ahead_by in [skew, -skew] {
+        let nats = NatsServer::start();
+        let publisher = PublisherProcess::start_with(
+            &nats.url(),
+            &[
+                "--bucket-width",
+                &format!("{width}s"),
+                "--leeway",
+                &format!("{leeway}s"),
+                "--expiry-interval",
+                "200ms",
+            ],
+            &[(
+                "REVOCAST_TEST_CLOCK_OFFSET_SECS",
+                publisher_ahead_by.to_string(),
+            )],
+        )
+        .await;
+        let key = publisher.public_key();
+        let replicas = replicas(&options(key), &nats.url(), 2).await;
+        let api = PublisherApi::new(publisher.url());
+        let exp = now() + 2 * width;
+        let mut tokens = Vec::new();
+        for i in 0..20 {
+            let jti = format!("s6-{publisher_ahead_by}-{i}");
+            let version = api
+                .revoke(&jti, exp)
+                .await
+                .expect("revocation acknowledged");
+            acked += 1;
+            tokens.push((jti, version));
+        }
+        let version = tokens.iter().map(|t| t.1).max().unwrap_or(0);
+        for r in &replicas {
+            eventually("applied", Duration::from_secs(10), || async {
+                r.version() >= version
+            })
+            .await;
+        }
+        // Until the slowest service clock (`skew` behind) sees the tokens expire, every
+        // replica must reject them.
+        let last_valid = exp + service_leeway + skew.unsigned_abs();
+        while now() <= last_valid {
+            for (jti, _) in &tokens {
+                for r in &replicas {
+                    checks += 1;
+                    let verdict = r.check(&TokenClaims::new(jti.clone(), exp)).await;
+                    assert!(
+                        !matches!(&verdict, Ok(v) if v.is_accepted()),
+                        "false negative under {publisher_ahead_by:+} s of skew: {jti} accepted \
+                         at {} (exp {exp}): {verdict:?}",
+                        now()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // pace the checks
+        }
+        // And memory stays bounded: the bucket goes once no clock accepts the tokens.
+        let drop_by = Duration::from_secs(leeway + 2 * width + skew.unsigned_abs() + 10);
+        for r in &replicas {
+            eventually("the expired bucket is dropped", drop_by, || async {
+                r.stats().live_entries == 0
+            })
+            .await;
+        }
+    }
+    println!(
+        "RELIABILITY | 6. clock skew: publisher {skew} s ahead, then {skew} s behind | {:.1} s | {acked} | {checks} | 0 | 0 | 0 | 0 | 0 | n/a |",
+        started.elapsed().as_secs_f64()
+    );
+}

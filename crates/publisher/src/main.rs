@@ -111,6 +111,9 @@ struct ServeArgs {
     /// Write a snapshot at least this often (when something changed).
     #[arg(long, env = "REVOCAST_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     snapshot_interval: Duration,
+    /// How often expired buckets are looked for (and dropped in a delta).
+    #[arg(long, env = "REVOCAST_EXPIRY_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    expiry_interval: Duration,
     /// JetStream replicas of the stream and the snapshot bucket (3 in a cluster).
     #[arg(long, env = "REVOCAST_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
@@ -286,6 +289,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.heartbeat_interval = args.heartbeat_interval;
     config.snapshot_every_deltas = args.snapshot_every_deltas;
     config.snapshot_interval = args.snapshot_interval;
+    config.expiry_interval = args.expiry_interval;
     config.stream_replicas = args.stream_replicas;
     config.jwt_verify_key = args.jwt_verify_key;
     config.batch.max_wait = args.batch_wait;
