@@ -208,3 +208,45 @@ impl Resp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-shot fake server: reads one command, answers `reply` bytes.
+    fn fake(reply: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buf = [0u8; 256];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(reply);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn parses_every_reply_kind() {
+        let port = fake(b"*4\r\n:1\r\n$5\r\nhello\r\n$-1\r\n-ERR no\r\n");
+        let mut client = Resp::connect(port).unwrap();
+        let reply = client.command(&[b"EXISTS", b"revoked:x"]).unwrap();
+        assert_eq!(
+            reply,
+            Reply::Array(vec![
+                Reply::Int(1),
+                Reply::Bulk(Some(b"hello".to_vec())),
+                Reply::Bulk(None),
+                Reply::Error("ERR no".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_closed_connection_is_an_error() {
+        let port = fake(b"");
+        let mut client = Resp::connect(port).unwrap();
+        assert!(client.command(&[b"PING"]).is_err());
+    }
+}
