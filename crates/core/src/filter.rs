@@ -3,9 +3,10 @@
 //! # Shape
 //! A [`Filter`] holds one [`Bucket`] per `bucket_width` seconds of token `exp`. A bucket
 //! is a stack of Bloom filter layers (a scalable Bloom filter, Almeida et al. 2007):
-//! when the newest layer reaches its capacity the publisher opens a new one, twice as
-//! large and with half the false-positive rate, so a bucket's false-positive rate stays
-//! below the target however many entries it receives, without a rebuild.
+//! when the newest layer reaches its capacity the publisher opens a new one with half
+//! the false-positive rate (a quarter of the first layer's capacity, then doubling), so
+//! a bucket's false-positive rate stays below the target however many entries it
+//! receives, without a rebuild.
 //!
 //! # One mutation path
 //! The only way to change a filter is [`Filter::apply`] with a [`Delta`]. The publisher
@@ -361,7 +362,7 @@ impl Bucket {
     }
 
     fn entries(&self) -> u64 {
-        self.layers.iter().map(|l| l.count).sum()
+        saturating_sum(self.layers.iter().map(|l| l.count))
     }
 }
 
@@ -507,7 +508,7 @@ impl Filter {
 
     /// Number of entries added to live buckets.
     pub fn live_entries(&self) -> u64 {
-        self.buckets.values().map(Bucket::entries).sum()
+        saturating_sum(self.buckets.values().map(Bucket::entries))
     }
 
     /// Bytes held by Bloom bitmaps.
@@ -633,7 +634,7 @@ impl Filter {
                     {
                         let layer = Arc::make_mut(layer);
                         layer.bloom.set(jti.as_bytes());
-                        layer.count += 1;
+                        layer.count = layer.count.saturating_add(1);
                     }
                 }
                 Change::SubjectCutoff { sub, not_before } => {
@@ -802,14 +803,14 @@ impl Filter {
                     exp_from: index.saturating_mul(width),
                     exp_until: index.saturating_add(1).saturating_mul(width),
                     entries: bucket.entries(),
-                    bits: layers.iter().map(|l| l.bits).sum(),
+                    bits: saturating_sum(layers.iter().map(|l| l.bits)),
                     estimated_fpr: 1.0 - miss,
                     layers,
                 }
             })
             .collect();
-        let live_entries: u64 = buckets.iter().map(|b| b.entries).sum();
-        let bits: u64 = buckets.iter().map(|b| b.bits).sum();
+        let live_entries = saturating_sum(buckets.iter().map(|b| b.entries));
+        let bits = saturating_sum(buckets.iter().map(|b| b.bits));
         let miss_all: f64 = buckets.iter().map(|b| 1.0 - b.estimated_fpr).product();
         FilterStats {
             version: self.version,
@@ -855,6 +856,11 @@ fn layer_from_state(layer: LayerState) -> Result<Layer, FilterError> {
         capacity: layer.capacity,
         count: layer.count,
     })
+}
+
+/// Counts come from snapshots: a sum saturates rather than overflows.
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 /// 1.44 * log2(1/eps): bits per entry of a perfectly sized Bloom filter.
@@ -944,7 +950,7 @@ impl<'f> Overlay<'f> {
 
     fn add(&mut self, bucket: u64) -> Result<(), FilterError> {
         let mut tail = self.tail(bucket).ok_or(FilterError::NoLayer(bucket))?;
-        tail.last_count += 1;
+        tail.last_count = tail.last_count.saturating_add(1);
         self.touched.insert(bucket, tail);
         Ok(())
     }
@@ -1027,6 +1033,11 @@ impl Staging<'_> {
         if needs_layer {
             let (index, capacity) = match tail {
                 None => (0, params.initial_capacity.max(self.capacity_hint)),
+                // A first layer sized by the hint usually overflows by a little: the
+                // first extra layer is a quarter of it, then layers double (C, C/4,
+                // C/2, C, 2C, ...), so a small overflow costs few bits and a burst
+                // still grows geometrically.
+                Some(t) if t.layers == 1 => (1, (t.last_capacity / 4).max(1)),
                 Some(t) => (t.layers, t.last_capacity.saturating_mul(2)),
             };
             let seed = seed();
