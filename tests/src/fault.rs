@@ -237,8 +237,23 @@ impl Checker {
         }
     }
 
-    /// Checks a sample of every token on every replica, over and over, until `stop`.
+    /// Checks a sample of every token on every replica, over and over, until `stop`:
+    /// one loop per replica, so that a replica waiting on its authority (stale,
+    /// fail-closed) does not slow the checks of the others.
     pub async fn check_load(self: &Arc<Checker>) {
+        let loops: Vec<_> = (0..self.replicas.len())
+            .map(|i| {
+                let this = Arc::clone(self);
+                tokio::spawn(async move { this.check_replica(i).await })
+            })
+            .collect();
+        for task in loops {
+            let _ = task.await;
+        }
+    }
+
+    async fn check_replica(&self, index: usize) {
+        let replica = &self.replicas[index];
         let mut round = 0usize;
         while !self.stop.load(Ordering::SeqCst) {
             let tokens: Vec<Token> = {
@@ -250,9 +265,10 @@ impl Checker {
                 recent.chain(stride).collect()
             };
             for token in &tokens {
-                for replica in &self.replicas {
-                    self.check_one(replica, token).await;
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
                 }
+                self.check_one(replica, token).await;
             }
             round += 1;
             tokio::task::yield_now().await;
