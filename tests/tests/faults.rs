@@ -376,10 +376,13 @@ async fn s5_hostile_messages_on_every_subject() {
                         .publish(ns.heartbeat_subject(), bytes.clone().into())
                         .await
                         .unwrap();
-                    // Core-NATS copies on the delta subject reach live subscribers;
-                    // the stream also captures them (see SECURITY.md: only the
-                    // publisher may publish there in production), so only the live
-                    // path is hit here, with forged deltas replicas must drop.
+                    // The live delta subject (not captured by the stream) and the
+                    // authority's subject. The log subject itself is the stream's:
+                    // only the publisher may write it (SECURITY.md, deploy/).
+                    client
+                        .publish(ns.delta_subject(), bytes.clone().into())
+                        .await
+                        .unwrap();
                     client
                         .publish(ns.confirm_subject(), bytes.clone().into())
                         .await
