@@ -141,8 +141,10 @@ async fn only_the_publisher_user_may_publish_revocast_subjects() {
     }
     for subject in &subjects {
         assert!(
-            refused.iter().any(|e| e.to_lowercase().contains("permissions violation")
-                && e.contains(subject.as_str())),
+            refused
+                .iter()
+                .any(|e| e.to_lowercase().contains("permissions violation")
+                    && e.contains(subject.as_str())),
             "no refusal for {subject}: {refused:?}"
         );
     }
