@@ -138,7 +138,8 @@ mod http_authorities {
     use super::*;
 
     /// The publisher's HTTP authority: `GET {base}/v1/revocations/{jti}`, where 200
-    /// means revoked and 404 not revoked. Anything else is an error, left to the policy.
+    /// means revoked and a 404 carrying `{"jti": <jti>, "revoked": false}` not
+    /// revoked. Anything else is an error, left to the policy.
     ///
     /// The answer is not signed: use it over TLS, from a network you trust.
     #[derive(Clone, Debug)]
@@ -198,10 +199,26 @@ mod http_authorities {
                         revoked: true,
                         version: None,
                     }),
-                    404 => Ok(Confirmation {
-                        revoked: false,
-                        version: None,
-                    }),
+                    // Only the authority's own answer means "not revoked": any other
+                    // 404 (a wrong base URL, a proxy, a `jti` of `.` or `..` that
+                    // URL normalisation turns into another path) is an error for
+                    // the policy, never a pass for a revoked token.
+                    404 => {
+                        let answer: serde_json::Value = response
+                            .json()
+                            .await
+                            .map_err(|e| AuthorityError::Failed(format!("HTTP 404: {e}")))?;
+                        if answer["revoked"] == false && answer["jti"] == query.jti {
+                            Ok(Confirmation {
+                                revoked: false,
+                                version: None,
+                            })
+                        } else {
+                            Err(AuthorityError::Failed(format!(
+                                "HTTP 404 that is not the authority's answer for this jti: {answer}"
+                            )))
+                        }
+                    }
                     other => Err(AuthorityError::Failed(format!("HTTP status {other}"))),
                 }
             })

@@ -34,7 +34,10 @@ async fn publisher_http_authority_maps_200_404_and_errors() {
             match jti.as_str() {
                 "revoked" | "a/b c" => (StatusCode::OK, Json(json!({ "jti": jti }))),
                 "broken" => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({}))),
-                _ => (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found" }))),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({ "jti": jti, "revoked": false, "version": 3 })),
+                ),
             }
         }),
     );
@@ -57,6 +60,20 @@ async fn publisher_http_authority_maps_200_404_and_errors() {
     assert!(!ask("fine").await.unwrap().revoked);
     assert!(matches!(
         ask("broken").await,
+        Err(AuthorityError::Failed(_))
+    ));
+    // A 404 that is not the authority's answer is an error, never "not revoked":
+    // `.` and `..` are dot segments that URL normalisation removes, so the request
+    // reaches another route (regression: a revoked token with jti `.` was accepted).
+    for jti in [".", ".."] {
+        assert!(
+            matches!(ask(jti).await, Err(AuthorityError::Failed(_))),
+            "{jti}"
+        );
+    }
+    let elsewhere = HttpAuthority::new(format!("{base}/not-the-publisher"));
+    assert!(matches!(
+        elsewhere.confirm(query("fine", None)).await,
         Err(AuthorityError::Failed(_))
     ));
     let nobody = HttpAuthority::new("http://127.0.0.1:1");
