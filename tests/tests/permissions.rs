@@ -183,3 +183,20 @@ async fn only_the_publisher_user_may_publish_revocast_subjects() {
     assert_eq!(replica.stats().rejected_messages, rejected_before);
     assert!(replica.check(&next).await.unwrap().is_revoked());
 }
+
+#[test]
+fn the_example_server_configuration_is_valid() {
+    // The file operators start from: listen, JetStream, then the users above.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let output = std::process::Command::new(revocast_testkit::nats_server_bin())
+        .args(["-t", "-c", "nats-server.conf"])
+        .current_dir(dir)
+        .env("REVOCAST_PUBLISHER_PASSWORD", PUBLISHER_PASSWORD)
+        .env("REVOCAST_SERVICE_PASSWORD", SERVICE_PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("is valid"), "{text}");
+}
