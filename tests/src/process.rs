@@ -1,11 +1,11 @@
 //! The publisher as a real process, for scenarios that `kill -9` it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use revocast_core::PublicKey;
+use revocast_testkit::free_port;
 
 /// Path of the `revocast-publisher` binary next to this test's target directory,
 /// building it first when `cargo test` did not (for example with `-p revocast-tests`).
@@ -33,14 +33,6 @@ pub fn publisher_bin() -> PathBuf {
     }
     assert!(bin.is_file(), "no publisher binary at {}", bin.display());
     bin
-}
-
-/// A free loopback port (bound and released; fine for tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A `revocast-publisher serve` process; killed with SIGKILL on drop.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use revocast_core::{Message, Namespace, Verifier};
 use revocast_publisher::{Config, Publisher};
 use revocast_subscriber::{Policy, Subscriber, SubscriberOptions, TokenClaims};
-use revocast_testkit::{NatsServer, Proxy};
+use revocast_testkit::{NatsCluster, NatsServer, Proxy};
 use revocast_tests::fault::{Checker, PublisherApi, Report, converge};
-use revocast_tests::process::{PublisherProcess, free_port};
+use revocast_tests::process::PublisherProcess;
 use revocast_tests::{Stack, eventually, init_logs, now};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -188,22 +188,8 @@ async fn s3_cluster_node_killed_and_restored() {
         (600, Duration::from_secs(2)),
         (5_000, Duration::from_secs(15)),
     );
-    let client_ports = [free_port(), free_port(), free_port()];
-    let route_ports = [free_port(), free_port(), free_port()];
-    let mut nodes: Vec<NatsServer> = (0..3)
-        .map(|i| {
-            let routes: Vec<u16> = (0..3).filter(|j| *j != i).map(|j| route_ports[j]).collect();
-            NatsServer::builder()
-                .port(client_ports[i])
-                .cluster("revocast", &format!("n{i}"), route_ports[i], &routes)
-                .start()
-        })
-        .collect();
-    let urls = client_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut cluster = NatsCluster::start("revocast", 3);
+    let urls = cluster.urls();
     let mut config = Config::for_tests(urls.clone()).unwrap();
     config.stream_replicas = 3;
     // The JetStream meta leader takes a moment to be elected: retry the start.
@@ -230,8 +216,8 @@ async fn s3_cluster_node_killed_and_restored() {
     let checker = Checker::new(PublisherApi::new(publisher.url()), replicas, "s3");
     let c = Arc::clone(&checker);
     let p = &publisher;
-    let first_url = format!("nats://127.0.0.1:{}", client_ports[1]);
-    let victim = &mut nodes[0];
+    let first_url = cluster.nodes[1].url();
+    let victim = &mut cluster.nodes[0];
     run_scenario(
         "3. 3-node cluster (R3): one node killed, then restored",
         Arc::clone(&checker),

@@ -4,29 +4,15 @@
 
 mod common;
 
-use common::{Http, eventually, free_port, now, try_stream_deltas};
+use common::{Http, eventually, now, try_stream_deltas};
 use revocast_publisher::{Config, Publisher};
-use revocast_testkit::NatsServer;
+use revocast_testkit::NatsCluster;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_on_a_cluster_survives_a_node() {
-    let client_ports = [free_port(), free_port(), free_port()];
-    let route_ports = [free_port(), free_port(), free_port()];
-    let mut nodes: Vec<NatsServer> = (0..3)
-        .map(|i| {
-            let routes: Vec<u16> = (0..3).filter(|j| *j != i).map(|j| route_ports[j]).collect();
-            NatsServer::builder()
-                .port(client_ports[i])
-                .cluster("revocast-pub", &format!("p{i}"), route_ports[i], &routes)
-                .start()
-        })
-        .collect();
-    let urls = client_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut cluster = NatsCluster::start("revocast-pub", 3);
+    let urls = cluster.urls();
     let mut config = Config::for_tests(urls.clone()).unwrap();
     config.admin_token = Some("tok".into());
     config.stream_replicas = 3;
@@ -56,7 +42,7 @@ async fn r3_on_a_cluster_survives_a_node() {
     assert_eq!(info.config.num_replicas, 3);
 
     // One node dies; R3 keeps a quorum and the publisher carries on.
-    tokio::task::block_in_place(|| nodes[2].stop());
+    tokio::task::block_in_place(|| cluster.nodes[2].stop());
     let version = eventually("a commit with one node down", || async {
         let (status, body) = http
             .post(
@@ -68,7 +54,7 @@ async fn r3_on_a_cluster_survives_a_node() {
     })
     .await;
     assert_eq!(version, 2);
-    let first = format!("nats://127.0.0.1:{}", client_ports[0]);
+    let first = cluster.nodes[0].url();
     let key = publisher.public_key();
     eventually("both deltas readable from a live node", || async {
         try_stream_deltas(&first, &ns, key)

@@ -240,6 +240,49 @@ impl Drop for NatsServer {
     }
 }
 
+/// A free loopback port: bound, then released (fine for tests; the OS does not hand
+/// it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A cluster of JetStream nodes on loopback ports, each routed to all the others.
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The nodes; stop and restart them to break the cluster.
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes of cluster `name` (nodes `<name>-0`, `<name>-1`, ...).
+    pub fn start(name: &str, size: usize) -> NatsCluster {
+        let clients: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let nodes = (0..size)
+            .map(|i| {
+                let others: Vec<u16> = (0..size).filter(|j| *j != i).map(|j| routes[j]).collect();
+                NatsServer::builder()
+                    .port(clients[i])
+                    .cluster(name, &format!("{name}-{i}"), routes[i], &others)
+                    .start()
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// Every node's URL, comma-separated (what `--nats` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// Reads the server log until it says where it listens and that it is ready.
 fn wait_for_port(log: &Path, child: &mut Option<Child>) -> u16 {
     let deadline = Instant::now() + READY_TIMEOUT;

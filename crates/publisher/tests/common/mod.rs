@@ -178,9 +178,5 @@ pub async fn delta_subscription(
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    revocast_testkit::free_port()
 }
