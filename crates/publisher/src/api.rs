@@ -227,6 +227,20 @@ fn require_ready(shared: &Shared) -> Result<(), ApiError> {
     }
 }
 
+/// What every mutating JSON route checks first, in this order: the admin token, the
+/// content type, the body (size), readiness; then the body parsed as JSON.
+fn admit_json(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    authorize(shared, headers)?;
+    require_json(headers)?;
+    let body = body.map_err(ApiError::from_bytes)?;
+    require_ready(shared)?;
+    parse_json(&body)
+}
+
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
@@ -352,11 +366,7 @@ async fn post_revocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&shared, &headers)?;
-    require_json(&headers)?;
-    let body = body.map_err(ApiError::from_bytes)?;
-    require_ready(&shared)?;
-    let value = parse_json(&body)?;
+    let value = admit_json(&shared, &headers, body)?;
     let limits = ExpLimits::of(&shared);
     let items = match value {
         Value::Object(mut map) if map.contains_key("revocations") => {
@@ -499,11 +509,7 @@ async fn post_cutoff(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&shared, &headers)?;
-    require_json(&headers)?;
-    let body = body.map_err(ApiError::from_bytes)?;
-    require_ready(&shared)?;
-    let body: CutoffBody = serde_json::from_value(parse_json(&body)?)
+    let body: CutoffBody = serde_json::from_value(admit_json(&shared, &headers, body)?)
         .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
     if let Some(sub) = &body.sub {
         revocast_core::check_sub(sub)
