@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use revocast_core::{Digest, Namespace, PublicKey, Verifier};
+use revocast_publisher::Revocation;
+use revocast_publisher::client::ApiClient;
 use revocast_subscriber::{Subscriber, TokenClaims};
 use tokio::sync::Mutex;
 
-use crate::now;
+use revocast_testkit::now_secs;
 
 /// Counters of one scenario run.
 #[derive(Debug, Default)]
@@ -47,53 +49,31 @@ struct Token {
     revoked_at_version: Option<u64>,
 }
 
-/// Where the publisher's HTTP API is.
+/// The publisher's HTTP API, as the checker uses it: every failure is "no answer".
 #[derive(Debug, Clone)]
 pub struct PublisherApi {
-    pub url: String,
-    pub http: reqwest::Client,
+    api: ApiClient,
 }
 
 impl PublisherApi {
+    /// A client of the API at `url`, giving up on a call after 5 s.
     pub fn new(url: impl Into<String>) -> PublisherApi {
-        PublisherApi {
-            url: url.into(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("an HTTP client"),
-        }
+        let api = ApiClient::builder(url)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client");
+        PublisherApi { api }
     }
 
     /// Revokes one token; `Some(version)` once durable, `None` on any failure.
     pub async fn revoke(&self, jti: &str, exp: u64) -> Option<u64> {
-        let response = self
-            .http
-            .post(format!("{}/v1/revocations", self.url))
-            .json(&serde_json::json!({"jti": jti, "exp": exp}))
-            .send()
-            .await
-            .ok()?;
-        if response.status() != 200 {
-            return None;
-        }
-        let body: serde_json::Value = response.json().await.ok()?;
-        body["version"].as_u64()
+        let done = self.api.revoke(&Revocation::new(jti, exp)).await.ok()?;
+        Some(done.version)
     }
 
     /// Whether the authority answers "revoked" for `jti` (`None`: no answer).
     pub async fn is_revoked(&self, jti: &str) -> Option<bool> {
-        let response = self
-            .http
-            .get(format!("{}/v1/revocations/{jti}", self.url))
-            .send()
-            .await
-            .ok()?;
-        match response.status().as_u16() {
-            200 => Some(true),
-            404 => Some(false),
-            _ => None,
-        }
+        self.api.lookup(jti).await.ok().map(|a| a.revoked)
     }
 }
 
@@ -208,7 +188,7 @@ impl Checker {
     async fn issue_and_maybe_revoke(&self) {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let jti = format!("{}-{n}", self.prefix);
-        let exp = now() + 1800;
+        let exp = now_secs() + 1800;
         if n % 2 == 1 {
             self.tokens.lock().await.push(Token {
                 jti,

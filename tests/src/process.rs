@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use revocast_core::PublicKey;
+use revocast_publisher::client::ApiClient;
 use revocast_testkit::free_port;
 
 /// Path of the `revocast-publisher` binary next to this test's target directory,
@@ -40,7 +41,6 @@ pub fn publisher_bin() -> PathBuf {
 pub struct PublisherProcess {
     child: Option<Child>,
     args: Vec<String>,
-    env: Vec<(String, String)>,
     pub port: u16,
     pub data_dir: tempfile::TempDir,
 }
@@ -49,15 +49,6 @@ impl PublisherProcess {
     /// Starts `serve` against `nats_url` with a fresh data dir and waits for
     /// `/readyz`.
     pub async fn start(nats_url: &str) -> PublisherProcess {
-        PublisherProcess::start_with(nats_url, &[], &[]).await
-    }
-
-    /// Like [`PublisherProcess::start`], with extra `serve` flags and environment.
-    pub async fn start_with(
-        nats_url: &str,
-        extra_args: &[&str],
-        env: &[(&str, String)],
-    ) -> PublisherProcess {
         let port = free_port();
         let data_dir = tempfile::tempdir().expect("a data dir");
         let args = vec![
@@ -70,17 +61,10 @@ impl PublisherProcess {
             data_dir.path().display().to_string(),
             "--heartbeat-interval".to_owned(),
             "200ms".to_owned(),
-        ]
-        .into_iter()
-        .chain(extra_args.iter().map(|a| (*a).to_owned()))
-        .collect();
+        ];
         let mut process = PublisherProcess {
             child: None,
             args,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
             port,
             data_dir,
         };
@@ -118,7 +102,6 @@ impl PublisherProcess {
     async fn spawn(&mut self) {
         let child = Command::new(publisher_bin())
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -126,14 +109,13 @@ impl PublisherProcess {
             .spawn()
             .expect("spawn the publisher");
         self.child = Some(child);
-        let http = reqwest::Client::new();
+        let api = ApiClient::builder(self.url())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("an API client");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = http
-                .get(format!("{}/readyz", self.url()))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
+            let ready = api.readiness().await.is_ok_and(|r| r.ready);
             if ready {
                 return;
             }

@@ -158,12 +158,30 @@ pub fn draw(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
         line_chart(
             &path,
             "Revoke call answered -> every replica holds it",
-            "replicas (one NATS connection each)",
+            "replicas (one NATS connection each, several processes)",
             "milliseconds",
             &[
                 ("p50".into(), pick(|r| r.all_after_answer.p50_ms)),
                 ("p99".into(), pick(|r| r.all_after_answer.p99_ms)),
                 ("max".into(), pick(|r| r.all_after_answer.max_ms)),
+            ],
+        )?;
+        written.push(path);
+        let path = dir.join("propagation_cpu.png");
+        line_chart(
+            &path,
+            "CPU one delta costs, by fleet size",
+            "replicas (one NATS connection each, several processes)",
+            "CPU per delta",
+            &[
+                (
+                    "per replica (us)".into(),
+                    pick(|r| r.cpu_per_delta_per_replica_us),
+                ),
+                (
+                    "whole fleet (ms)".into(),
+                    pick(|r| r.fleet_cpu_per_delta_ms),
+                ),
             ],
         )?;
         written.push(path);

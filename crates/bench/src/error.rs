@@ -6,6 +6,25 @@ pub enum BenchError {
     /// Starting a server or a replica failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// No `nats-server` to run the scenarios against.
+    #[error("nats-server is required: {0}")]
+    NoNatsServer(#[from] revocast_testkit::NatsServerMissing),
+    /// A NATS request of the bench itself failed.
+    #[error("NATS: {what}: {source}")]
+    Nats {
+        /// What was asked.
+        what: &'static str,
+        /// The client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A task of the bench panicked.
+    #[error("{what}: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
+    },
     /// The publisher library failed.
     #[error("publisher: {0}")]
     Publisher(#[from] revocast_publisher::Error),
@@ -33,4 +52,17 @@ pub enum BenchError {
     /// I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl BenchError {
+    /// A failed NATS request.
+    pub fn nats(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BenchError {
+        BenchError::Nats {
+            what,
+            source: Box::new(source),
+        }
+    }
 }

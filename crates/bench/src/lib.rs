@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`options`]: the command line ([`Options`], [`Scenario`]).
 //! - [`stack`]: NATS plus publisher, loading revocations, starting replicas.
+//! - [`fleet`]: replicas in worker processes that tell an observer what they apply.
 //! - [`redis`]: our own `redis-server` and a tiny blocking RESP client.
 //! - [`workload`]: the tokens (UUID-shaped `jti`s, one-hour `exp`s).
 //! - [`scenario`]: the scenarios.
@@ -24,6 +25,7 @@
 pub mod alloc;
 pub mod charts;
 pub mod error;
+pub mod fleet;
 pub mod machine;
 pub mod measure;
 pub mod options;

@@ -6,13 +6,7 @@ use revocast_bench::Options;
 
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REVOCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    revocast_daemon::init_logging(revocast_daemon::LogFormat::Text, "error");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads)
         .enable_all()
@@ -24,7 +18,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(revocast_bench::run(options)) {
+    let outcome = match options.replica_worker.as_deref() {
+        Some(spec) => match serde_json::from_str(spec) {
+            Ok(spec) => runtime.block_on(revocast_bench::fleet::worker(spec)),
+            Err(e) => {
+                eprintln!("revocast-bench: bad worker spec: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => runtime.block_on(revocast_bench::run(options)),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("revocast-bench: {e}");

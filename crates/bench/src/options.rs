@@ -12,7 +12,8 @@ pub enum Scenario {
     /// Checks per second, one caller: revocast, Redis EXISTS (plain and pipelined),
     /// HTTP introspection and an exact `HashSet`, at each size.
     Checks,
-    /// Revoke call answered -> every one of N replicas rejects, for each N.
+    /// Revoke call answered -> every one of N replicas rejects, for each N, with the
+    /// replicas spread over several processes; and the CPU one delta costs.
     Propagation,
     /// Confirming calls per million checks of tokens that are not revoked.
     Authority,
@@ -84,6 +85,15 @@ pub struct Options {
     /// Revocations timed per replica count in the propagation scenario.
     #[arg(long, env = "BENCH_PROPAGATION_REVOCATIONS", default_value_t = 100)]
     pub propagation_revocations: usize,
+    /// Processes the propagation scenario spreads its replicas over (a fleet runs
+    /// them in many; fewer when there are fewer replicas).
+    #[arg(long, env = "BENCH_REPLICA_PROCESSES", default_value_t = 4)]
+    pub replica_processes: usize,
+    /// Internal: run as a worker process of the propagation scenario (the JSON spec
+    /// of its replicas).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub replica_worker: Option<String>,
     /// Single revocations in the concurrent-singles ingest run.
     #[arg(long, env = "BENCH_SINGLES", default_value_t = 20_000)]
     pub singles: u64,

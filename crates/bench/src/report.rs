@@ -181,6 +181,8 @@ pub struct AuthorityRow {
 pub struct PropagationRow {
     /// Replicas asked for.
     pub replicas: usize,
+    /// Worker processes they ran in.
+    pub processes: usize,
     /// Replicas that connected and became ready (each its own NATS connection).
     pub ready: usize,
     /// Time to connect and bootstrap them all, seconds.
@@ -194,6 +196,14 @@ pub struct PropagationRow {
     pub call: Percentiles,
     /// Revocations not seen by every replica within the bound.
     pub timeouts: usize,
+    /// CPU time one delta cost each replica (receive, verify, decode, apply), in
+    /// microseconds: the worker processes' CPU while the revocations ran, minus their
+    /// idle rate (heartbeats, timers), per delta and replica.
+    pub cpu_per_delta_per_replica_us: f64,
+    /// The same for the whole fleet, in milliseconds of CPU per delta.
+    pub fleet_cpu_per_delta_ms: f64,
+    /// CPU the idle fleet used, in cores.
+    pub idle_cpu_share: f64,
     /// `/proc/loadavg` when the replicas were ready.
     pub load_average: String,
 }
@@ -279,19 +289,19 @@ impl Results {
             );
             let _ = writeln!(
                 t,
-                "| replicas (ready) | revocations | p50 | p99 | max | from call sent p50 / p99 | call p50 | setup |"
+                "| replicas (processes) | revocations | p50 | p99 | max | from call sent p50 / p99 | call p50 | CPU per delta per replica | fleet CPU per delta | idle fleet CPU | setup |"
             );
             let _ = writeln!(
                 t,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for row in &self.propagation {
                 let a = &row.all_after_answer;
                 let _ = writeln!(
                     t,
-                    "| {} ({}) | {}{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {:.2} ms | {:.1} s |",
+                    "| {} ({}) | {}{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {:.2} ms | {:.1} us | {:.2} ms | {:.2} cores | {:.1} s |",
                     row.replicas,
-                    row.ready,
+                    row.processes,
                     a.count,
                     if row.timeouts > 0 {
                         format!(" ({} timed out)", row.timeouts)
@@ -304,6 +314,9 @@ impl Results {
                     row.all_after_call.p50_ms,
                     row.all_after_call.p99_ms,
                     row.call.p50_ms,
+                    row.cpu_per_delta_per_replica_us,
+                    row.fleet_cpu_per_delta_ms,
+                    row.idle_cpu_share,
                     row.setup_seconds
                 );
             }

@@ -23,13 +23,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Finds `nats-server` or says how to install it.
 pub fn nats_server_bin() -> Result<std::path::PathBuf, BenchError> {
-    std::panic::catch_unwind(revocast_testkit::nats_server_bin).map_err(|_| {
-        BenchError::Setup(
-            "nats-server is required (Debian/Ubuntu: `sudo apt-get install -y nats-server`, \
-             or set NATS_SERVER_BIN)"
-                .into(),
-        )
-    })
+    Ok(revocast_testkit::try_nats_server_bin()?)
 }
 
 /// A NATS server and a ready publisher.
@@ -102,15 +96,15 @@ impl Stack {
     pub async fn snapshot_bytes(&self) -> Result<u64, BenchError> {
         let client = async_nats::connect(self.nats.url())
             .await
-            .map_err(|e| BenchError::Setup(format!("NATS: {e}")))?;
+            .map_err(|e| BenchError::nats("connect", e))?;
         let store = async_nats::jetstream::new(client)
             .get_object_store(self.publisher().namespace().snapshot_bucket())
             .await
-            .map_err(|e| BenchError::Setup(format!("snapshot bucket: {e}")))?;
+            .map_err(|e| BenchError::nats("open the snapshot bucket", e))?;
         let info = store
             .info(revocast_core::subjects::SNAPSHOT_OBJECT)
             .await
-            .map_err(|e| BenchError::Setup(format!("snapshot object: {e}")))?;
+            .map_err(|e| BenchError::nats("the snapshot object's info", e))?;
         Ok(info.size as u64)
     }
 
@@ -120,8 +114,8 @@ impl Stack {
         SubscriberOptions::new(publisher.public_key())
             .namespace(publisher.namespace().clone())
             .max_staleness(Duration::from_secs(10))
-            // The default 500 ms is for services; a shared 2-core machine under a
-            // 10M-entry load can stall longer, and a timeout here is not a figure.
+            // The default 500 ms is for services; a loaded machine holding 10M entries
+            // in one process can stall longer, and a timeout here is not a figure.
             .confirm_timeout(Duration::from_secs(5))
     }
 
@@ -203,9 +197,10 @@ impl Stack {
         }
         let mut added = 0;
         for task in tasks {
-            added += task
-                .await
-                .map_err(|e| BenchError::Setup(format!("load task: {e}")))??;
+            added += task.await.map_err(|source| BenchError::Task {
+                what: "load task",
+                source,
+            })??;
         }
         let took = started.elapsed();
         if added != count {

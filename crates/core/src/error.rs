@@ -21,16 +21,13 @@ pub enum FilterError {
     },
     /// Parameters that do not make a usable filter.
     #[error("invalid filter parameters: {0}")]
-    InvalidParams(String),
-    /// A layer's size, hash count or bitmap is malformed.
+    InvalidParams(&'static str),
+    /// A layer's size, bits per key, seed or bitmap is malformed.
     #[error("invalid layer: {0}")]
-    InvalidLayer(String),
+    InvalidLayer(&'static str),
     /// A snapshot's state is malformed.
     #[error("invalid filter state: {0}")]
-    InvalidState(String),
-    /// A seed whose two halves are equal (it would multiply the false-positive rate).
-    #[error("weak bloom seed: its two halves are equal")]
-    WeakSeed,
+    InvalidState(&'static str),
     /// An entry names a bucket that has no layer to take it.
     #[error("bucket {0} has no layer")]
     NoLayer(u64),
@@ -56,7 +53,7 @@ pub enum FilterError {
 
 /// Why bytes were not accepted as a revocast message. Checked in this order: size,
 /// magic, format version, kind, framing, signature, namespace, body.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// Larger than the decoder's size limit.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
@@ -72,9 +69,17 @@ pub enum DecodeError {
     /// Does not start with the revocast magic bytes.
     #[error("not a revocast message (bad magic bytes)")]
     BadMagic,
-    /// A format version this build does not know.
-    #[error("unsupported format version {0}")]
-    UnsupportedVersion(u8),
+    /// A format version this build does not read: an older or newer publisher.
+    #[error(
+        "unsupported wire format version {found}: this build reads version {supported} \
+         (publisher and subscribers must run releases with the same format version)"
+    )]
+    UnsupportedVersion {
+        /// The message's format version.
+        found: u8,
+        /// The one this build reads ([`crate::wire::FORMAT_VERSION`]).
+        supported: u8,
+    },
     /// A message kind this build does not know.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
@@ -98,8 +103,11 @@ pub enum DecodeError {
         found: String,
     },
     /// The body does not decode.
-    #[error("malformed body: {0}")]
-    Body(String),
+    #[error("malformed body")]
+    Body(#[source] bincode::error::DecodeError),
+    /// The body decodes but leaves bytes over.
+    #[error("malformed body: {0} bytes left over after it")]
+    BodyTrailingBytes(usize),
     /// Bytes left over after the signature.
     #[error("trailing bytes after the message")]
     TrailingBytes,
@@ -112,12 +120,12 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::Truncated => "truncated",
             DecodeError::BadMagic => "bad_magic",
-            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+            DecodeError::UnsupportedVersion { .. } => "unsupported_version",
             DecodeError::UnknownKind(_) => "unknown_kind",
             DecodeError::UnexpectedKind { .. } => "unexpected_kind",
             DecodeError::BadSignature => "bad_signature",
             DecodeError::WrongNamespace { .. } => "wrong_namespace",
-            DecodeError::Body(_) => "malformed_body",
+            DecodeError::Body(_) | DecodeError::BodyTrailingBytes(_) => "malformed_body",
             DecodeError::TrailingBytes => "trailing_bytes",
         }
     }
@@ -127,8 +135,8 @@ impl DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// Not base64url.
-    #[error("key is not valid base64url: {0}")]
-    Encoding(String),
+    #[error("key is not valid base64url")]
+    Encoding(#[source] base64::DecodeError),
     /// Not 32 bytes.
     #[error("key must be 32 bytes, got {0}")]
     Length(usize),

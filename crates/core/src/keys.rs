@@ -46,9 +46,7 @@ impl std::str::FromStr for PublicKey {
 }
 
 fn decode_32(s: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|e| KeyError::Encoding(e.to_string()))?;
+    let bytes = URL_SAFE_NO_PAD.decode(s).map_err(KeyError::Encoding)?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| KeyError::Length(len))
 }

@@ -5,11 +5,15 @@
 //! clock, no randomness of its own (callers pass the time and the seeds).
 //!
 //! # Layout
+//! - [`duration`]: durations as operators write them (`30s`, `1h30m`), for every
+//!   binary's flags.
 //! - [`filter`]: [`Filter`], Bloom filters partitioned by expiry that grow by layers;
 //!   [`Delta`] and [`Change`], the unit of replication; [`Staging`], which plans a delta
 //!   on the publisher; [`Digest`], which proves two replicas equal.
 //! - [`wire`]: message types ([`Snapshot`], [`Heartbeat`], [`ConfirmRequest`],
 //!   [`ConfirmResponse`]) and the signed, versioned envelope ([`Signer`], [`Verifier`]).
+//! - [`http`]: the publisher's HTTP API as types: routes, bodies, the error body.
+//! - [`codec`]: the bincode configuration of every body and of the digest.
 //! - [`keys`]: the publisher's Ed25519 key as operators see it.
 //! - [`subjects`]: [`Namespace`] and every subject, stream and bucket name.
 //! - [`error`]: typed errors.
@@ -40,17 +44,20 @@
 //!   `S+1..=last`. If the stream's first sequence is above `S+1`, the snapshot is too
 //!   old: fetch it again (the publisher snapshots far more often than `max_age`).
 
+pub mod codec;
+pub mod duration;
 pub mod error;
 pub mod filter;
+pub mod http;
 pub mod keys;
 pub mod subjects;
 pub mod wire;
 
 pub use error::{DecodeError, FilterError, KeyError, NamespaceError};
 pub use filter::{
-    BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats, LayerSpec,
-    LayerStats, Lookup, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe, Staging, check_jti,
-    check_sub, optimal_bits_per_entry,
+    Bitmap, BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats,
+    LayerSpec, LayerStats, Lookup, MAX_BLOCKS, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe,
+    Staging, check_jti, check_sub, optimal_bits_per_entry,
 };
 pub use keys::{PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
 pub use subjects::Namespace;

@@ -1,10 +1,12 @@
-//! The wire format: message types and the signed envelope around them.
+//! The wire format: message types and the signed envelope around them. Every byte is
+//! specified in `docs/FORMAT.md` (format version [`FORMAT_VERSION`]); the golden
+//! vectors in `crates/core/test_data/` pin it.
 //!
-//! # Envelope (format version 1)
+//! # Envelope
 //! ```text
 //! offset  size  field
 //! 0       4     magic "RVCB"
-//! 4       1     format version (1)
+//! 4       1     format version (2)
 //! 5       1     kind (1 snapshot, 2 delta, 3 heartbeat, 4 confirm request, 5 confirm response)
 //! 6       1     namespace length n (1..=64)
 //! 7       n     namespace (ASCII)
@@ -18,11 +20,14 @@
 //! answer cannot pass for the authority's.
 //!
 //! Decoding checks, in order: size limit, magic, format version, kind, framing,
-//! signature, namespace, body; each failure is its own [`DecodeError`] variant.
+//! signature, namespace, body; each failure is its own [`DecodeError`] variant. A
+//! build reads exactly one format version and refuses the others
+//! ([`DecodeError::UnsupportedVersion`]).
 
 use bincode::{Decode, Encode};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
+use crate::codec::bincode_config;
 use crate::error::DecodeError;
 use crate::filter::{Delta, Digest, FilterState};
 use crate::keys::PublicKey;
@@ -31,7 +36,7 @@ use crate::subjects::Namespace;
 /// First four bytes of every revocast message.
 pub const MAGIC: [u8; 4] = *b"RVCB";
 /// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Default largest message a decoder accepts (snapshots of tens of millions of entries).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Memory a confirm request's body may claim while it decodes.
@@ -40,11 +45,6 @@ const MAX_REQUEST_BODY_BYTES: usize = 64 << 10;
 pub const SIGNATURE_LEN: usize = 64;
 /// Fixed header bytes before the namespace.
 const HEADER_LEN: usize = 7;
-
-/// The bincode configuration of every body (and of the digest).
-pub fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
 
 /// The whole filter at a version.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
@@ -180,28 +180,7 @@ impl Message {
         .unwrap_or_default()
     }
 
-    /// Decodes a body. bincode's limit counts the memory a length prefix claims (in
-    /// decoded size), so it stops a forged prefix from allocating more than the
-    /// limit: unsigned requests, which anyone can send, get a small one; signed
-    /// messages, verified before this point, the message size limit.
     fn decode_body(kind: Kind, body: &[u8]) -> Result<Message, DecodeError> {
-        fn body_of<T: Decode<()>>(body: &[u8], kind: Kind) -> Result<T, DecodeError> {
-            let result = if kind.is_signed() {
-                let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
-                bincode::decode_from_slice::<T, _>(body, cfg)
-            } else {
-                let cfg = bincode_config().with_limit::<MAX_REQUEST_BODY_BYTES>();
-                bincode::decode_from_slice::<T, _>(body, cfg)
-            };
-            let (value, used) = result.map_err(|e| DecodeError::Body(e.to_string()))?;
-            if used != body.len() {
-                return Err(DecodeError::Body(format!(
-                    "{} bytes left over after the body",
-                    body.len() - used
-                )));
-            }
-            Ok(value)
-        }
         Ok(match kind {
             Kind::Snapshot => Message::Snapshot(body_of(body, kind)?),
             Kind::Delta => Message::Delta(body_of(body, kind)?),
@@ -222,6 +201,25 @@ macro_rules! message_from {
     )*};
 }
 message_from!(Snapshot, Delta, Heartbeat, ConfirmRequest, ConfirmResponse);
+
+/// Decodes a body of type `T`. bincode's limit counts the memory a length prefix
+/// claims (in decoded size), so it stops a forged prefix from allocating more than the
+/// limit: unsigned requests, which anyone can send, get a small one; signed messages,
+/// verified before this point, the message size limit.
+fn body_of<T: Decode<()>>(body: &[u8], kind: Kind) -> Result<T, DecodeError> {
+    let result = if kind.is_signed() {
+        let cfg = bincode_config().with_limit::<DEFAULT_MAX_MESSAGE_BYTES>();
+        bincode::decode_from_slice::<T, _>(body, cfg)
+    } else {
+        let cfg = bincode_config().with_limit::<MAX_REQUEST_BODY_BYTES>();
+        bincode::decode_from_slice::<T, _>(body, cfg)
+    };
+    let (value, used) = result.map_err(DecodeError::Body)?;
+    if used != body.len() {
+        return Err(DecodeError::BodyTrailingBytes(body.len() - used));
+    }
+    Ok(value)
+}
 
 fn frame(namespace: &Namespace, kind: Kind, body: &[u8]) -> Vec<u8> {
     let ns = namespace.as_str().as_bytes();
@@ -326,7 +324,10 @@ fn split(bytes: &[u8], max_size: usize) -> Result<Parts<'_>, DecodeError> {
     }
     let version = *bytes.get(4).ok_or(DecodeError::Truncated)?;
     if version != FORMAT_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     let kind = Kind::from_byte(*bytes.get(5).ok_or(DecodeError::Truncated)?)?;
     let ns_len = usize::from(*bytes.get(6).ok_or(DecodeError::Truncated)?);
@@ -402,11 +403,39 @@ impl Verifier {
                 found: parts.kind.name(),
             });
         }
-        self.verify_and_decode(parts)
+        let parts = self.verify(parts)?;
+        Message::decode_body(parts.kind, parts.body)
     }
 
     /// Decodes a message that must be of kind `expected`.
     pub fn decode_kind(&self, bytes: &[u8], expected: Kind) -> Result<Message, DecodeError> {
+        let parts = self.verified(bytes, expected)?;
+        Message::decode_body(parts.kind, parts.body)
+    }
+
+    /// Decodes a [`Delta`].
+    pub fn decode_delta(&self, bytes: &[u8]) -> Result<Delta, DecodeError> {
+        body_of(self.verified(bytes, Kind::Delta)?.body, Kind::Delta)
+    }
+
+    /// Decodes a [`Snapshot`].
+    pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+        body_of(self.verified(bytes, Kind::Snapshot)?.body, Kind::Snapshot)
+    }
+
+    /// Decodes a [`Heartbeat`].
+    pub fn decode_heartbeat(&self, bytes: &[u8]) -> Result<Heartbeat, DecodeError> {
+        body_of(self.verified(bytes, Kind::Heartbeat)?.body, Kind::Heartbeat)
+    }
+
+    /// Decodes a [`ConfirmResponse`].
+    pub fn decode_confirm_response(&self, bytes: &[u8]) -> Result<ConfirmResponse, DecodeError> {
+        let kind = Kind::ConfirmResponse;
+        body_of(self.verified(bytes, kind)?.body, kind)
+    }
+
+    /// The parts of a message of kind `expected` whose signature and namespace check.
+    fn verified<'a>(&self, bytes: &'a [u8], expected: Kind) -> Result<Parts<'a>, DecodeError> {
         let parts = split(bytes, self.max_size)?;
         if parts.kind != expected {
             return Err(DecodeError::UnexpectedKind {
@@ -414,49 +443,17 @@ impl Verifier {
                 found: parts.kind.name(),
             });
         }
-        self.verify_and_decode(parts)
+        self.verify(parts)
     }
 
-    /// Decodes a [`Delta`].
-    pub fn decode_delta(&self, bytes: &[u8]) -> Result<Delta, DecodeError> {
-        match self.decode_kind(bytes, Kind::Delta)? {
-            Message::Delta(d) => Ok(d),
-            _ => Err(DecodeError::Body("kind and body disagree".into())),
-        }
-    }
-
-    /// Decodes a [`Snapshot`].
-    pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot, DecodeError> {
-        match self.decode_kind(bytes, Kind::Snapshot)? {
-            Message::Snapshot(s) => Ok(s),
-            _ => Err(DecodeError::Body("kind and body disagree".into())),
-        }
-    }
-
-    /// Decodes a [`Heartbeat`].
-    pub fn decode_heartbeat(&self, bytes: &[u8]) -> Result<Heartbeat, DecodeError> {
-        match self.decode_kind(bytes, Kind::Heartbeat)? {
-            Message::Heartbeat(h) => Ok(h),
-            _ => Err(DecodeError::Body("kind and body disagree".into())),
-        }
-    }
-
-    /// Decodes a [`ConfirmResponse`].
-    pub fn decode_confirm_response(&self, bytes: &[u8]) -> Result<ConfirmResponse, DecodeError> {
-        match self.decode_kind(bytes, Kind::ConfirmResponse)? {
-            Message::ConfirmResponse(r) => Ok(r),
-            _ => Err(DecodeError::Body("kind and body disagree".into())),
-        }
-    }
-
-    fn verify_and_decode(&self, parts: Parts<'_>) -> Result<Message, DecodeError> {
+    fn verify<'a>(&self, parts: Parts<'a>) -> Result<Parts<'a>, DecodeError> {
         let signature =
             Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
         self.key
             .verify(parts.signed, &signature)
             .map_err(|_| DecodeError::BadSignature)?;
         check_namespace(&self.namespace, parts.namespace)?;
-        Message::decode_body(parts.kind, parts.body)
+        Ok(parts)
     }
 }
 
@@ -474,8 +471,5 @@ pub fn decode_request(
         });
     }
     check_namespace(namespace, parts.namespace)?;
-    match Message::decode_body(parts.kind, parts.body)? {
-        Message::ConfirmRequest(r) => Ok(r),
-        _ => Err(DecodeError::Body("kind and body disagree".into())),
-    }
+    body_of(parts.body, parts.kind)
 }

@@ -1,8 +1,10 @@
 //! The HTTP API (axum): revocations, cutoffs, the authority over HTTP, stats,
 //! metrics and health. See the crate README for the routes and their answers.
 //!
-//! Every client mistake is answered with a 4xx and a JSON body `{"error", "detail"}`,
-//! including axum's own rejections (bad JSON, wrong content type, huge body).
+//! Every client mistake is answered with a 4xx and the contract's error body
+//! ([`ErrorBody`]: `{"error", "error_description"}`), including axum's own rejections
+//! (bad JSON, wrong content type, huge body). Every body is a type of
+//! [`revocast_core::http`].
 
 use std::sync::Arc;
 
@@ -13,40 +15,44 @@ use axum::extract::{DefaultBodyLimit, Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use revocast_core::http::{
+    self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, OAuthRevokeForm, PublisherStats,
+    Readiness, Revocation, RevocationStatus,
+};
+use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::oneshot;
 
 use crate::authority;
-use crate::jwt::{self, TokenError};
+use crate::commit::{Command, CommitError};
+use crate::error::and_cause;
+use crate::jwt;
 use crate::state::Shared;
-use crate::stats::{self, Gauges, NatsReport, StatsReport};
-use crate::writer::{Command, CommitError, Committed, Revocation};
+use crate::stats::{self, Gauges};
 
 /// How far in the future a cutoff may be set (clock skew); anything later would lock
 /// out tokens not issued yet, which is always a mistake (often milliseconds for seconds).
 const CUTOFF_FUTURE_SLACK_SECS: u64 = 300;
 
-/// An API error: status, a stable machine-readable code and a human detail.
+/// An API error: status, a stable machine-readable code and a human description.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
-    detail: String,
+    description: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> ApiError {
         ApiError {
             status,
             error,
-            detail: detail.into(),
+            description: description.into(),
         }
     }
 
-    fn unprocessable(error: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail)
+    fn unprocessable(error: &'static str, description: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, description)
     }
 
     fn from_bytes(rejection: BytesRejection) -> ApiError {
@@ -89,15 +95,19 @@ impl ApiError {
 impl From<CommitError> for ApiError {
     fn from(e: CommitError) -> ApiError {
         match e {
-            CommitError::NotStored(why) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", why)
-            }
+            CommitError::NotStored { reason, source } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_durable",
+                format!("{reason}{}", and_cause(&source)),
+            ),
             CommitError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
                 "the publisher is shutting down; retry against the new instance",
             ),
-            CommitError::Invalid(why) => ApiError::unprocessable("invalid_revocation", why),
+            CommitError::Invalid(why) => {
+                ApiError::unprocessable("invalid_revocation", why.to_string())
+            }
             CommitError::TooLarge(why) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", why)
             }
@@ -108,9 +118,9 @@ impl From<CommitError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, error = self.error, detail = %self.detail, "request failed");
+            tracing::warn!(status = %self.status, error = self.error, description = %self.description, "request failed");
         }
-        let body = axum::Json(json!({"error": self.error, "detail": self.detail}));
+        let body = axum::Json(ErrorBody::new(self.error, self.description));
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -127,14 +137,14 @@ type ApiResult = Result<Response, ApiError>;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_body_bytes;
     Router::new()
-        .route("/v1/revocations", post(post_revocations))
-        .route("/v1/revocations/{jti}", get(get_revocation))
-        .route("/oauth/revoke", post(oauth_revoke))
-        .route("/v1/cutoffs", post(post_cutoff))
-        .route("/v1/stats", get(get_stats))
-        .route("/metrics", get(get_metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(http::REVOCATIONS, post(post_revocations))
+        .route(http::REVOCATION_ROUTE, get(get_revocation))
+        .route(http::OAUTH_REVOKE, post(oauth_revoke))
+        .route(http::CUTOFFS, post(post_cutoff))
+        .route(http::STATS, get(get_stats))
+        .route(http::METRICS, get(get_metrics))
+        .route(http::HEALTHZ, get(healthz))
+        .route(http::READYZ, get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response_with_state(
@@ -151,7 +161,7 @@ struct Answer;
 
 async fn count_rejections(State(shared): State<Arc<Shared>>, response: Response) -> Response {
     if response.status().is_client_error() && response.extensions().get::<Answer>().is_none() {
-        stats::add(&shared.stats.requests_rejected, 1);
+        stats::add(&shared.counters.requests_rejected, 1);
     }
     response
 }
@@ -251,29 +261,12 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// One revocation in a request body.
-#[derive(Debug, Deserialize)]
-struct RevocationBody {
-    jti: String,
-    exp: u64,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
 /// Turns a body item into a revocation, checking what a caller can get wrong.
 fn revocation(limits: &ExpLimits, value: Value, at: &str) -> Result<Revocation, ApiError> {
-    let body: RevocationBody = serde_json::from_value(value)
+    let revocation: Revocation = serde_json::from_value(value)
         .map_err(|e| ApiError::unprocessable("invalid_revocation", format!("{at}{e}")))?;
-    let revocation = Revocation {
-        jti: body.jti,
-        exp: body.exp,
-        sub: body.sub,
-        reason: body.reason,
-    };
     check_revocation(limits, &revocation).map_err(|mut e| {
-        e.detail = format!("{at}{}", e.detail);
+        e.description = format!("{at}{}", e.description);
         e
     })?;
     Ok(revocation)
@@ -292,7 +285,7 @@ impl ExpLimits {
         let ledger = shared.ledger();
         let params = ledger.filter.params();
         ExpLimits {
-            now: crate::clock::now_secs(),
+            now: shared.now_secs(),
             lifetime: params.max_token_lifetime,
             leeway: params.leeway,
         }
@@ -424,33 +417,21 @@ async fn get_revocation(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
     let (version, record) = authority::lookup(&shared, &jti);
-    Ok(match record {
-        Some(r) => axum::Json(json!({
-            "jti": jti,
-            "revoked": true,
-            "exp": r.exp,
-            "sub": r.sub,
-            "revoked_at": r.revoked_at,
-            "reason": r.reason,
-            "version": version,
-        }))
-        .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Extension(Answer),
-            axum::Json(json!({"jti": jti, "revoked": false, "version": version})),
-        )
-            .into_response(),
+    let revoked = record.is_some();
+    let answer = axum::Json(RevocationStatus {
+        jti,
+        revoked,
+        exp: record.as_ref().map(|r| r.exp),
+        sub: record.as_ref().and_then(|r| r.sub.clone()),
+        revoked_at: record.as_ref().map(|r| r.revoked_at),
+        reason: record.and_then(|r| r.reason),
+        version,
+    });
+    Ok(if revoked {
+        answer.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, axum::Extension(Answer), answer).into_response()
     })
-}
-
-/// The RFC 7009 form.
-#[derive(Debug, Deserialize)]
-struct OAuthRevokeForm {
-    token: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    token_type_hint: Option<String>,
 }
 
 /// `POST /oauth/revoke` (RFC 7009 shape): revokes the JWT in `token=`.
@@ -462,18 +443,8 @@ async fn oauth_revoke(
     authorize(&shared, &headers)?;
     let Form(form) = form.map_err(ApiError::from_form)?;
     require_ready(&shared)?;
-    let claims = jwt::claims(shared.jwt.as_ref(), form.token.trim()).map_err(|e| match e {
-        TokenError::Malformed(why) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            format!("not a JWT: {why}"),
-        ),
-        TokenError::Unverified(why) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            format!("token does not verify with the configured key: {why}"),
-        ),
-    })?;
+    let claims = jwt::claims(shared.jwt.as_ref(), form.token.trim())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", e.to_string()))?;
     let jti = claims
         .jti
         .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no jti claim"))?;
@@ -495,27 +466,19 @@ async fn oauth_revoke(
     Ok(committed(done))
 }
 
-/// `POST /v1/cutoffs` body.
-#[derive(Debug, Deserialize)]
-struct CutoffBody {
-    #[serde(default)]
-    sub: Option<String>,
-    not_before: u64,
-}
-
 /// `POST /v1/cutoffs`: reject tokens of `sub` (or all tokens) issued before `not_before`.
 async fn post_cutoff(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let body: CutoffBody = serde_json::from_value(admit_json(&shared, &headers, body)?)
+    let body: CutoffRequest = serde_json::from_value(admit_json(&shared, &headers, body)?)
         .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
     if let Some(sub) = &body.sub {
         revocast_core::check_sub(sub)
             .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
     }
-    let now = crate::clock::now_secs();
+    let now = shared.now_secs();
     if body.not_before > now + CUTOFF_FUTURE_SLACK_SECS {
         return Err(ApiError::unprocessable(
             "not_before_in_future",
@@ -552,13 +515,13 @@ async fn post_cutoff(
 }
 
 /// Builds the stats report.
-pub(crate) fn report(shared: &Shared) -> StatsReport {
+pub(crate) fn report(shared: &Shared) -> PublisherStats {
     let (filter, records) = {
         let ledger = shared.ledger();
         (ledger.filter.stats(), ledger.records.len() as u64)
     };
-    let s = &shared.stats;
-    StatsReport {
+    let s = &shared.counters;
+    PublisherStats {
         namespace: shared.config.namespace.to_string(),
         public_key: shared.signer.public_key().to_string(),
         ready: shared.is_ready(),
@@ -596,7 +559,7 @@ async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
             uptime_seconds: shared.started.elapsed().as_secs_f64(),
         }
     };
-    let text = stats::render_metrics(&shared.stats, &gauges);
+    let text = stats::render_metrics(&shared.counters, &gauges);
     (
         [(
             header::CONTENT_TYPE,
@@ -608,7 +571,10 @@ async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(Health {
+        status: "ok".to_owned(),
+    })
+    .into_response()
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
@@ -620,14 +586,17 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     } else {
         None
     };
-    match reason {
-        None => axum::Json(json!({"ready": true, "version": version})).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reason": reason, "version": version})),
-        )
-            .into_response(),
-    }
+    let status = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        ready: reason.is_none(),
+        reason: reason.map(str::to_owned),
+        version,
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]
@@ -637,7 +606,10 @@ mod tests {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
 
+    use serde_json::json;
+
     use super::*;
+    use crate::Clock as _;
     use crate::config::Config;
 
     /// A router over a ready state whose "writer" answers every revocation with
@@ -683,7 +655,7 @@ mod tests {
     }
 
     fn soon() -> u64 {
-        crate::clock::now_secs() + 60
+        crate::SystemClock.now_secs() + 60
     }
 
     #[tokio::test]

@@ -2,11 +2,13 @@
 //! service that `$SRV.PING` / `$SRV.INFO` / `$SRV.STATS` discover) and over HTTP.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::service::ServiceExt as _;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use revocast_core::{ConfirmResponse, Message, decode_request, subjects};
+use revocast_nats::Backoff;
 use tokio::sync::watch;
 
 use crate::error::Error;
@@ -24,9 +26,9 @@ pub(crate) fn lookup(shared: &Shared, jti: &str) -> (u64, Option<Record>) {
     let version = ledger.filter.version();
     drop(ledger);
     let counter = if record.is_some() {
-        &shared.stats.confirms_revoked
+        &shared.counters.confirms_revoked
     } else {
-        &shared.stats.confirms_not_revoked
+        &shared.counters.confirms_not_revoked
     };
     stats::add(counter, 1);
     (version, record)
@@ -39,7 +41,7 @@ pub(crate) fn answer(
 ) -> Result<Bytes, async_nats::service::error::Error> {
     let request =
         decode_request(payload, &shared.config.namespace, MAX_REQUEST_BYTES).map_err(|e| {
-            stats::add(&shared.stats.confirms_malformed, 1);
+            stats::add(&shared.counters.confirms_malformed, 1);
             async_nats::service::error::Error {
                 status: format!("bad confirm request: {e}"),
                 code: 400,
@@ -77,7 +79,7 @@ async fn start_service(
             // `$SRV.STATS` shows the answers by kind next to the request counts.
             let shared = shared.clone();
             move |_endpoint, _stats| {
-                let c = shared.stats.confirms();
+                let c = shared.counters.confirms();
                 serde_json::json!({
                     "revoked": c.revoked,
                     "not_revoked": c.not_revoked,
@@ -88,13 +90,13 @@ async fn start_service(
         })
         .start(subjects::AUTHORITY_SERVICE, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| Error::Nats(format!("start authority service: {e}")))?;
+        .map_err(|e| Error::nats("start the authority service", e))?;
     let endpoint = service
         .endpoint_builder()
         .name(subjects::CONFIRM_ENDPOINT)
         .add(shared.config.namespace.confirm_subject())
         .await
-        .map_err(|e| Error::Nats(format!("add confirm endpoint: {e}")))?;
+        .map_err(|e| Error::nats("add the confirm endpoint", e))?;
     Ok((service, endpoint))
 }
 
@@ -105,20 +107,19 @@ pub(crate) async fn serve(
     client: async_nats::Client,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = std::time::Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let (service, mut endpoint) = loop {
         match start_service(&shared, &client).await {
             Ok(started) => break started,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "authority not started; retrying");
+                tracing::warn!(error = %e, retry_in = ?backoff.peek(), "authority not started; retrying");
                 let stopped = tokio::select! {
                     _ = stop.wait_for(|s| *s) => true,
-                    _ = tokio::time::sleep(backoff) => false,
+                    _ = backoff.wait() => false,
                 };
                 if stopped {
                     return;
                 }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
             }
         }
     };

@@ -1,13 +1,16 @@
 //! A small HTTP client of the publisher's API, behind the `revoke`, `cutoff`, `stats`
-//! and `import` commands; also handy in tests.
+//! and `import` commands, and the client the tests and benchmarks use. It speaks the
+//! contract of [`revocast_core::http`].
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), revocast_publisher::client::ClientError> {
+//! use std::time::Duration;
 //! use revocast_publisher::{Revocation, client::ApiClient};
-//! let api = ApiClient::new("http://127.0.0.1:8080", Some("s3cret".into()))?;
-//! let done = api
-//!     .revoke(&Revocation { jti: "token-1".into(), exp: 1_767_225_600, sub: None, reason: None })
-//!     .await?;
+//! let api = ApiClient::builder("http://127.0.0.1:8080")
+//!     .admin_token("s3cret")
+//!     .timeout(Duration::from_secs(5))
+//!     .build()?;
+//! let done = api.revoke(&Revocation::new("token-1", 1_767_225_600)).await?;
 //! println!("durable at version {}", done.version);
 //! # Ok(())
 //! # }
@@ -16,10 +19,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use revocast_core::http::{
+    self, AnswerError, Committed, CutoffRequest, ErrorBody, Readiness, Revocation, RevocationBatch,
+    RevocationStatus,
+};
+use revocast_nats::Backoff;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::writer::{Committed, Revocation};
+/// How long a call may take by default (a bulk call waits for durability).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,18 +45,26 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The publisher answered with an error.
-    #[error("HTTP {status} {error}: {detail}")]
+    #[error("HTTP {status} {}: {}", .body.error, .body.error_description)]
     Api {
         /// HTTP status.
         status: u16,
-        /// The stable error code (`invalid_jti`, `unauthorized`, ...).
-        error: String,
-        /// The human explanation.
-        detail: String,
+        /// The error body: a stable code (`invalid_jti`, `unauthorized`, ...) and why.
+        body: ErrorBody,
     },
     /// The answer was not what the API documents.
-    #[error("unexpected answer from the publisher: {0}")]
-    Decode(String),
+    #[error("unexpected answer from the publisher (HTTP {status}): {body}")]
+    Decode {
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// The answer to a lookup is not the authority's answer about that `jti`.
+    #[error("{0}")]
+    Answer(#[source] AnswerError),
 }
 
 impl ClientError {
@@ -55,6 +72,7 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
+            ClientError::Answer(AnswerError::Refused { status, .. }) => Some(*status),
             _ => None,
         }
     }
@@ -68,88 +86,131 @@ pub struct ApiClient {
     http: reqwest::Client,
 }
 
-impl ApiClient {
-    /// A client of the API at `base_url` (`http://127.0.0.1:8080`), sending
-    /// `Authorization: Bearer <token>` when a token is given.
-    pub fn new(base_url: &str, token: Option<String>) -> Result<ApiClient, ClientError> {
-        let base = base_url.trim_end_matches('/').to_owned();
+/// Builds an [`ApiClient`]: [`ApiClient::builder`].
+#[derive(Debug, Clone)]
+pub struct ApiClientBuilder {
+    base_url: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl ApiClientBuilder {
+    /// Sends `Authorization: Bearer <token>` with every call.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets or clears the admin token.
+    pub fn admin_token_opt(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// How long one call may take, connection included (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<ApiClient, ClientError> {
+        let base = self.base_url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Url(base_url.to_owned()));
+            return Err(ClientError::Url(self.base_url));
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(self.timeout)
             .build()
             .map_err(|source| ClientError::Transport {
                 url: base.clone(),
                 source,
             })?;
-        Ok(ApiClient { base, token, http })
+        Ok(ApiClient {
+            base,
+            token: self.token,
+            http,
+        })
+    }
+}
+
+impl ApiClient {
+    /// A builder for a client of the API at `base_url` (`http://127.0.0.1:8080`).
+    pub fn builder(base_url: impl Into<String>) -> ApiClientBuilder {
+        ApiClientBuilder {
+            base_url: base_url.into(),
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<(u16, Value), ClientError> {
+    /// A client of the API at `base_url` with the default timeout, sending
+    /// `Authorization: Bearer <token>` when a token is given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<ApiClient, ClientError> {
+        ApiClient::builder(base_url).admin_token_opt(token).build()
+    }
+
+    /// The API's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request; returns the status and the body.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ClientError> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let transport = |source| ClientError::Transport {
-            url: url.to_owned(),
+        let transport = |source: reqwest::Error| ClientError::Transport {
+            url: source
+                .url()
+                .map_or_else(|| self.base.clone(), ToString::to_string),
             source,
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(transport)?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            ClientError::Decode(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            ))
-        })?;
-        Ok((status, value))
+        Ok((status, bytes.to_vec()))
     }
 
-    fn error(status: u16, value: &Value) -> ClientError {
-        let text = |k: &str| {
-            value
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        ClientError::Api {
+    /// A 2xx answer as `T`; anything else as the error body.
+    fn read<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, ClientError> {
+        let decode = |source| ClientError::Decode {
             status,
-            error: text("error"),
-            detail: text("detail"),
+            body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            source,
+        };
+        if (200..300).contains(&status) {
+            serde_json::from_slice(body).map_err(decode)
+        } else {
+            match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(body) => Err(ClientError::Api { status, body }),
+                Err(source) => Err(decode(source)),
+            }
         }
     }
 
-    async fn post_json<T: for<'de> Deserialize<'de>>(
+    async fn post<B: serde::Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &Value,
-    ) -> Result<T, ClientError> {
+        body: &B,
+    ) -> Result<Committed, ClientError> {
         let url = format!("{}{path}", self.base);
-        let (status, value) = self.send(self.http.post(&url).json(body), &url).await?;
-        if !(200..300).contains(&status) {
-            return Err(Self::error(status, &value));
-        }
-        serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
+        let (status, bytes) = self.send(self.http.post(url).json(body)).await?;
+        Self::read(status, &bytes)
     }
 
     /// `POST /v1/revocations` with one revocation.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<Committed, ClientError> {
-        self.post_json("/v1/revocations", &revocation_json(revocation))
-            .await
+        self.post(http::REVOCATIONS, revocation).await
     }
 
-    /// `POST /v1/revocations` with `{"revocations": [...]}`.
+    /// `POST /v1/revocations` with `{"revocations": [...]}`: one delta.
     pub async fn revoke_bulk(&self, revocations: &[Revocation]) -> Result<Committed, ClientError> {
-        let list: Vec<Value> = revocations.iter().map(revocation_json).collect();
-        self.post_json("/v1/revocations", &json!({ "revocations": list }))
-            .await
+        let batch = RevocationBatch {
+            revocations: revocations.to_vec(),
+        };
+        self.post(http::REVOCATIONS, &batch).await
     }
 
     /// `POST /v1/cutoffs`: reject tokens of `sub` (every token when `None`) issued
@@ -159,56 +220,36 @@ impl ApiClient {
         sub: Option<&str>,
         not_before: u64,
     ) -> Result<Committed, ClientError> {
-        let mut body = json!({ "not_before": not_before });
-        if let Some(sub) = sub {
-            body["sub"] = json!(sub);
-        }
-        self.post_json("/v1/cutoffs", &body).await
+        let body = CutoffRequest {
+            sub: sub.map(str::to_owned),
+            not_before,
+        };
+        self.post(http::CUTOFFS, &body).await
     }
 
-    /// `GET /v1/stats`.
+    /// `GET /v1/stats`, as JSON.
     pub async fn stats(&self) -> Result<Value, ClientError> {
-        let url = format!("{}/v1/stats", self.base);
-        let (status, value) = self.send(self.http.get(&url), &url).await?;
-        if status != 200 {
-            return Err(Self::error(status, &value));
-        }
-        Ok(value)
+        let url = format!("{}{}", self.base, http::STATS);
+        let (status, bytes) = self.send(self.http.get(url)).await?;
+        Self::read(status, &bytes)
     }
 
-    /// `GET /v1/revocations/{jti}`: `Ok(Some(answer))` when revoked, `Ok(None)` when not.
-    pub async fn lookup(&self, jti: &str) -> Result<Option<Value>, ClientError> {
-        let url = format!("{}/v1/revocations/{}", self.base, percent_encode(jti));
-        let (status, value) = self.send(self.http.get(&url), &url).await?;
-        match status {
-            200 => Ok(Some(value)),
-            404 if value.get("revoked") == Some(&Value::Bool(false)) => Ok(None),
-            _ => Err(Self::error(status, &value)),
-        }
+    /// `GET /readyz`: whether the publisher takes revocations (and why not).
+    pub async fn readiness(&self) -> Result<Readiness, ClientError> {
+        let url = format!("{}{}", self.base, http::READYZ);
+        let (status, bytes) = self.send(self.http.get(url)).await?;
+        // 503 answers with a Readiness too: not ready is an answer, not an error.
+        let status = if status == 503 { 200 } else { status };
+        Self::read(status, &bytes)
     }
-}
 
-fn revocation_json(r: &Revocation) -> Value {
-    let mut v = json!({ "jti": r.jti, "exp": r.exp });
-    if let Some(sub) = &r.sub {
-        v["sub"] = json!(sub);
+    /// `GET /v1/revocations/{jti}`: the authority's answer, read by
+    /// [`RevocationStatus::from_answer`] (`revoked` says which).
+    pub async fn lookup(&self, jti: &str) -> Result<RevocationStatus, ClientError> {
+        let url = format!("{}{}", self.base, http::revocation_path(jti));
+        let (status, bytes) = self.send(self.http.get(url)).await?;
+        RevocationStatus::from_answer(jti, status, &bytes).map_err(ClientError::Answer)
     }
-    if let Some(reason) = &r.reason {
-        v["reason"] = json!(reason);
-    }
-    v
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Input format of `import`.
@@ -229,16 +270,6 @@ pub struct ImportLine {
     pub line: u64,
     /// The revocation, or the reason the line was rejected.
     pub item: Result<Revocation, String>,
-}
-
-#[derive(Deserialize)]
-struct JsonLine {
-    jti: String,
-    exp: u64,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
 }
 
 /// Parses an import file's text. Bad lines come back as errors; they never stop the
@@ -288,14 +319,7 @@ fn parse_json_lines(text: &str) -> Vec<ImportLine> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| ImportLine {
             line: i as u64 + 1,
-            item: serde_json::from_str::<JsonLine>(l)
-                .map(|j| Revocation {
-                    jti: j.jti,
-                    exp: j.exp,
-                    sub: j.sub,
-                    reason: j.reason,
-                })
-                .map_err(|e| format!("bad JSON line: {e}")),
+            item: serde_json::from_str::<Revocation>(l).map_err(|e| format!("bad JSON line: {e}")),
         })
         .collect()
 }
@@ -449,12 +473,13 @@ pub async fn import(
                 for (line, r) in &batch {
                     match with_retries(|| api.revoke(r)).await {
                         Ok(c) => summary.count(&c, 1),
-                        Err(ClientError::Api {
-                            status,
-                            error,
-                            detail,
-                        }) if (400..500).contains(&status) && status != 401 => {
-                            summary.rejected.push((*line, format!("{error}: {detail}")));
+                        Err(ClientError::Api { status, body })
+                            if (400..500).contains(&status) && status != 401 =>
+                        {
+                            summary.rejected.push((
+                                *line,
+                                format!("{}: {}", body.error, body.error_description),
+                            ));
                         }
                         Err(e) => {
                             summary.aborted = Some(e.to_string());
@@ -477,6 +502,9 @@ pub async fn import(
     summary
 }
 
+/// Retries of one import call.
+const IMPORT_RETRIES: u32 = 4;
+
 /// Retries transport errors and 503s a few times (the publisher may be restarting or
 /// NATS briefly away; revoking twice is harmless).
 async fn with_retries<F, Fut>(mut call: F) -> Result<Committed, ClientError>
@@ -484,20 +512,17 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Committed, ClientError>>,
 {
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     loop {
-        attempt += 1;
         match call().await {
             Err(e)
-                if attempt < 5
+                if backoff.attempts() < IMPORT_RETRIES
                     && matches!(
                         e,
                         ClientError::Transport { .. } | ClientError::Api { status: 503, .. }
                     ) =>
             {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+                backoff.wait().await;
             }
             other => return other,
         }
@@ -554,10 +579,5 @@ mod tests {
         );
         assert_eq!(detect("{}", Some(Path::new("f.csv"))), ImportFormat::Csv);
         assert_eq!(detect("a,1\n", None), ImportFormat::Csv);
-    }
-
-    #[test]
-    fn jti_is_percent_encoded_in_urls() {
-        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
     }
 }

@@ -2,31 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use revocast_core::{FilterParams, Namespace, SigningKey};
+use revocast_core::{FilterParams, Namespace};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-
-/// Where the publisher's Ed25519 signing key comes from.
-#[derive(Clone)]
-pub enum KeySource {
-    /// A key file (see [`revocast_core::signing_key_to_file`]); created with a fresh
-    /// key, mode 0600, when it does not exist yet.
-    File(PathBuf),
-    /// A key held in memory (tests, embedding).
-    Key(SigningKey),
-}
-
-impl std::fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
-            // Never print the secret.
-            KeySource::Key(_) => f.write_str("Key(..)"),
-        }
-    }
-}
+use crate::keys::KeySource;
 
 /// How to reach and authenticate to NATS.
 #[derive(Clone, Default)]
@@ -83,9 +66,9 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_wait: Duration::ZERO,
-            max_adds: 2_000,
-            max_bytes: 640 << 10,
+            max_wait: defaults::BATCH_WAIT,
+            max_adds: defaults::BATCH_MAX,
+            max_bytes: defaults::BATCH_MAX_BYTES,
         }
     }
 }
@@ -132,8 +115,12 @@ pub struct Config {
     /// How long an API call waits for its revocation to become durable before it
     /// answers 503 (retrying is always safe).
     pub commit_timeout: Duration,
-    /// Bound on a graceful shutdown (drain, last commit, snapshot).
+    /// Bound on a graceful shutdown: stop HTTP, commit what is queued, then a final
+    /// snapshot if time is left (best effort: the stream holds every commit).
     pub shutdown_timeout: Duration,
+    /// Where the publisher reads the time ([`SystemClock`] by default; tests inject
+    /// a skewed one).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Config {
@@ -160,40 +147,77 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("commit_timeout", &self.commit_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("clock", &self.clock)
             .finish()
     }
 }
 
-/// Default HTTP listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default NATS URL.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// The documented defaults, written once: [`Config::new`] and the CLI's flags both
+/// read them. The filter's defaults are [`FilterParams::default`]'s.
+pub mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use std::time::Duration;
+
+    /// NATS server URL.
+    pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+    /// HTTP listen address.
+    pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+    /// Directory for local files (the signing key).
+    pub const DATA_DIR: &str = "./revocast-data";
+    /// Name of the signing key file inside the data directory.
+    pub const KEY_FILE: &str = "signing.key";
+    /// Heartbeat period.
+    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+    /// A snapshot after this many deltas...
+    pub const SNAPSHOT_EVERY_DELTAS: u64 = 10_000;
+    /// ...or this long, whichever comes first.
+    pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+    /// How often expired buckets are looked for.
+    pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
+    /// JetStream replicas of the stream and the snapshot bucket.
+    pub const STREAM_REPLICAS: usize = 1;
+    /// Group commit window (none: commit what is queued at once).
+    pub const BATCH_WAIT: Duration = Duration::ZERO;
+    /// Most revocations in one delta.
+    pub const BATCH_MAX: usize = 2_000;
+    /// Rough bound of one delta's encoded size.
+    pub const BATCH_MAX_BYTES: usize = 640 << 10;
+    /// Most revocations in one bulk call.
+    pub const MAX_BULK: usize = 1_000;
+    /// Largest request body.
+    pub const MAX_BODY_BYTES: usize = 512 << 10;
+    /// How long a call waits for durability before it answers 503.
+    pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Bound on a graceful shutdown.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+}
 
 impl Config {
-    /// The documented defaults, with the given key source.
+    /// The documented defaults ([`defaults`]), with the given key source.
     pub fn new(signing_key: KeySource) -> Config {
         Config {
             nats: NatsOptions {
-                url: DEFAULT_NATS_URL.to_owned(),
+                url: defaults::NATS_URL.to_owned(),
                 ..NatsOptions::default()
             },
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: defaults::LISTEN,
             namespace: Namespace::default(),
             signing_key,
             admin_token: None,
             insecure_no_auth: false,
             filter: FilterParams::default(),
-            heartbeat_interval: Duration::from_secs(1),
-            snapshot_every_deltas: 10_000,
-            snapshot_interval: Duration::from_secs(60),
-            expiry_interval: Duration::from_secs(10),
-            stream_replicas: 1,
+            heartbeat_interval: defaults::HEARTBEAT_INTERVAL,
+            snapshot_every_deltas: defaults::SNAPSHOT_EVERY_DELTAS,
+            snapshot_interval: defaults::SNAPSHOT_INTERVAL,
+            expiry_interval: defaults::EXPIRY_INTERVAL,
+            stream_replicas: defaults::STREAM_REPLICAS,
             jwt_verify_key: None,
             batch: BatchLimits::default(),
-            max_bulk: 1_000,
-            max_body_bytes: 512 << 10,
-            commit_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(10),
+            max_bulk: defaults::MAX_BULK,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            commit_timeout: defaults::COMMIT_TIMEOUT,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -211,9 +235,7 @@ impl Config {
 
     /// Checks what clap cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), Error> {
-        self.filter
-            .validate()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        self.filter.validate().map_err(Error::Filter)?;
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
         if self.stream_replicas == 0 || self.stream_replicas > 5 {
             return bad("stream replicas must be 1 to 5");
@@ -230,13 +252,16 @@ impl Config {
         if self.batch.max_adds == 0 || self.max_bulk == 0 {
             return bad("batch and bulk limits must be above 0");
         }
-        let servers = crate::nats::server_list(&self.nats.url);
+        let servers = revocast_core::subjects::server_urls(&self.nats.url);
         if servers.is_empty() {
             return bad("no NATS URL given");
         }
         for url in servers {
             if let Err(e) = url.parse::<async_nats::ServerAddr>() {
-                return Err(Error::Config(format!("invalid NATS URL {url:?}: {e}")));
+                return Err(Error::NatsOptions {
+                    what: format!("invalid NATS URL {url:?}"),
+                    source: std::sync::Arc::new(e),
+                });
             }
         }
         if self.nats.user.is_some() != self.nats.password.is_some() {
@@ -252,91 +277,9 @@ impl Config {
     }
 }
 
-/// Parses a human duration: `500ms`, `2s`, `5m`, `24h`, `7d`, or plain seconds
-/// (`90`). Compound forms such as `1h30m` are accepted too.
-///
-/// ```
-/// use std::time::Duration;
-/// use revocast_publisher::parse_duration;
-/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-/// assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-/// assert!(parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "bad duration {text:?}: expected a number, e.g. 30s, 5m, 24h"
-            ));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" | "sec" | "secs" => Duration::from_secs(number),
-            "m" | "min" | "mins" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => {
-                return Err(format!(
-                    "bad duration {text:?}: missing unit (ms, s, m, h, d)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "bad duration {text:?}: unknown unit {other:?} (use ms, s, m, h, d)"
-                ));
-            }
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        let ok = [
-            ("1s", 1_000),
-            ("24h", 86_400_000),
-            ("90", 90_000),
-            ("2m30s", 150_000),
-            ("15ms", 15),
-            ("7d", 604_800_000),
-        ];
-        for (text, ms) in ok {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(ms)),
-                "{text}"
-            );
-        }
-        for bad in ["", "s", "1x", "h1", "1.5s", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn defaults_validate() {

@@ -32,12 +32,15 @@ impl JwtKey {
         let text = if value.trim_start().starts_with("-----BEGIN") {
             value.to_owned()
         } else if std::path::Path::new(value).is_file() {
-            std::fs::read_to_string(value).map_err(|e| Error::JwtKey(format!("{value}: {e}")))?
+            std::fs::read_to_string(value).map_err(|e| Error::JwtKey {
+                reason: format!("cannot read {value}"),
+                source: Some(e),
+            })?
         } else if looks_like_path {
-            return Err(Error::JwtKey(format!("{value}: no such file")));
+            return Err(jwt_key(format!("{value}: no such file")));
         } else {
             if value.is_empty() {
-                return Err(Error::JwtKey("empty secret".into()));
+                return Err(jwt_key("empty secret"));
             }
             return Ok(JwtKey {
                 key: DecodingKey::from_secret(value.as_bytes()),
@@ -48,7 +51,7 @@ impl JwtKey {
             // A file that is not PEM holds a secret.
             let secret = text.trim();
             if secret.is_empty() {
-                return Err(Error::JwtKey(format!("{value}: empty secret")));
+                return Err(jwt_key(format!("{value}: empty secret")));
             }
             return Ok(JwtKey {
                 key: DecodingKey::from_secret(secret.as_bytes()),
@@ -66,9 +69,14 @@ impl JwtKey {
                 return Ok(JwtKey { key, family });
             }
         }
-        Err(Error::JwtKey(
-            "PEM is not an RSA, EC or Ed25519 public key".into(),
-        ))
+        Err(jwt_key("PEM is not an RSA, EC or Ed25519 public key"))
+    }
+}
+
+fn jwt_key(reason: impl Into<String>) -> Error {
+    Error::JwtKey {
+        reason: reason.into(),
+        source: None,
     }
 }
 
@@ -81,12 +89,17 @@ pub(crate) struct TokenClaims {
 }
 
 /// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum TokenError {
     /// Not a JWT, or its claims are not a JSON object.
-    Malformed(String),
+    #[error("not a JWT: {0}")]
+    Malformed(#[source] jsonwebtoken::errors::Error),
+    /// `exp` is there but is not a whole, non-negative number of seconds.
+    #[error("not a JWT: exp is not a unix time")]
+    BadExp,
     /// The signature does not verify, or the algorithm does not fit the key.
-    Unverified(String),
+    #[error("token does not verify with the configured key: {0}")]
+    Unverified(#[source] jsonwebtoken::errors::Error),
 }
 
 /// Reads the claims of `token`, verifying it when `key` is given.
@@ -103,16 +116,14 @@ pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, T
                     jsonwebtoken::errors::ErrorKind::InvalidToken
                     | jsonwebtoken::errors::ErrorKind::Base64(_)
                     | jsonwebtoken::errors::ErrorKind::Json(_)
-                    | jsonwebtoken::errors::ErrorKind::Utf8(_) => {
-                        TokenError::Malformed(e.to_string())
-                    }
-                    _ => TokenError::Unverified(e.to_string()),
+                    | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed(e),
+                    _ => TokenError::Unverified(e),
                 })?
                 .claims
         }
         None => {
             jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, Value>>(token)
-                .map_err(|e| TokenError::Malformed(e.to_string()))?
+                .map_err(TokenError::Malformed)?
                 .claims
         }
     };
@@ -125,7 +136,7 @@ pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, T
                         .filter(|f| *f >= 0.0 && f.fract() == 0.0)
                         .map(|f| f as u64)
                 })
-                .ok_or_else(|| TokenError::Malformed("exp is not a unix time".into()))?,
+                .ok_or(TokenError::BadExp)?,
         ),
     };
     let string = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);

@@ -1,31 +1,64 @@
-//! The signing key on disk, and randomness for keys and Bloom seeds.
+//! The signing key ([`KeySource`], the key file), and randomness for keys and bucket
+//! seeds.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use revocast_core::{
     SigningKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file,
 };
 
-use crate::config::KeySource;
 use crate::error::Error;
+
+/// Where the publisher's Ed25519 signing key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A key file (see [`revocast_core::signing_key_to_file`]); created with a fresh
+    /// key, mode 0600, when it does not exist yet.
+    File(PathBuf),
+    /// A key held in memory (tests, embedding).
+    Key(SigningKey),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+            // Never print the secret.
+            KeySource::Key(_) => f.write_str("Key(..)"),
+        }
+    }
+}
 
 /// 32 bytes from the operating system's random source.
 pub(crate) fn random_bytes() -> Result<[u8; 32], Error> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+    getrandom::fill(&mut bytes).map_err(Error::Random)?;
     Ok(bytes)
 }
 
-/// A Bloom layer seed: 32 random bytes whose halves differ (core rejects equal
-/// halves). Equal halves from a real random source are a 2^-128 event; drawing again
-/// costs nothing.
-pub(crate) fn bloom_seed() -> Result<[u8; 32], Error> {
-    loop {
-        let seed = random_bytes()?;
-        if seed[..16] != seed[16..] {
-            return Ok(seed);
-        }
+/// Seeds for the hashes of the buckets one batch opens: drawn once from the
+/// operating system per batch, then stepped with splitmix64 (so staging, which cannot
+/// fail, never waits on the random source).
+#[derive(Debug)]
+pub(crate) struct BucketSeeds(u64);
+
+impl BucketSeeds {
+    /// Draws a fresh starting point.
+    pub(crate) fn draw() -> Result<BucketSeeds, Error> {
+        let bytes = random_bytes()?;
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes[..8]);
+        Ok(BucketSeeds(u64::from_le_bytes(first)))
+    }
+
+    /// The next seed.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
@@ -92,12 +125,6 @@ pub(crate) fn load_or_create(source: &KeySource) -> Result<(SigningKey, bool), E
     }
 }
 
-/// [`bloom_seed`] for unit tests.
-#[cfg(test)]
-pub(crate) fn bloom_seed_or_panic() -> [u8; 32] {
-    bloom_seed().unwrap()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,10 +157,10 @@ mod tests {
     }
 
     #[test]
-    fn seeds_have_differing_halves() {
-        for _ in 0..100 {
-            let seed = bloom_seed().unwrap();
-            assert_ne!(seed[..16], seed[16..]);
-        }
+    fn bucket_seeds_differ_between_draws_and_steps() {
+        let (mut a, mut b) = (BucketSeeds::draw().unwrap(), BucketSeeds::draw().unwrap());
+        let seeds: std::collections::HashSet<u64> =
+            (0..100).flat_map(|_| [a.next(), b.next()]).collect();
+        assert_eq!(seeds.len(), 200);
     }
 }

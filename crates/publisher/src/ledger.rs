@@ -26,7 +26,29 @@ pub(crate) struct Ledger {
     pub(crate) filter: Filter,
     pub(crate) records: HashMap<String, Record>,
     /// Live revocations per bucket, for sizing new buckets.
-    bucket_entries: BTreeMap<u64, u64>,
+    bucket_entries: BTreeMap<u64, BucketCount>,
+}
+
+/// Revocations in one bucket and the span of their `exp`s.
+#[derive(Clone, Copy, Debug)]
+struct BucketCount {
+    entries: u64,
+    first_exp: u64,
+    last_exp: u64,
+}
+
+impl BucketCount {
+    /// The entries the bucket would hold over its whole width at the density seen so
+    /// far. The bucket a publisher starts in, and the farthest one, only get `exp`s
+    /// from part of their width (tokens that already expired, or are not issued yet):
+    /// their counts alone would size the next bucket far too small. The span counts
+    /// as at least an eighth of the width, so a few early entries do not extrapolate
+    /// wildly.
+    fn full_width_estimate(&self, width: u64) -> u64 {
+        let span = (self.last_exp - self.first_exp + 1).clamp(width.div_ceil(8), width);
+        let estimate = u128::from(self.entries) * u128::from(width) / u128::from(span);
+        u64::try_from(estimate).unwrap_or(u64::MAX)
+    }
 }
 
 impl Ledger {
@@ -58,10 +80,17 @@ impl Ledger {
                     sub,
                     reason,
                 } => {
-                    *self
-                        .bucket_entries
-                        .entry(params.bucket_of(*exp))
-                        .or_default() += 1;
+                    let count =
+                        self.bucket_entries
+                            .entry(params.bucket_of(*exp))
+                            .or_insert(BucketCount {
+                                entries: 0,
+                                first_exp: *exp,
+                                last_exp: *exp,
+                            });
+                    count.entries += 1;
+                    count.first_exp = count.first_exp.min(*exp);
+                    count.last_exp = count.last_exp.max(*exp);
                     match self.records.get_mut(jti) {
                         // The same jti revoked again with an exp in another bucket
                         // (a caller's first exp was wrong): the record lives as long
@@ -108,10 +137,15 @@ impl Ledger {
         self.bucket_entries = self.bucket_entries.split_off(&first_live);
     }
 
-    /// The most entries any live bucket holds: the first layer of a new bucket is
-    /// sized for that, so steady traffic needs one layer per bucket.
+    /// The most entries any live bucket holds, over its whole width: the first layer
+    /// of a new bucket is sized for that, so steady traffic needs one layer per bucket.
     pub(crate) fn capacity_hint(&self) -> u64 {
-        self.bucket_entries.values().copied().max().unwrap_or(0)
+        let width = self.filter.params().bucket_width;
+        self.bucket_entries
+            .values()
+            .map(|c| c.full_width_estimate(width))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -133,12 +167,8 @@ mod tests {
         let params = FilterParams::default();
         let mut ledger = Ledger::new(Filter::new(params.clone()).unwrap());
         let mut staging = ledger.filter.stage();
-        staging
-            .revoke("a", 7_200, crate::keys::bloom_seed_or_panic)
-            .unwrap();
-        staging
-            .revoke("b", 20_000, crate::keys::bloom_seed_or_panic)
-            .unwrap();
+        staging.revoke("a", 7_200, || 1).unwrap();
+        staging.revoke("b", 20_000, || 2).unwrap();
         let delta = Delta {
             version: 1,
             committed_at_ms: 5_000,
@@ -147,7 +177,8 @@ mod tests {
         ledger.apply(&delta).unwrap();
         assert_eq!(ledger.records.len(), 2);
         assert_eq!(ledger.records["a"].revoked_at, 5);
-        assert_eq!(ledger.capacity_hint(), 1);
+        // One entry in a bucket: counted over an eighth of the width at least.
+        assert_eq!(ledger.capacity_hint(), 8);
         // A replayed delta that repeats a jti keeps the first record; a later exp
         // extends it.
         ledger.note(&Delta {
@@ -173,5 +204,33 @@ mod tests {
         assert!(!ledger.records.contains_key("a"));
         assert!(ledger.records.contains_key("b"));
         assert!(!ledger.filter.contains("a", Some(7_200)));
+    }
+
+    #[test]
+    fn the_hint_extrapolates_buckets_seen_over_part_of_their_width() {
+        let params = FilterParams::default(); // one-hour buckets
+        let mut ledger = Ledger::new(Filter::new(params).unwrap());
+        let base = 1_767_225_600;
+        // 900 entries over the last quarter of an hour (a publisher that started at
+        // 12:45), and 3,000 over a whole hour.
+        let mut staging = ledger.filter.stage();
+        for i in 0..900u64 {
+            staging
+                .revoke(&format!("a{i}"), base + 2_700 + i, || i + 1)
+                .unwrap();
+        }
+        for i in 0..3_000u64 {
+            staging
+                .revoke(&format!("b{i}"), base + 3_600 + i * 6 / 5, || i + 1)
+                .unwrap();
+        }
+        let delta = Delta {
+            version: 1,
+            committed_at_ms: 0,
+            changes: staging.finish(),
+        };
+        ledger.apply(&delta).unwrap();
+        // 900 over 900 s is 3,600 an hour: more than the full bucket's 3,000.
+        assert_eq!(ledger.capacity_hint(), 3_600);
     }
 }

@@ -9,30 +9,36 @@
 //! The NATS side follows the "# Protocol" section of [`revocast_core`] exactly.
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and its parts; [`parse_duration`] for human durations.
+//! - [`config`]: [`Config`], its parts and its [`config::defaults`].
 //! - `server`: [`run`] and the [`Publisher`] handle: starts HTTP, loads state, starts
 //!   the tasks below, shuts them down in order within a bound.
 //! - `nats`: connection, stream and snapshot bucket; rebuilding the ledger from the
 //!   snapshot plus the stream at start.
 //! - `ledger`: the filter plus the exact records (`jti` -> exp, sub, reason,
 //!   revoked_at) the authority answers from. Changes only through stored deltas.
-//! - [`writer`]: the single writer: group commit of revocations into signed deltas,
+//! - `commit`: what the API asks the writer ([`Revocation`]s, cutoffs) and what it
+//!   hears back ([`Committed`] or [`CommitError`]).
+//! - `writer`: the single writer: group commit of revocations into signed deltas,
 //!   published with expected-last-sequence; callers hear success only once stored.
 //! - `authority`: the confirm endpoint as a NATS micro service.
 //! - `tasks`: heartbeats and snapshots.
 //! - `api`: the HTTP API (axum) with JSON errors.
-//! - [`stats`]: counters for `/v1/stats` and `/metrics`.
+//! - `stats`: the live `Counters` behind `/v1/stats` and `/metrics`.
 //! - [`client`]: the HTTP client behind the `revoke`, `cutoff`, `stats` and `import`
 //!   commands.
-//! - [`keys`]: the signing key file (`keygen`, created on first start).
+//! - [`keys`]: [`KeySource`] and the signing key file (`keygen`, created on first
+//!   start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
+//! - [`clock`]: [`Clock`], the time every timestamp and expiry comes from (set in
+//!   [`Config`]; tests inject a skewed one).
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod api;
 mod authority;
 pub mod client;
-mod clock;
+pub mod clock;
+mod commit;
 pub mod config;
 mod error;
 mod jwt;
@@ -41,13 +47,15 @@ mod ledger;
 mod nats;
 mod server;
 mod state;
-pub mod stats;
+mod stats;
 mod tasks;
-pub mod writer;
+mod writer;
 
-pub use config::{BatchLimits, Config, KeySource, NatsOptions, parse_duration};
+pub use clock::{Clock, SystemClock};
+pub use commit::CommitError;
+pub use config::{BatchLimits, Config, NatsOptions};
 pub use error::Error;
+pub use keys::KeySource;
 pub use ledger::Record;
+pub use revocast_core::http::{Committed, PublisherStats, Revocation};
 pub use server::{Publisher, run};
-pub use stats::StatsReport;
-pub use writer::{CommitError, Committed, Revocation};

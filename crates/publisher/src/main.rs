@@ -1,16 +1,22 @@
 //! `revocast-publisher`: parses the command line, sets up logging and calls the
-//! library. Every flag can also be set with an environment variable `REVOCAST_*`.
+//! library. Every flag can also be set with an environment variable `REVOCAST_*`;
+//! every default is the library's ([`revocast_publisher::config::defaults`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use revocast_core::Namespace;
+use revocast_core::duration::{HumanDuration, parse_duration};
+use revocast_core::{FilterParams, Namespace};
+use revocast_daemon::LogFormat;
 use revocast_publisher::client::{self, ApiClient, ImportFormat};
-use revocast_publisher::{Config, KeySource, Revocation, parse_duration};
+use revocast_publisher::config::defaults;
+use revocast_publisher::{BatchLimits, Config, KeySource, NatsOptions, Revocation};
+
+/// What a command failed with: printed once, by `main`.
+type Failure = Box<dyn std::error::Error>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,16 +55,16 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// NATS server URL(s), comma separated.
-    #[arg(long, env = "REVOCAST_NATS", default_value = revocast_publisher::config::DEFAULT_NATS_URL)]
+    #[arg(long, env = "REVOCAST_NATS", default_value = defaults::NATS_URL)]
     nats: String,
     /// HTTP listen address.
-    #[arg(long, env = "REVOCAST_LISTEN", default_value = revocast_publisher::config::DEFAULT_LISTEN)]
+    #[arg(long, env = "REVOCAST_LISTEN", default_value_t = defaults::LISTEN)]
     listen: SocketAddr,
     /// Namespace (1-64 of a-z A-Z 0-9 - _): which stream, bucket and subjects.
-    #[arg(long, env = "REVOCAST_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "REVOCAST_NAMESPACE", default_value_t = Namespace::default())]
     namespace: Namespace,
     /// Directory for local files (the signing key by default).
-    #[arg(long, env = "REVOCAST_DATA_DIR", default_value = "./revocast-data")]
+    #[arg(long, env = "REVOCAST_DATA_DIR", default_value = defaults::DATA_DIR)]
     data_dir: PathBuf,
     /// Signing key file [default: <data-dir>/signing.key, created on first start].
     #[arg(long, env = "REVOCAST_SIGNING_KEY")]
@@ -91,57 +97,110 @@ struct ServeArgs {
     #[arg(long, env = "REVOCAST_NATS_TLS_KEY")]
     nats_tls_key: Option<PathBuf>,
     /// Width of an expiry bucket (new namespaces only).
-    #[arg(long, env = "REVOCAST_BUCKET_WIDTH", default_value = "1h", value_parser = parse_duration)]
-    bucket_width: Duration,
+    #[arg(long, env = "REVOCAST_BUCKET_WIDTH", default_value_t = HumanDuration::from_secs(FilterParams::default().bucket_width))]
+    bucket_width: HumanDuration,
     /// Target false-positive rate (new namespaces only).
-    #[arg(long, env = "REVOCAST_TARGET_FPR", default_value_t = 0.001)]
+    #[arg(long, env = "REVOCAST_TARGET_FPR", default_value_t = FilterParams::default().target_fpr)]
     target_fpr: f64,
     /// Longest token lifetime the issuer hands out (new namespaces only).
-    #[arg(long, env = "REVOCAST_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = parse_duration)]
-    max_token_lifetime: Duration,
+    #[arg(long, env = "REVOCAST_MAX_TOKEN_LIFETIME", default_value_t = HumanDuration::from_secs(FilterParams::default().max_token_lifetime))]
+    max_token_lifetime: HumanDuration,
     /// Clock leeway (new namespaces only).
-    #[arg(long, env = "REVOCAST_LEEWAY", default_value = "5m", value_parser = parse_duration)]
-    leeway: Duration,
+    #[arg(long, env = "REVOCAST_LEEWAY", default_value_t = HumanDuration::from_secs(FilterParams::default().leeway))]
+    leeway: HumanDuration,
     /// Heartbeat period.
-    #[arg(long, env = "REVOCAST_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    heartbeat_interval: Duration,
+    #[arg(long, env = "REVOCAST_HEARTBEAT_INTERVAL", default_value_t = HumanDuration(defaults::HEARTBEAT_INTERVAL))]
+    heartbeat_interval: HumanDuration,
     /// Write a snapshot after this many deltas.
-    #[arg(long, env = "REVOCAST_SNAPSHOT_EVERY_DELTAS", default_value_t = 10_000)]
+    #[arg(long, env = "REVOCAST_SNAPSHOT_EVERY_DELTAS", default_value_t = defaults::SNAPSHOT_EVERY_DELTAS)]
     snapshot_every_deltas: u64,
     /// Write a snapshot at least this often (when something changed).
-    #[arg(long, env = "REVOCAST_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    snapshot_interval: Duration,
+    #[arg(long, env = "REVOCAST_SNAPSHOT_INTERVAL", default_value_t = HumanDuration(defaults::SNAPSHOT_INTERVAL))]
+    snapshot_interval: HumanDuration,
     /// How often expired buckets are looked for (and dropped in a delta).
-    #[arg(long, env = "REVOCAST_EXPIRY_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    expiry_interval: Duration,
+    #[arg(long, env = "REVOCAST_EXPIRY_INTERVAL", default_value_t = HumanDuration(defaults::EXPIRY_INTERVAL))]
+    expiry_interval: HumanDuration,
     /// JetStream replicas of the stream and the snapshot bucket (3 in a cluster).
-    #[arg(long, env = "REVOCAST_STREAM_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "REVOCAST_STREAM_REPLICAS", default_value_t = defaults::STREAM_REPLICAS)]
     stream_replicas: usize,
     /// Key for verifying tokens given to /oauth/revoke: PEM text, a PEM file, or an HS256 secret.
     #[arg(long, env = "REVOCAST_JWT_VERIFY_KEY", hide_env_values = true)]
     jwt_verify_key: Option<String>,
     /// Extra window for gathering revocations into one delta (0: commit what is queued at once).
-    #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value = "0ms", value_parser = parse_duration)]
-    batch_wait: Duration,
+    #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value_t = HumanDuration(defaults::BATCH_WAIT))]
+    batch_wait: HumanDuration,
     /// Most revocations in one delta.
-    #[arg(long, env = "REVOCAST_BATCH_MAX", default_value_t = 2_000)]
+    #[arg(long, env = "REVOCAST_BATCH_MAX", default_value_t = defaults::BATCH_MAX)]
     batch_max: usize,
     /// How long an API call waits for durability before answering 503.
-    #[arg(long, env = "REVOCAST_COMMIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    commit_timeout: Duration,
+    #[arg(long, env = "REVOCAST_COMMIT_TIMEOUT", default_value_t = HumanDuration(defaults::COMMIT_TIMEOUT))]
+    commit_timeout: HumanDuration,
     /// Bound on a graceful shutdown.
-    #[arg(long, env = "REVOCAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    shutdown_timeout: Duration,
+    #[arg(long, env = "REVOCAST_SHUTDOWN_TIMEOUT", default_value_t = HumanDuration(defaults::SHUTDOWN_TIMEOUT))]
+    shutdown_timeout: HumanDuration,
+}
+
+impl ServeArgs {
+    /// The one conversion from flags to a [`Config`]; what no flag sets keeps
+    /// [`Config::new`]'s default.
+    fn into_config(self) -> Config {
+        let key = self
+            .signing_key
+            .unwrap_or_else(|| self.data_dir.join(defaults::KEY_FILE));
+        let defaults = Config::new(KeySource::File(key));
+        let mut filter = defaults.filter.clone();
+        filter.bucket_width = self.bucket_width.0.as_secs();
+        filter.target_fpr = self.target_fpr;
+        filter.max_token_lifetime = self.max_token_lifetime.0.as_secs();
+        filter.leeway = self.leeway.0.as_secs();
+        Config {
+            nats: NatsOptions {
+                url: self.nats,
+                user: self.nats_user,
+                password: self.nats_password,
+                token: self.nats_token,
+                creds_file: self.nats_creds,
+                tls_ca: self.nats_tls_ca,
+                tls_cert: self.nats_tls_cert,
+                tls_key: self.nats_tls_key,
+            },
+            listen: self.listen,
+            namespace: self.namespace,
+            admin_token: self.admin_token,
+            insecure_no_auth: self.insecure_no_auth,
+            filter,
+            heartbeat_interval: self.heartbeat_interval.0,
+            snapshot_every_deltas: self.snapshot_every_deltas,
+            snapshot_interval: self.snapshot_interval.0,
+            expiry_interval: self.expiry_interval.0,
+            stream_replicas: self.stream_replicas,
+            jwt_verify_key: self.jwt_verify_key,
+            batch: BatchLimits {
+                max_wait: self.batch_wait.0,
+                max_adds: self.batch_max,
+                ..defaults.batch.clone()
+            },
+            commit_timeout: self.commit_timeout.0,
+            shutdown_timeout: self.shutdown_timeout.0,
+            ..defaults
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 struct ApiArgs {
     /// The publisher's HTTP API.
-    #[arg(long, env = "REVOCAST_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "REVOCAST_URL", default_value_t = format!("http://{}", defaults::LISTEN))]
     url: String,
     /// Admin token.
     #[arg(long, env = "REVOCAST_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<ApiClient, client::ClientError> {
+        ApiClient::new(&self.url, self.admin_token.clone())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -194,8 +253,8 @@ struct ImportArgs {
     #[arg(
         long,
         env = "REVOCAST_IMPORT_BATCH_SIZE",
-        default_value_t = 1_000,
-        value_parser = clap::value_parser!(u64).range(1..=1000)
+        default_value_t = defaults::MAX_BULK as u64,
+        value_parser = clap::value_parser!(u64).range(1..=defaults::MAX_BULK as u64)
     )]
     batch_size: u64,
 }
@@ -209,34 +268,28 @@ fn parse_time(text: &str) -> Result<u64, String> {
     if text == "now" {
         return Ok(now);
     }
+    let offset = |rest: &str| {
+        parse_duration(rest)
+            .map(|d| d.as_secs())
+            .map_err(|e| e.to_string())
+    };
     if let Some(rest) = text.strip_prefix('+') {
-        return Ok(now.saturating_add(parse_duration(rest)?.as_secs()));
+        return Ok(now.saturating_add(offset(rest)?));
     }
     if let Some(rest) = text.strip_prefix('-') {
-        return Ok(now.saturating_sub(parse_duration(rest)?.as_secs()));
+        return Ok(now.saturating_sub(offset(rest)?));
     }
     text.parse()
         .map_err(|_| format!("{text:?} is not unix seconds, `now`, `+1h` or `-10m`"))
 }
 
-fn init_logging(json: bool, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REVOCAST_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
-    init_logging(cli.log_json, if serving { "info" } else { "warn" });
+    revocast_daemon::init_logging(
+        LogFormat::json_if(cli.log_json),
+        if serving { "info" } else { "warn" },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -247,175 +300,86 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
-            Command::Keygen { out } => keygen(&out),
+            Command::Keygen { out } => keygen(out),
             Command::Revoke(args) => revoke(args).await,
             Command::Cutoff(args) => cutoff(args).await,
             Command::Stats(args) => stats(args).await,
             Command::Import(args) => import(args).await,
         }
-    })
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
-}
-
-async fn serve(args: ServeArgs) -> ExitCode {
-    let key_path = args
-        .signing_key
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("signing.key"));
-    let mut config = Config::new(KeySource::File(key_path));
-    config.nats.url = args.nats;
-    config.nats.user = args.nats_user;
-    config.nats.password = args.nats_password;
-    config.nats.token = args.nats_token;
-    config.nats.creds_file = args.nats_creds;
-    config.nats.tls_ca = args.nats_tls_ca;
-    config.nats.tls_cert = args.nats_tls_cert;
-    config.nats.tls_key = args.nats_tls_key;
-    config.listen = args.listen;
-    config.namespace = args.namespace;
-    config.admin_token = args.admin_token;
-    config.insecure_no_auth = args.insecure_no_auth;
-    config.filter.bucket_width = args.bucket_width.as_secs();
-    config.filter.target_fpr = args.target_fpr;
-    config.filter.max_token_lifetime = args.max_token_lifetime.as_secs();
-    config.filter.leeway = args.leeway.as_secs();
-    config.heartbeat_interval = args.heartbeat_interval;
-    config.snapshot_every_deltas = args.snapshot_every_deltas;
-    config.snapshot_interval = args.snapshot_interval;
-    config.expiry_interval = args.expiry_interval;
-    config.stream_replicas = args.stream_replicas;
-    config.jwt_verify_key = args.jwt_verify_key;
-    config.batch.max_wait = args.batch_wait;
-    config.batch.max_adds = args.batch_max;
-    config.commit_timeout = args.commit_timeout;
-    config.shutdown_timeout = args.shutdown_timeout;
-    if let Err(e) = config.validate() {
-        return fail(e);
-    }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(l) => l,
-        Err(e) => return fail(format!("cannot listen on {}: {e}", config.listen)),
-    };
-    match revocast_publisher::run(config, listener, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    });
+    match result {
+        Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = %e, "publisher stopped");
-            fail(e)
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
+async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let config = args.into_config();
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    revocast_publisher::run(config, listener, revocast_daemon::shutdown_signal())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "publisher stopped"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn keygen(out: &Path) -> ExitCode {
-    match revocast_publisher::keys::generate_key_file(out) {
-        Ok(key) => {
-            let public = revocast_core::PublicKey(key.verifying_key());
-            println!(
-                "wrote signing key to {} (mode 0600); public key:",
-                out.display()
-            );
-            println!("{public}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+fn keygen(out: PathBuf) -> Result<ExitCode, Failure> {
+    let key = revocast_publisher::keys::generate_key_file(&out)?;
+    let public = revocast_core::PublicKey(key.verifying_key());
+    println!(
+        "wrote signing key to {} (mode 0600); public key:",
+        out.display()
+    );
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
 }
 
-fn api(args: &ApiArgs) -> Result<ApiClient, ExitCode> {
-    ApiClient::new(&args.url, args.admin_token.clone()).map_err(fail)
+/// Prints an answer as one line of JSON.
+fn print_json(answer: &impl serde::Serialize) -> Result<ExitCode, Failure> {
+    println!("{}", serde_json::to_string(answer)?);
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(args: RevokeArgs) -> ExitCode {
-    let api = match api(&args.api) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
+async fn revoke(args: RevokeArgs) -> Result<ExitCode, Failure> {
     let revocation = Revocation {
         jti: args.jti,
         exp: args.exp,
         sub: args.sub,
         reason: args.reason,
     };
-    match api.revoke(&revocation).await {
-        Ok(done) => {
-            println!("{}", serde_json::json!(done));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    print_json(&args.api.client()?.revoke(&revocation).await?)
 }
 
-async fn cutoff(args: CutoffArgs) -> ExitCode {
-    let api = match api(&args.api) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match api.cutoff(args.sub.as_deref(), args.not_before).await {
-        Ok(done) => {
-            println!("{}", serde_json::json!(done));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+async fn cutoff(args: CutoffArgs) -> Result<ExitCode, Failure> {
+    let done = args
+        .api
+        .client()?
+        .cutoff(args.sub.as_deref(), args.not_before)
+        .await?;
+    print_json(&done)
 }
 
-async fn stats(args: ApiArgs) -> ExitCode {
-    let api = match api(&args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match api.stats().await {
-        Ok(stats) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&stats).unwrap_or_else(|_| stats.to_string())
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+async fn stats(args: ApiArgs) -> Result<ExitCode, Failure> {
+    let stats = args.client()?.stats().await?;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code of an import where some lines were rejected.
 const EXIT_SOME_REJECTED: u8 = 2;
 
-async fn import(args: ImportArgs) -> ExitCode {
-    let api = match api(&args.api) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("{}: {e}", args.file.display())),
-    };
+async fn import(args: ImportArgs) -> Result<ExitCode, Failure> {
+    let api = args.api.client()?;
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let format = match args.format.as_str() {
         "jsonl" => ImportFormat::JsonLines,
         "csv" => ImportFormat::Csv,
@@ -446,11 +410,63 @@ async fn import(args: ImportArgs) -> ExitCode {
         println!("line {line}: {why}");
     }
     if let Some(why) = &summary.aborted {
-        return fail(format!("import stopped early: {why}"));
+        return Err(format!("import stopped early: {why}").into());
     }
-    if summary.rejected.is_empty() {
+    Ok(if summary.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SOME_REJECTED)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `serve` with no flags is [`Config::new`]: the defaults live in one place.
+    #[test]
+    fn serve_without_flags_is_the_library_default() {
+        let Cli {
+            command: Command::Serve(args),
+            ..
+        } = Cli::try_parse_from(["revocast-publisher", "serve"]).unwrap()
+        else {
+            unreachable!("parsed serve")
+        };
+        let from_flags = args.into_config();
+        let key = PathBuf::from(defaults::DATA_DIR).join(defaults::KEY_FILE);
+        let library = Config::new(KeySource::File(key));
+        assert_eq!(format!("{from_flags:?}"), format!("{library:?}"));
+    }
+
+    #[test]
+    fn durations_and_times_take_the_one_syntax() {
+        let Cli {
+            command: Command::Serve(args),
+            ..
+        } = Cli::try_parse_from([
+            "revocast-publisher",
+            "serve",
+            "--leeway",
+            "1h30m",
+            "--batch-wait",
+            "250ms",
+        ])
+        .unwrap()
+        else {
+            unreachable!("parsed serve")
+        };
+        let config = args.into_config();
+        assert_eq!(config.filter.leeway, 5400);
+        assert_eq!(config.batch.max_wait, std::time::Duration::from_millis(250));
+        for bad in ["5.0s", "soon", "-1s"] {
+            assert!(
+                Cli::try_parse_from(["revocast-publisher", "serve", "--leeway", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_time("+1h").unwrap() > parse_time("now").unwrap());
+        assert!(parse_time("+1x").is_err());
+        assert_eq!(parse_time("12").unwrap(), 12);
     }
 }

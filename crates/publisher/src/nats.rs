@@ -1,24 +1,22 @@
-//! Everything the publisher stores in NATS: connecting, the delta stream, the
-//! snapshot object, and rebuilding the ledger from them at start (core's
+//! Everything the publisher stores in NATS: connecting, creating the delta stream and
+//! the snapshot bucket, writing snapshots, and rebuilding the ledger at start. Reads
+//! go through [`revocast_nats::Store`], the read path replicas use too (core's
 //! "# Protocol" section is the contract followed here).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream};
-use futures::StreamExt as _;
 use revocast_core::{
     Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
 };
-use tokio::io::AsyncReadExt as _;
+use revocast_nats::{ReadError, Store, StreamBounds};
 
 use crate::config::{Config, NatsOptions};
 use crate::error::Error;
 use crate::ledger::Ledger;
 
-/// Timeout of JetStream API calls and publish acks.
-const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest snapshot accepted when loading.
-const MAX_SNAPSHOT_BYTES: usize = revocast_core::wire::DEFAULT_MAX_MESSAGE_BYTES;
+/// Timeout of JetStream API calls and publish acks: the read path's.
+const JETSTREAM_TIMEOUT: Duration = revocast_nats::store::TIMEOUT;
 
 /// Connects to NATS. With `retry_on_initial_connect` the client comes back at once
 /// and keeps trying in the background, so a publisher started before NATS waits for
@@ -46,9 +44,13 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
         opts = opts.token(token.clone());
     }
     if let Some(creds) = &options.creds_file {
-        opts = opts.credentials_file(creds).await.map_err(|e| {
-            Error::Config(format!("NATS credentials file {}: {e}", creds.display()))
-        })?;
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .map_err(|e| Error::NatsOptions {
+                what: format!("credentials file {}", creds.display()),
+                source: std::sync::Arc::new(e),
+            })?;
     }
     if let Some(ca) = &options.tls_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
@@ -56,13 +58,13 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
-    opts.connect(server_list(&options.url))
+    opts.connect(revocast_core::subjects::server_urls(&options.url))
         .await
-        .map_err(|e| Error::Config(format!("NATS URL {:?}: {e}", options.url)))
+        .map_err(|e| Error::NatsOptions {
+            what: format!("NATS URL {:?}", options.url),
+            source: std::sync::Arc::new(e),
+        })
 }
-
-/// `nats://a:4222,nats://b:4222` as a list (async-nats parses one URL per string).
-pub(crate) use revocast_core::subjects::server_urls as server_list;
 
 /// The JetStream context with the publisher's timeouts.
 pub(crate) fn jetstream(client: async_nats::Client) -> jetstream::Context {
@@ -108,14 +110,14 @@ pub(crate) async fn ensure_stream(
     let mut stream = js
         .get_or_create_stream(wanted.clone())
         .await
-        .map_err(|e| Error::Nats(format!("create stream {name}: {e}")))?;
+        .map_err(|e| Error::nats(format!("create stream {name}"), e))?;
     let info = stream
         .info()
         .await
-        .map_err(|e| Error::Nats(format!("stream info {name}: {e}")))?
+        .map_err(|e| Error::nats(format!("stream info {name}"), e))?
         .clone();
     if info.config.subjects != wanted.subjects {
-        return Err(Error::Inconsistent(format!(
+        return Err(Error::inconsistent(format!(
             "stream {name} captures {:?}, expected {:?}",
             info.config.subjects, wanted.subjects
         )));
@@ -130,7 +132,7 @@ pub(crate) async fn ensure_stream(
         config.max_age = wanted.max_age;
         js.update_stream(config)
             .await
-            .map_err(|e| Error::Nats(format!("update stream {name}: {e}")))?;
+            .map_err(|e| Error::nats(format!("update stream {name}"), e))?;
     }
     Ok(stream)
 }
@@ -153,34 +155,8 @@ pub(crate) async fn ensure_object_store(
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Nats(format!("create object store {bucket}: {e}"))),
+            .map_err(|e| Error::nats(format!("create object store {bucket}"), e)),
     }
-}
-
-/// Reads the snapshot object, if there is one.
-pub(crate) async fn load_snapshot(
-    store: &object_store::ObjectStore,
-    verifier: &Verifier,
-) -> Result<Option<Snapshot>, Error> {
-    let mut object = match store.get(subjects::SNAPSHOT_OBJECT).await {
-        Ok(object) => object,
-        Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Nats(format!("read snapshot: {e}"))),
-    };
-    let mut bytes = Vec::new();
-    (&mut object)
-        .take(MAX_SNAPSHOT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| Error::Nats(format!("read snapshot: {e}")))?;
-    let snapshot = verifier.decode_snapshot(&bytes).map_err(|e| {
-        Error::Inconsistent(format!(
-            "snapshot object in bucket {} does not verify with this publisher's key: {e} \
-             (another key wrote this namespace?)",
-            verifier.namespace().snapshot_bucket()
-        ))
-    })?;
-    Ok(Some(snapshot))
 }
 
 /// Writes the snapshot object; returns its size.
@@ -192,103 +168,21 @@ pub(crate) async fn put_snapshot(
     store
         .put(subjects::SNAPSHOT_OBJECT, &mut reader)
         .await
-        .map_err(|e| Error::Nats(format!("write snapshot: {e}")))?;
+        .map_err(|e| Error::nats("write the snapshot", e))?;
     Ok(())
 }
 
-/// First and last sequence of the stream (0, 0 when it never held anything).
-pub(crate) async fn stream_bounds(stream: &stream::Stream) -> Result<(u64, u64), Error> {
-    let info = stream
-        .get_info()
-        .await
-        .map_err(|e| Error::Nats(format!("stream info: {e}")))?;
-    Ok((info.state.first_sequence, info.state.last_sequence))
-}
-
-/// Reads and verifies the delta stored at `seq`; returns it with its raw bytes.
-pub(crate) async fn read_delta(
-    stream: &stream::Stream,
-    verifier: &Verifier,
-    seq: u64,
-) -> Result<(Delta, bytes::Bytes), Error> {
-    let message = stream
-        .get_raw_message(seq)
-        .await
-        .map_err(|e| Error::Nats(format!("read delta {seq}: {e}")))?;
-    let delta = decode_stored(verifier, &message.payload, seq)?;
-    Ok((delta, message.payload))
-}
-
-fn decode_stored(verifier: &Verifier, payload: &[u8], seq: u64) -> Result<Delta, Error> {
-    let delta = verifier.decode_delta(payload).map_err(|e| {
-        Error::Inconsistent(format!(
-            "stream message {seq} is not a delta of this publisher: {e}"
-        ))
-    })?;
-    if delta.version != seq {
-        return Err(Error::Inconsistent(format!(
-            "stream message {seq} carries delta version {}",
-            delta.version
-        )));
-    }
-    Ok(delta)
-}
-
-/// Applies stream messages `from..=to` in order: to the filter when it does not hold
-/// them yet, to the records always. Uses an ordered consumer (one round trip per
-/// batch of messages rather than per message).
+/// Applies the stream messages `from..=to` in order: to the filter when it does not
+/// hold them yet, to the records always.
 pub(crate) async fn replay(
-    stream: &stream::Stream,
-    verifier: &Verifier,
+    store: &Store,
     ledger: &mut Ledger,
     from: u64,
     to: u64,
 ) -> Result<(), Error> {
-    if from > to {
-        return Ok(());
-    }
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::Nats(format!("create replay consumer: {e}")))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| Error::Nats(format!("replay: {e}")))?;
-    let mut expected = from;
-    while expected <= to {
-        let next = tokio::time::timeout(JETSTREAM_TIMEOUT, messages.next())
-            .await
-            .map_err(|_| {
-                Error::Nats(format!(
-                    "replay: no message {expected} within {JETSTREAM_TIMEOUT:?}"
-                ))
-            })?;
-        let message = match next {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => return Err(Error::Nats(format!("replay: {e}"))),
-            None => return Err(Error::Nats("replay: consumer ended".into())),
-        };
-        let seq = message
-            .info()
-            .map_err(|e| Error::Nats(format!("replay: message info: {e}")))?
-            .stream_sequence;
-        if seq < expected {
-            continue;
-        }
-        if seq > expected {
-            return Err(Error::Inconsistent(format!(
-                "stream skips from {expected} to {seq} while replaying"
-            )));
-        }
-        let delta = decode_stored(verifier, &message.payload, seq)?;
-        apply_stored(ledger, &delta)?;
-        expected += 1;
+    let mut replay = store.replay(from..=to).await?;
+    while let Some(stored) = replay.next().await {
+        apply_stored(ledger, &stored?.delta)?;
     }
     Ok(())
 }
@@ -302,15 +196,16 @@ pub(crate) fn apply_stored(ledger: &mut Ledger, delta: &Delta) -> Result<(), Err
     }
     ledger
         .apply(delta)
-        .map_err(|e| Error::Inconsistent(format!("delta {} does not apply: {e}", delta.version)))
+        .map_err(|e| Error::inconsistent_by(format!("delta {} does not apply", delta.version), e))
 }
 
-/// Where NATS keeps things, opened and checked.
+/// Where NATS keeps things, opened and checked: the JetStream context the writer
+/// publishes with, the bucket snapshots go to, and the shared read path.
 #[derive(Clone)]
 pub(crate) struct Storage {
     pub(crate) js: jetstream::Context,
-    pub(crate) stream: stream::Stream,
     pub(crate) objects: object_store::ObjectStore,
+    pub(crate) store: Store,
 }
 
 impl std::fmt::Debug for Storage {
@@ -330,8 +225,22 @@ pub(crate) async fn bootstrap(
 ) -> Result<(Storage, Ledger, Option<u64>), Error> {
     let js = jetstream(client.clone());
     let namespace = &config.namespace;
+    let store = Store::new(js.clone(), verifier.clone());
     let snapshot_store = ensure_object_store(&js, namespace, config.stream_replicas).await?;
-    let snapshot = load_snapshot(&snapshot_store, verifier).await?;
+    let snapshot = match store.snapshot().await {
+        Ok(read) => read.map(|r| r.snapshot),
+        Err(e @ ReadError::BadSnapshot { .. }) => {
+            return Err(Error::inconsistent_by(
+                format!(
+                    "the snapshot object in bucket {} does not verify with this publisher's \
+                     key (another key wrote this namespace?)",
+                    namespace.snapshot_bucket()
+                ),
+                e,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let params = snapshot
         .as_ref()
         .map_or_else(|| config.filter.clone(), |s| s.state.params.clone());
@@ -342,22 +251,19 @@ pub(crate) async fn bootstrap(
             "namespace exists with other filter parameters; keeping the stored ones"
         );
     }
-    let stream = ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
-    let (first, last) = stream_bounds(&stream).await?;
+    ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
+    let StreamBounds { first, last } = store.bounds().await?;
     let (filter, had_snapshot) = match snapshot {
         Some(s) => (
             Filter::from_state(s.state)
-                .map_err(|e| Error::Inconsistent(format!("snapshot state: {e}")))?,
+                .map_err(|e| Error::inconsistent_by("the snapshot's filter state", e))?,
             true,
         ),
-        None => (
-            Filter::new(params).map_err(|e| Error::Config(e.to_string()))?,
-            false,
-        ),
+        None => (Filter::new(params).map_err(Error::Filter)?, false),
     };
     let snapshot_version = filter.version();
     if snapshot_version > last {
-        return Err(Error::Inconsistent(format!(
+        return Err(Error::inconsistent(format!(
             "snapshot is at version {snapshot_version} but stream {} ends at {last}: \
              the stream was deleted or purged; delete the snapshot bucket {} too to start \
              the namespace afresh",
@@ -368,44 +274,45 @@ pub(crate) async fn bootstrap(
     // The filter needs S+1..=last; the records need every stored delta.
     let first = if last == 0 { 1 } else { first.max(1) };
     if first > snapshot_version + 1 {
-        return Err(Error::Inconsistent(format!(
+        return Err(Error::inconsistent(format!(
             "stream starts at {first} but the snapshot is at version {snapshot_version}: \
              deltas {}..{first} are gone",
             snapshot_version + 1
         )));
     }
     let mut ledger = Ledger::new(filter);
-    replay(&stream, verifier, &mut ledger, first, last).await?;
+    replay(&store, &mut ledger, first, last).await?;
     if ledger.filter.version() != last {
-        return Err(Error::Inconsistent(format!(
+        return Err(Error::inconsistent(format!(
             "after replay the filter is at version {} but the stream ends at {last}",
             ledger.filter.version()
         )));
     }
-    let now = crate::clock::now_secs();
+    let now = config.clock.now_secs();
     let params = ledger.filter.params().clone();
     ledger.forget_expired(&params, now);
     let storage = Storage {
         js,
-        stream,
         objects: snapshot_store,
+        store,
     };
     let mut written = None;
     if !had_snapshot || ledger.filter.version() > snapshot_version {
-        let bytes = encode_snapshot(signer, ledger.filter.to_state());
+        let bytes = encode_snapshot(signer, ledger.filter.to_state(), config.clock.now_ms());
         put_snapshot(&storage.objects, &bytes).await?;
         written = Some(bytes.len() as u64);
     }
     Ok((storage, ledger, written))
 }
 
-/// Encodes and signs a snapshot of a filter state.
+/// Encodes and signs a snapshot of a filter state, taken at `now_ms`.
 pub(crate) fn encode_snapshot(
     signer: &revocast_core::Signer,
     state: revocast_core::FilterState,
+    now_ms: u64,
 ) -> Vec<u8> {
     signer.encode(&Message::Snapshot(Snapshot {
-        taken_at_ms: crate::clock::now_ms(),
+        taken_at_ms: now_ms,
         state,
     }))
 }

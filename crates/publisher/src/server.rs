@@ -7,22 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revocast_core::{PublicKey, Signer};
+use revocast_nats::Backoff;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, KeySource};
+use crate::commit::Command;
+use crate::config::Config;
 use crate::error::Error;
 use crate::jwt::JwtKey;
+use crate::keys::KeySource;
 use crate::nats::{self, Storage};
 use crate::state::Shared;
-use crate::stats::StatsReport;
-use crate::writer::{Command, Writer};
+use crate::writer::Writer;
 use crate::{api, authority, keys, tasks};
+use revocast_core::http::PublisherStats;
 
 /// Runs a publisher on `listener` until `shutdown` completes, then stops taking
-/// requests, commits what is queued, writes a snapshot and returns (within
-/// `config.shutdown_timeout`).
+/// requests, commits what is queued, writes a final snapshot if the bound leaves time
+/// for one, and returns, all within `config.shutdown_timeout`.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), revocast_publisher::Error> {
@@ -175,45 +178,36 @@ impl Server {
             r = &mut writer => writer_result = Some(r),
             r = &mut http => {
                 failure = Some(match r {
-                    Ok(Ok(())) => Error::Task("HTTP server stopped".into()),
+                    Ok(Ok(())) => Error::Stopped("the HTTP server stopped"),
                     Ok(Err(e)) => Error::Http(e),
-                    Err(e) => Error::Task(e.to_string()),
+                    Err(source) => Error::Task { task: "http", source },
                 });
             }
         }
         shared.ready.send_replace(false);
 
         let bound = config.shutdown_timeout;
-        let drain = async {
-            // 1. Stop taking requests; in-flight calls still get their commit.
-            let _ = http_stop.send(());
-            if failure.is_none() {
-                let _ = tokio::time::timeout(bound / 2, &mut http).await;
-            }
-            http.abort();
-            // 2. The writer commits what is queued; the other tasks stop.
-            stop_tx.send_replace(true);
-            let writer_result = match writer_result.take() {
-                Some(r) => r,
-                None => (&mut writer).await,
-            };
-            let writer_result = writer_result
-                .map_err(|e| Error::Task(format!("writer: {e}")))
-                .and_then(|r| r);
-            let _ = authority.await;
-            let _ = heartbeats.await;
-            let _ = snapshots.await;
-            // 3. A last snapshot, so the next start replays nothing.
-            if writer_result.is_ok()
-                && let Err(e) = tasks::write_snapshot(&shared, &storage).await
-            {
-                tracing::warn!(error = %e, "final snapshot not written");
-            }
-            let _ = client.flush().await;
-            writer_result
+        let deadline = tokio::time::Instant::now() + bound;
+        // 1. Stop taking requests; in-flight calls still get their commit.
+        let _ = http_stop.send(());
+        if failure.is_none() {
+            let _ = tokio::time::timeout(bound / 2, &mut http).await;
+        }
+        http.abort();
+        // 2. The writer commits what is queued; the other tasks stop. Only the writer
+        //    is essential: what it commits is what callers were promised.
+        stop_tx.send_replace(true);
+        let writer_result = match writer_result.take() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(deadline, &mut writer).await,
         };
-        let result = match tokio::time::timeout(bound, drain).await {
-            Ok(r) => r,
+        let result = match writer_result {
+            Ok(r) => r
+                .map_err(|source| Error::Task {
+                    task: "writer",
+                    source,
+                })
+                .and_then(|r| r),
             Err(_) => {
                 writer.abort();
                 Err(Error::Timeout {
@@ -222,6 +216,33 @@ impl Server {
                 })
             }
         };
+        for mut task in [authority, heartbeats, snapshots] {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        // 3. A last snapshot, so the next start replays nothing. Best effort within
+        //    what is left of the bound (less a tenth for the flush): every committed
+        //    delta is in the stream already, so a bucket that cannot take it (no
+        //    quorum, NATS away) must not hold the shutdown.
+        if result.is_ok() {
+            let snapshot_by = deadline - bound / 10;
+            match tokio::time::timeout_at(snapshot_by, tasks::write_snapshot(&shared, &storage))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "final snapshot not written; the next start replays the stream from the last one"
+                ),
+                Err(_) => tracing::warn!(
+                    within = ?bound,
+                    "final snapshot not written within the shutdown bound; the next start \
+                     replays the stream from the last one"
+                ),
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, client.flush()).await;
         match failure {
             Some(e) => Err(e),
             None => {
@@ -240,7 +261,7 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage), Err
     let config = &shared.config;
     let client = nats::connect(&config.nats).await?;
     let _ = shared.nats.set(client.clone());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match nats::bootstrap(&client, config, &shared.verifier, &shared.signer).await {
             Ok((storage, ledger, written)) => {
@@ -249,15 +270,14 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage), Err
                 if let Some(bytes) = written {
                     tasks::record_snapshot(shared, version, bytes);
                 } else {
-                    crate::stats::set(&shared.stats.last_snapshot_version, version);
+                    crate::stats::set(&shared.counters.last_snapshot_version, version);
                 }
                 return Ok((client, storage));
             }
-            Err(e @ (Error::Inconsistent(_) | Error::Config(_))) => return Err(e),
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "loading state from NATS failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::warn!(error = %e, retry_in = ?backoff.peek(), "loading state from NATS failed; retrying");
+                backoff.wait().await;
             }
         }
     }
@@ -345,7 +365,7 @@ impl Publisher {
     }
 
     /// What `GET /v1/stats` would answer.
-    pub fn stats(&self) -> StatsReport {
+    pub fn stats(&self) -> PublisherStats {
         api::report(&self.shared)
     }
 
@@ -358,10 +378,9 @@ impl Publisher {
                     return Ok(());
                 }
                 if self.task.is_finished() {
-                    return Err(Error::Task(
+                    return Err(Error::Stopped(
                         "the publisher stopped before it was ready (see the log, or \
-                         Publisher::shutdown for the cause)"
-                            .into(),
+                         Publisher::shutdown for the cause)",
                     ));
                 }
                 tokio::select! {
@@ -387,7 +406,10 @@ impl Publisher {
         let bound = self.shared.config.shutdown_timeout + Duration::from_secs(5);
         match tokio::time::timeout(bound, &mut self.task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(Error::Task(e.to_string())),
+            Ok(Err(source)) => Err(Error::Task {
+                task: "publisher",
+                source,
+            }),
             Err(_) => {
                 self.task.abort();
                 Err(Error::Timeout {

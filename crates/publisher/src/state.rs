@@ -6,11 +6,11 @@ use std::time::Instant;
 use revocast_core::{Signer, Verifier};
 use tokio::sync::{mpsc, watch};
 
+use crate::commit::Command;
 use crate::config::Config;
 use crate::jwt::JwtKey;
 use crate::ledger::Ledger;
-use crate::stats::Stats;
-use crate::writer::Command;
+use crate::stats::Counters;
 
 /// Capacity of the writer's command queue: enough for bursts of concurrent callers;
 /// beyond it callers wait (bounded by their commit timeout).
@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     pub(crate) signer: Signer,
     pub(crate) verifier: Verifier,
     ledger: RwLock<Ledger>,
-    pub(crate) stats: Stats,
+    pub(crate) counters: Counters,
     pub(crate) ready: watch::Sender<bool>,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) nats: OnceLock<async_nats::Client>,
@@ -49,8 +49,8 @@ impl Shared {
         jwt: Option<JwtKey>,
     ) -> Result<(Arc<Shared>, mpsc::Receiver<Command>), crate::Error> {
         let verifier = Verifier::new(signer.public_key(), config.namespace.clone());
-        let filter = revocast_core::Filter::new(config.filter.clone())
-            .map_err(|e| crate::Error::Config(e.to_string()))?;
+        let filter =
+            revocast_core::Filter::new(config.filter.clone()).map_err(crate::Error::Filter)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready, _) = watch::channel(false);
         Ok((
@@ -59,7 +59,7 @@ impl Shared {
                 signer,
                 verifier,
                 ledger: RwLock::new(Ledger::new(filter)),
-                stats: Stats::default(),
+                counters: Counters::default(),
                 ready,
                 commands: tx,
                 nats: OnceLock::new(),
@@ -82,6 +82,16 @@ impl Shared {
         self.ledger
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Unix milliseconds by the configured clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
+    /// Unix seconds by the configured clock.
+    pub(crate) fn now_secs(&self) -> u64 {
+        self.config.clock.now_secs()
     }
 
     pub(crate) fn is_ready(&self) -> bool {

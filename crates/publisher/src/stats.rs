@@ -1,5 +1,8 @@
-//! Counters of what the publisher did, as a plain struct of atomics. `GET /v1/stats`
-//! serialises them as JSON ([`StatsReport`]) and `GET /metrics` as Prometheus text.
+//! [`Counters`]: what the publisher did, live, as a plain struct of atomics that every
+//! task updates. `GET /v1/stats` copies them into the JSON answer
+//! ([`revocast_core::http::PublisherStats`]) and `GET /metrics` renders them as
+//! Prometheus text. (The subscriber names its own the same way: `Counters` live,
+//! `Stats` the copy.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,57 +12,56 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use revocast_core::FilterStats;
-use serde::Serialize;
+use revocast_core::http::{ConfirmCounts, PublishedCounts, RevocationCounts, SnapshotCounts};
 
-/// Event counters. Every field only grows, except the `last_*` ones.
+/// Live event counters. Every field only grows, except the `last_*` ones.
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Counters {
     /// Revocations that added an entry.
-    pub revocations_added: AtomicU64,
+    pub(crate) revocations_added: AtomicU64,
     /// Revocations of a `jti` that was already revoked.
-    pub revocations_duplicate: AtomicU64,
+    pub(crate) revocations_duplicate: AtomicU64,
     /// Revocations of an already expired token (answered as a no-op).
-    pub revocations_expired: AtomicU64,
+    pub(crate) revocations_expired: AtomicU64,
     /// Cutoffs committed.
-    pub cutoffs_set: AtomicU64,
+    pub(crate) cutoffs_set: AtomicU64,
     /// Deltas stored in JetStream.
-    pub deltas_published: AtomicU64,
+    pub(crate) deltas_published: AtomicU64,
     /// Bytes of all deltas stored.
-    pub delta_bytes: AtomicU64,
+    pub(crate) delta_bytes: AtomicU64,
     /// When the last delta was stored, unix milliseconds.
-    pub last_delta_at_ms: AtomicU64,
+    pub(crate) last_delta_at_ms: AtomicU64,
     /// Size of the last delta, bytes.
-    pub last_delta_bytes: AtomicU64,
+    pub(crate) last_delta_bytes: AtomicU64,
     /// Commits whose outcome needed reading the stream back.
-    pub commits_reconciled: AtomicU64,
+    pub(crate) commits_reconciled: AtomicU64,
     /// Commits answered with an error (nothing stored).
-    pub commits_failed: AtomicU64,
+    pub(crate) commits_failed: AtomicU64,
     /// Snapshots written.
-    pub snapshots_published: AtomicU64,
+    pub(crate) snapshots_published: AtomicU64,
     /// When the last snapshot was written, unix milliseconds.
-    pub last_snapshot_at_ms: AtomicU64,
+    pub(crate) last_snapshot_at_ms: AtomicU64,
     /// Size of the last snapshot, bytes.
-    pub last_snapshot_bytes: AtomicU64,
+    pub(crate) last_snapshot_bytes: AtomicU64,
     /// Version of the last snapshot.
-    pub last_snapshot_version: AtomicU64,
+    pub(crate) last_snapshot_version: AtomicU64,
     /// Heartbeats sent.
-    pub heartbeats_sent: AtomicU64,
+    pub(crate) heartbeats_sent: AtomicU64,
     /// Confirms answered "revoked".
-    pub confirms_revoked: AtomicU64,
+    pub(crate) confirms_revoked: AtomicU64,
     /// Confirms answered "not revoked": the filter hits that were false positives.
-    pub confirms_not_revoked: AtomicU64,
+    pub(crate) confirms_not_revoked: AtomicU64,
     /// Confirm requests that did not decode.
-    pub confirms_malformed: AtomicU64,
+    pub(crate) confirms_malformed: AtomicU64,
     /// API requests refused as client mistakes (4xx).
-    pub requests_rejected: AtomicU64,
+    pub(crate) requests_rejected: AtomicU64,
     /// Time from the start of a commit to the JetStream ack.
-    pub commit_seconds: Histogram,
+    pub(crate) commit_seconds: Histogram,
 }
 
-impl Default for Stats {
+impl Default for Counters {
     fn default() -> Self {
-        Stats {
+        Counters {
             revocations_added: AtomicU64::new(0),
             revocations_duplicate: AtomicU64::new(0),
             revocations_expired: AtomicU64::new(0),
@@ -98,103 +100,7 @@ pub(crate) fn set(counter: &AtomicU64, n: u64) {
     counter.store(n, Ordering::Relaxed);
 }
 
-/// The JSON body of `GET /v1/stats`.
-#[derive(Debug, Serialize)]
-pub struct StatsReport {
-    /// Namespace.
-    pub namespace: String,
-    /// Public key subscribers pin.
-    pub public_key: String,
-    /// Whether the publisher finished loading its state.
-    pub ready: bool,
-    /// Filter version (= JetStream stream sequence).
-    pub version: u64,
-    /// Seconds since start.
-    pub uptime_seconds: u64,
-    /// Exact revocation records the authority holds.
-    pub records: u64,
-    /// The filter: entries, buckets, sizes, false-positive rates, cutoffs.
-    pub filter: FilterStats,
-    /// Revocation calls by outcome.
-    pub revocations: RevocationCounts,
-    /// Deltas published.
-    pub deltas: PublishedCounts,
-    /// Snapshots written.
-    pub snapshots: SnapshotCounts,
-    /// Heartbeats sent.
-    pub heartbeats_sent: u64,
-    /// Confirms served, by answer.
-    pub confirms: ConfirmCounts,
-    /// NATS connection.
-    pub nats: NatsReport,
-}
-
-/// Revocations by outcome.
-#[derive(Debug, Serialize)]
-pub struct RevocationCounts {
-    /// Entries added.
-    pub added: u64,
-    /// Already revoked.
-    pub duplicates: u64,
-    /// Already expired (no-op).
-    pub expired: u64,
-    /// Cutoffs set.
-    pub cutoffs: u64,
-    /// Requests refused as client mistakes.
-    pub requests_rejected: u64,
-}
-
-/// Delta figures.
-#[derive(Debug, Serialize)]
-pub struct PublishedCounts {
-    /// Deltas stored by this process.
-    pub count: u64,
-    /// Bytes of those deltas.
-    pub bytes: u64,
-    /// When the last one was stored, unix milliseconds (0: none yet).
-    pub last_at_ms: u64,
-    /// Size of the last one, bytes.
-    pub last_bytes: u64,
-    /// Commits whose outcome was learned by reading the stream back.
-    pub reconciled: u64,
-    /// Commits that failed (callers got an error; nothing stored).
-    pub failed: u64,
-}
-
-/// Snapshot figures.
-#[derive(Debug, Serialize)]
-pub struct SnapshotCounts {
-    /// Snapshots written by this process.
-    pub count: u64,
-    /// When the last one was written, unix milliseconds (0: none yet).
-    pub last_at_ms: u64,
-    /// Size of the last one, bytes.
-    pub last_bytes: u64,
-    /// Version of the last one.
-    pub last_version: u64,
-}
-
-/// Confirms served, by answer.
-#[derive(Debug, Serialize)]
-pub struct ConfirmCounts {
-    /// Answered "revoked".
-    pub revoked: u64,
-    /// Answered "not revoked": observed filter false positives.
-    pub not_revoked: u64,
-    /// Requests that did not decode.
-    pub malformed: u64,
-}
-
-/// NATS connection.
-#[derive(Debug, Serialize)]
-pub struct NatsReport {
-    /// `connected`, `disconnected` or `pending`.
-    pub state: String,
-    /// Server URL(s) configured.
-    pub url: String,
-}
-
-impl Stats {
+impl Counters {
     pub(crate) fn revocations(&self) -> RevocationCounts {
         RevocationCounts {
             added: get(&self.revocations_added),
@@ -272,7 +178,7 @@ pub(crate) struct Gauges {
 }
 
 /// Prometheus text exposition of the stats and gauges.
-pub(crate) fn render_metrics(stats: &Stats, g: &Gauges) -> String {
+pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
     let mut r = Registry::default();
     let revocations = stats.revocations();
     labelled(

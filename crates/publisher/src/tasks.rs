@@ -27,13 +27,13 @@ pub(crate) async fn heartbeats(
             let ledger = shared.ledger();
             Heartbeat {
                 version: ledger.filter.version(),
-                time_ms: crate::clock::now_ms(),
+                time_ms: shared.now_ms(),
                 digest: ledger.filter.digest(),
             }
         };
         let bytes = shared.signer.encode(&Message::Heartbeat(beat));
         match client.publish(subject.clone(), bytes.into()).await {
-            Ok(()) => stats::add(&shared.stats.heartbeats_sent, 1),
+            Ok(()) => stats::add(&shared.counters.heartbeats_sent, 1),
             Err(e) => tracing::debug!(error = %e, "heartbeat not sent"),
         }
     }
@@ -48,15 +48,15 @@ pub(crate) async fn write_snapshot(
     let (version, state) = {
         let ledger = shared.ledger();
         let version = ledger.filter.version();
-        if stats::get(&shared.stats.snapshots_published) > 0
-            && stats::get(&shared.stats.last_snapshot_version) == version
+        if stats::get(&shared.counters.snapshots_published) > 0
+            && stats::get(&shared.counters.last_snapshot_version) == version
         {
             return Ok(false);
         }
         // Copy under the lock; encode and sign (the slow part) outside it.
         (version, ledger.filter.to_state())
     };
-    let bytes = nats::encode_snapshot(&shared.signer, state);
+    let bytes = nats::encode_snapshot(&shared.signer, state, shared.now_ms());
     nats::put_snapshot(&storage.objects, &bytes).await?;
     record_snapshot(shared, version, bytes.len() as u64);
     tracing::debug!(version, bytes = bytes.len(), "snapshot written");
@@ -64,11 +64,11 @@ pub(crate) async fn write_snapshot(
 }
 
 pub(crate) fn record_snapshot(shared: &Shared, version: u64, bytes: u64) {
-    let s = &shared.stats;
+    let s = &shared.counters;
     stats::add(&s.snapshots_published, 1);
     stats::set(&s.last_snapshot_version, version);
     stats::set(&s.last_snapshot_bytes, bytes);
-    stats::set(&s.last_snapshot_at_ms, crate::clock::now_ms());
+    stats::set(&s.last_snapshot_at_ms, shared.now_ms());
 }
 
 /// Writes a snapshot every `snapshot_interval`, or when the writer says enough deltas

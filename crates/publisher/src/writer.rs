@@ -16,134 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
-use revocast_core::{Delta, FilterError, MAX_REASON_LEN, Message, check_jti, check_sub};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use revocast_core::http::Committed;
+use revocast_core::{Delta, FilterError, Message};
+use revocast_nats::{Backoff, StoredDelta};
+use tokio::sync::{mpsc, watch};
 
-use crate::error::Error;
-use crate::nats::{self, Storage};
+use crate::commit::{Command, CommitError};
+use crate::error::{Cause, Error};
+use crate::keys::BucketSeeds;
+use crate::nats::Storage;
 use crate::state::Shared;
 use crate::stats;
-
-/// One revocation as the API received it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Revocation {
-    /// The token's `jti`.
-    pub jti: String,
-    /// The token's `exp`, unix seconds.
-    pub exp: u64,
-    /// The token's `sub`.
-    pub sub: Option<String>,
-    /// Why.
-    pub reason: Option<String>,
-}
-
-impl Revocation {
-    /// Checks the limits every component shares.
-    pub fn validate(&self) -> Result<(), FilterError> {
-        check_jti(&self.jti)?;
-        if let Some(sub) = &self.sub {
-            check_sub(sub)?;
-        }
-        if let Some(reason) = &self.reason
-            && reason.len() > MAX_REASON_LEN
-        {
-            return Err(FilterError::ReasonTooLong(reason.len()));
-        }
-        Ok(())
-    }
-
-    fn cost(&self) -> usize {
-        self.jti.len()
-            + self.sub.as_ref().map_or(0, String::len)
-            + self.reason.as_ref().map_or(0, String::len)
-            + 24
-    }
-}
-
-/// What a committed call did. `version` is a filter version at which everything the
-/// call asked for is durable.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Committed {
-    /// Filter version (= stream sequence) holding the call's changes.
-    pub version: u64,
-    /// Entries this call added.
-    pub revoked: u64,
-    /// `jti`s that were already revoked (success, no new entry).
-    pub duplicates: u64,
-    /// Tokens already expired, beyond leeway: nothing to revoke (no-op).
-    pub expired: u64,
-    /// True when the call changed nothing (everything was a duplicate or expired).
-    pub noop: bool,
-}
-
-/// Why a call was not committed. Retrying the call is always safe.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CommitError {
-    /// NATS did not store the delta (unreachable, refused, or another delta won).
-    #[error("not stored: {0}")]
-    NotStored(String),
-    /// The command was malformed (the API validates first, so this is a bug).
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// The command alone would make a delta larger than NATS accepts.
-    #[error("too large: {0}")]
-    TooLarge(String),
-    /// The writer has stopped.
-    #[error("the publisher is shutting down")]
-    Stopped,
-}
-
-type Reply = oneshot::Sender<Result<Committed, CommitError>>;
-
-/// A request to the writer.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Revoke {
-        items: Vec<Revocation>,
-        reply: Reply,
-    },
-    Cutoff {
-        sub: Option<String>,
-        not_before: u64,
-        reply: Reply,
-    },
-}
-
-impl Command {
-    /// (adds, rough encoded bytes) this command puts in a delta.
-    fn cost(&self) -> (usize, usize) {
-        match self {
-            Command::Revoke { items, .. } => (
-                items.len(),
-                items.iter().map(Revocation::cost).sum::<usize>() + 64,
-            ),
-            Command::Cutoff { sub, .. } => (1, sub.as_ref().map_or(0, String::len) + 24),
-        }
-    }
-
-    fn validate(&self) -> Result<(), CommitError> {
-        let invalid = |e: FilterError| CommitError::Invalid(e.to_string());
-        match self {
-            Command::Revoke { items, .. } => items
-                .iter()
-                .try_for_each(Revocation::validate)
-                .map_err(invalid),
-            Command::Cutoff { sub, .. } => {
-                sub.as_deref().map_or(Ok(()), check_sub).map_err(invalid)
-            }
-        }
-    }
-
-    fn answer(self, result: Result<Committed, CommitError>) {
-        let reply = match self {
-            Command::Revoke { reply, .. } | Command::Cutoff { reply, .. } => reply,
-        };
-        // The caller may have given up (timeout); nothing to do then.
-        let _ = reply.send(result);
-    }
-}
 
 /// With no gather window, how often the writer yields for more commands.
 const GATHER_YIELDS: u32 = 2;
@@ -166,6 +49,24 @@ pub(crate) struct Writer {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+/// Commands gathered for one delta, with what they cost so far.
+struct Batch {
+    commands: Vec<Command>,
+    adds: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new(first: Command) -> Batch {
+        let (adds, bytes) = first.cost();
+        Batch {
+            commands: vec![first],
+            adds,
+            bytes,
+        }
     }
 }
 
@@ -255,9 +156,18 @@ impl Writer {
         }
     }
 
-    fn fits(&self, adds: usize, bytes: usize, next: &Command) -> bool {
-        let (a, b) = next.cost();
-        adds + a <= self.shared.config.batch.max_adds && bytes + b <= self.byte_budget()
+    /// Adds `next` to `batch` if it fits the limits; gives it back if not.
+    fn add(&self, batch: &mut Batch, next: Command) -> Result<(), Command> {
+        let (adds, bytes) = next.cost();
+        if batch.adds + adds > self.shared.config.batch.max_adds
+            || batch.bytes + bytes > self.byte_budget()
+        {
+            return Err(next);
+        }
+        batch.adds += adds;
+        batch.bytes += bytes;
+        batch.commands.push(next);
+        Ok(())
     }
 
     /// Gathers commands for up to `max_wait` after the first, within the limits.
@@ -265,8 +175,7 @@ impl Writer {
     async fn gather(&mut self, first: Command) -> (Vec<Command>, Option<Command>) {
         let max_wait = self.shared.config.batch.max_wait;
         let deadline = tokio::time::Instant::now() + max_wait;
-        let (mut adds, mut bytes) = first.cost();
-        let mut batch = vec![first];
+        let mut batch = Batch::new(first);
         let mut yields = 0;
         loop {
             let next = match self.rx.try_recv() {
@@ -289,35 +198,26 @@ impl Writer {
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
-            if !self.fits(adds, bytes, &next) {
-                return (batch, Some(next));
+            if let Err(next) = self.add(&mut batch, next) {
+                return (batch.commands, Some(next));
             }
-            let (a, b) = next.cost();
-            adds += a;
-            bytes += b;
-            batch.push(next);
         }
-        (batch, None)
+        (batch.commands, None)
     }
 
     /// Like `gather` but takes only what is queued already.
     fn gather_now(&mut self, first: Command) -> (Vec<Command>, Option<Command>) {
-        let (mut adds, mut bytes) = first.cost();
-        let mut batch = vec![first];
+        let mut batch = Batch::new(first);
         while let Ok(next) = self.rx.try_recv() {
-            if !self.fits(adds, bytes, &next) {
-                return (batch, Some(next));
+            if let Err(next) = self.add(&mut batch, next) {
+                return (batch.commands, Some(next));
             }
-            let (a, b) = next.cost();
-            adds += a;
-            bytes += b;
-            batch.push(next);
         }
-        (batch, None)
+        (batch.commands, None)
     }
 
     async fn expire_if_due(&mut self) -> Result<(), Error> {
-        let now = crate::clock::now_secs();
+        let now = self.shared.now_secs();
         let due = self.shared.ledger().filter.has_expired(now);
         if due {
             tracing::info!(now, "expiring buckets and cutoffs");
@@ -328,8 +228,13 @@ impl Writer {
 
     /// Stages a delta for the batch. Commands that do not validate are answered and
     /// dropped here.
-    fn plan(&self, batch: &mut Vec<Command>, expire: Option<u64>) -> Result<Plan, FilterError> {
-        let now = crate::clock::now_secs();
+    fn plan(
+        &self,
+        batch: &mut Vec<Command>,
+        expire: Option<u64>,
+        mut seeds: BucketSeeds,
+    ) -> Result<Plan, FilterError> {
+        let now = self.shared.now_secs();
         let budget = self.byte_budget();
         let mut valid = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
@@ -356,14 +261,6 @@ impl Writer {
         staging.capacity_hint(ledger.capacity_hint());
         let mut seen: HashSet<(&str, u64)> = HashSet::new();
         let mut counts = Vec::with_capacity(batch.len());
-        let draw = || match crate::keys::bloom_seed() {
-            Ok(seed) => seed,
-            Err(e) => {
-                tracing::error!(error = %e, "no randomness for a Bloom seed");
-                // Equal halves: staging refuses the seed, and the batch fails.
-                [0; 32]
-            }
-        };
         for command in batch.iter() {
             let mut c = Committed::default();
             match command {
@@ -381,7 +278,7 @@ impl Writer {
                                 item.exp,
                                 item.sub.as_deref(),
                                 item.reason.as_deref(),
-                                draw,
+                                || seeds.next(),
                             )?;
                             c.revoked += 1;
                         }
@@ -408,7 +305,7 @@ impl Writer {
         let changes = staging.finish();
         let delta = (!changes.is_empty()).then(|| Delta {
             version: version + 1,
-            committed_at_ms: crate::clock::now_ms(),
+            committed_at_ms: self.shared.now_ms(),
             changes,
         });
         for c in &mut counts {
@@ -421,12 +318,29 @@ impl Writer {
     /// publisher must stop.
     async fn commit(&mut self, mut batch: Vec<Command>, expire: Option<u64>) -> Result<(), Error> {
         let started = Instant::now();
-        let plan = match self.plan(&mut batch, expire) {
+        let seeds = match BucketSeeds::draw() {
+            Ok(seeds) => seeds,
+            Err(e) => {
+                tracing::error!(error = %e, "no randomness for bucket seeds");
+                let cause: Cause = Arc::new(e);
+                for command in batch {
+                    command.answer(Err(CommitError::NotStored {
+                        reason: "no randomness for bucket seeds",
+                        source: Some(cause.clone()),
+                    }));
+                }
+                return Ok(());
+            }
+        };
+        let plan = match self.plan(&mut batch, expire, seeds) {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::error!(error = %e, "could not stage a delta");
                 for command in batch {
-                    command.answer(Err(CommitError::NotStored(format!("staging failed: {e}"))));
+                    command.answer(Err(CommitError::NotStored {
+                        reason: "staging the delta failed",
+                        source: Some(Arc::new(e.clone())),
+                    }));
                 }
                 return Ok(());
             }
@@ -445,19 +359,19 @@ impl Writer {
             Ok(()) => {
                 self.broadcast(&bytes).await;
                 self.shared.ledger_mut().apply(&delta).map_err(|e| {
-                    Error::Inconsistent(format!("own delta {version} does not apply: {e}"))
+                    Error::inconsistent_by(format!("own delta {version} does not apply"), e)
                 })?;
                 Ok(())
             }
             Err(why) => {
                 tracing::warn!(version, error = %why, "publish outcome unknown; reading the stream back");
-                stats::add(&self.shared.stats.commits_reconciled, 1);
+                stats::add(&self.shared.counters.commits_reconciled, 1);
                 self.reconcile(version - 1, &bytes).await?
             }
         };
         match outcome {
             Ok(()) => {
-                let s = &self.shared.stats;
+                let s = &self.shared.counters;
                 stats::add(&s.deltas_published, 1);
                 stats::add(&s.delta_bytes, bytes.len() as u64);
                 stats::set(&s.last_delta_bytes, bytes.len() as u64);
@@ -471,7 +385,7 @@ impl Writer {
                 self.answer_all(batch, plan.counts, Ok(()));
             }
             Err(e) => {
-                stats::add(&self.shared.stats.commits_failed, 1);
+                stats::add(&self.shared.counters.commits_failed, 1);
                 self.answer_all(batch, plan.counts, Err(e));
             }
         }
@@ -484,7 +398,7 @@ impl Writer {
         counts: Vec<Committed>,
         result: Result<(), CommitError>,
     ) {
-        let s = &self.shared.stats;
+        let s = &self.shared.counters;
         for (command, c) in batch.into_iter().zip(counts) {
             match &result {
                 Ok(()) => {
@@ -502,7 +416,7 @@ impl Writer {
     }
 
     /// Publishes delta `version` and waits for its ack.
-    async fn publish(&self, version: u64, bytes: bytes::Bytes) -> Result<(), String> {
+    async fn publish(&self, version: u64, bytes: bytes::Bytes) -> Result<(), Error> {
         let namespace = &self.shared.config.namespace;
         let publish = PublishMessage::build()
             .payload(bytes)
@@ -513,19 +427,19 @@ impl Writer {
             .js
             .send_publish(namespace.log_subject(), publish)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Error::nats(format!("publish delta {version}"), e))?
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::nats(format!("the ack of delta {version}"), e))?;
         if ack.duplicate {
-            return Err(format!(
+            return Err(Error::inconsistent(format!(
                 "JetStream reports message id {namespace}:{version} as a duplicate"
-            ));
+            )));
         }
         if ack.sequence != version {
-            return Err(format!(
-                "stored at sequence {} instead of {version}",
+            return Err(Error::inconsistent(format!(
+                "delta {version} stored at sequence {}",
                 ack.sequence
-            ));
+            )));
         }
         Ok(())
     }
@@ -545,45 +459,46 @@ impl Writer {
     /// After an uncertain publish on top of `base`: learns from the stream whether our
     /// delta (`sent`) was stored, applying whatever was stored after `base`.
     async fn reconcile(&self, base: u64, sent: &[u8]) -> Result<Result<(), CommitError>, Error> {
-        let mut backoff = Duration::from_millis(50);
-        let (_, last) = loop {
-            match nats::stream_bounds(&self.storage.stream).await {
-                Ok(bounds) => break bounds,
+        let store = &self.storage.store;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        let last = loop {
+            match store.bounds().await {
+                Ok(bounds) => break bounds.last,
                 Err(e) => {
                     if *self.stop.borrow() {
-                        return Ok(Err(CommitError::NotStored(format!(
-                            "NATS unreachable while stopping: {e}"
-                        ))));
+                        return Ok(Err(CommitError::NotStored {
+                            reason: "NATS unreachable while stopping",
+                            source: Some(Arc::new(e)),
+                        }));
                     }
                     tracing::warn!(error = %e, "waiting for NATS to learn a commit's outcome");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
             }
         };
         if last < base {
-            return Err(Error::Inconsistent(format!(
+            return Err(Error::inconsistent(format!(
                 "stream {} went back from {base} to {last}: it was purged or recreated",
                 self.shared.config.namespace.stream_name()
             )));
         }
         if last == base {
-            return Ok(Err(CommitError::NotStored(
-                "NATS did not store the delta; retrying is safe".into(),
-            )));
+            return Ok(Err(CommitError::NotStored {
+                reason: "NATS did not store the delta; retrying is safe",
+                source: None,
+            }));
         }
         let mut ours = false;
         for seq in base + 1..=last {
-            let (delta, payload) = loop {
-                match nats::read_delta(&self.storage.stream, &self.shared.verifier, seq).await {
+            let StoredDelta { delta, payload } = loop {
+                match store.delta(seq).await {
                     Ok(found) => break found,
-                    Err(e @ Error::Inconsistent(_)) => return Err(e),
+                    Err(e) if !e.is_transient() || *self.stop.borrow() => {
+                        return Err(e.into());
+                    }
                     Err(e) => {
-                        if *self.stop.borrow() {
-                            return Err(e);
-                        }
                         tracing::warn!(error = %e, seq, "retrying read of a stored delta");
-                        tokio::time::sleep(backoff).await;
+                        backoff.wait().await;
                     }
                 }
             };
@@ -591,7 +506,7 @@ impl Writer {
                 ours = payload.as_ref() == sent;
             }
             self.shared.ledger_mut().apply(&delta).map_err(|e| {
-                Error::Inconsistent(format!("stored delta {seq} does not apply: {e}"))
+                Error::inconsistent_by(format!("stored delta {seq} does not apply"), e)
             })?;
         }
         if last > base + 1 || !ours {
@@ -606,9 +521,10 @@ impl Writer {
             self.broadcast(&bytes::Bytes::copy_from_slice(sent)).await;
             Ok(())
         } else {
-            Err(CommitError::NotStored(
-                "another delta took this version; retrying is safe".into(),
-            ))
+            Err(CommitError::NotStored {
+                reason: "another delta took this version; retrying is safe",
+                source: None,
+            })
         })
     }
 }

@@ -8,7 +8,7 @@
 //! `cargo bench -p revocast-subscriber --bench check`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::collections::HashSet;

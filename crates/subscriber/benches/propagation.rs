@@ -5,7 +5,7 @@
 //! `cargo bench -p revocast-subscriber --bench propagation`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

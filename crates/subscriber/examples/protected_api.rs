@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow_like::{Context as _, Result};
 use axum::extract::State;
@@ -21,6 +20,8 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use revocast_core::duration::HumanDuration;
+use revocast_subscriber::options::DEFAULT_MAX_STALENESS;
 use revocast_subscriber::{
     Namespace, Policy, PublicKey, RevocastLayer, Stats, Subscriber, SubscriberOptions, TokenClaims,
 };
@@ -58,9 +59,9 @@ struct Cli {
     /// What to do when the replica is stale or the authority cannot answer.
     #[arg(long, env = "REVOCAST_POLICY", default_value = "fail-closed")]
     policy: Policy,
-    /// How long the replica trusts itself without a heartbeat, in seconds.
-    #[arg(long, env = "REVOCAST_MAX_STALENESS", default_value_t = 5.0)]
-    max_staleness: f64,
+    /// How long the replica trusts itself without a heartbeat (`5s`, `500ms`, `1m`).
+    #[arg(long, env = "REVOCAST_MAX_STALENESS", default_value_t = HumanDuration(DEFAULT_MAX_STALENESS))]
+    max_staleness: HumanDuration,
 }
 
 /// Tiny stand-in for anyhow: this example keeps its dependencies to the crate's own.
@@ -123,41 +124,18 @@ fn jwt_key(cli: &Cli) -> Result<(DecodingKey, Validation)> {
     Ok((key, validation))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,revocast_subscriber=info".into()),
-        )
-        .init();
+    revocast_daemon::init_logging(revocast_daemon::LogFormat::Text, "info");
     let cli = Cli::parse();
     let (key, validation) = jwt_key(&cli)?;
-    if !(cli.max_staleness > 0.0 && cli.max_staleness.is_finite()) {
-        return Err("--max-staleness must be a positive number of seconds".into());
+    if cli.max_staleness.0.is_zero() {
+        return Err("--max-staleness must be above 0".into());
     }
     let subscriber = SubscriberOptions::new(cli.publisher_key)
         .namespace(cli.namespace.clone())
         .policy(cli.policy)
-        .max_staleness(Duration::from_secs_f64(cli.max_staleness))
+        .max_staleness(cli.max_staleness.0)
         .connect(&cli.nats)
         .await
         .context("connecting to NATS")?;
@@ -167,7 +145,7 @@ async fn main() -> Result<()> {
         .context("binding")?;
     tracing::info!(listen = %cli.listen, namespace = %cli.namespace, policy = %cli.policy, "serving; checks follow the policy until the replica is ready");
     axum::serve(listener, router(subscriber, layer))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(revocast_daemon::shutdown_signal())
         .await
         .context("serving")?;
     Ok(())

@@ -87,8 +87,9 @@ impl Authority for NatsAuthority {
         query: ConfirmQuery<'a>,
     ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
         Box::pin(async move {
-            let nonce = getrandom::u64()
-                .map_err(|e| AuthorityError::Unreachable(format!("no randomness: {e}")))?;
+            let nonce = getrandom::u64().map_err(|e| {
+                AuthorityError::unreachable(format!("no randomness for a nonce: {e}"))
+            })?;
             let request = ConfirmRequest {
                 jti: query.jti.to_owned(),
                 exp: query.exp,
@@ -99,11 +100,11 @@ impl Authority for NatsAuthority {
                 .client
                 .request(self.subject.clone(), payload.into())
                 .await
-                .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
+                .map_err(AuthorityError::unreachable)?;
             if let Some(status) = reply.status
                 && status.is_server_error()
             {
-                return Err(AuthorityError::Failed(format!(
+                return Err(AuthorityError::failed(format!(
                     "status {status}: {}",
                     reply.description.unwrap_or_default()
                 )));
@@ -111,15 +112,15 @@ impl Authority for NatsAuthority {
             if let Some(headers) = &reply.headers
                 && let Some(err) = headers.get("Nats-Service-Error")
             {
-                return Err(AuthorityError::Failed(err.to_string()));
+                return Err(AuthorityError::failed(err.to_string()));
             }
             let answer = self
                 .verifier
                 .decode_confirm_response(&reply.payload)
-                .map_err(|e| AuthorityError::InvalidAnswer(e.to_string()))?;
+                .map_err(AuthorityError::invalid_answer)?;
             if answer.nonce != nonce || answer.jti != query.jti {
-                return Err(AuthorityError::InvalidAnswer(
-                    "answer does not echo the request's nonce and jti".into(),
+                return Err(AuthorityError::invalid_answer(
+                    "answer does not echo the request's nonce and jti",
                 ));
             }
             Ok(Confirmation {
@@ -135,11 +136,14 @@ pub use http_authorities::{HttpAuthority, IntrospectionAuthority};
 
 #[cfg(feature = "http-authority")]
 mod http_authorities {
+    use revocast_core::http::{self, RevocationStatus};
+
     use super::*;
 
-    /// The publisher's HTTP authority: `GET {base}/v1/revocations/{jti}`, where 200
-    /// means revoked and a 404 carrying `{"jti": <jti>, "revoked": false}` not
-    /// revoked. Anything else is an error, left to the policy.
+    /// The publisher's HTTP authority: `GET {base}/v1/revocations/{jti}`, read with
+    /// [`RevocationStatus::from_answer`]: 200 naming the `jti` means revoked, a 404
+    /// naming it with `"revoked": false` not revoked. Anything else is an error, left
+    /// to the policy.
     ///
     /// The answer is not signed: use it over TLS, from a network you trust.
     #[derive(Clone, Debug)]
@@ -166,61 +170,31 @@ mod http_authorities {
         }
     }
 
-    /// Percent-encodes everything but RFC 3986 unreserved characters.
-    fn encode_segment(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                out.push(char::from(b));
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    }
-
     impl Authority for HttpAuthority {
         fn confirm<'a>(
             &'a self,
             query: ConfirmQuery<'a>,
         ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
             Box::pin(async move {
-                let url = format!("{}/v1/revocations/{}", self.base, encode_segment(query.jti));
+                let url = format!("{}{}", self.base, http::revocation_path(query.jti));
                 let mut request = self.client.get(url);
                 if let Some(token) = &self.bearer {
                     request = request.bearer_auth(token);
                 }
-                let response = request
-                    .send()
+                let response = request.send().await.map_err(AuthorityError::unreachable)?;
+                let status = response.status().as_u16();
+                let body = response
+                    .bytes()
                     .await
-                    .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
-                match response.status().as_u16() {
-                    200 => Ok(Confirmation {
-                        revoked: true,
-                        version: None,
-                    }),
-                    // Only the authority's own answer means "not revoked": any other
-                    // 404 (a wrong base URL, a proxy, a `jti` of `.` or `..` that
-                    // URL normalisation turns into another path) is an error for
-                    // the policy, never a pass for a revoked token.
-                    404 => {
-                        let answer: serde_json::Value = response
-                            .json()
-                            .await
-                            .map_err(|e| AuthorityError::Failed(format!("HTTP 404: {e}")))?;
-                        if answer["revoked"] == false && answer["jti"] == query.jti {
-                            Ok(Confirmation {
-                                revoked: false,
-                                version: None,
-                            })
-                        } else {
-                            Err(AuthorityError::Failed(format!(
-                                "HTTP 404 that is not the authority's answer for this jti: {answer}"
-                            )))
-                        }
-                    }
-                    other => Err(AuthorityError::Failed(format!("HTTP status {other}"))),
-                }
+                    .map_err(AuthorityError::unreachable)?;
+                // The contract's one reader: only the authority's own answer about
+                // this jti counts, never any other 404.
+                let answer = RevocationStatus::from_answer(query.jti, status, &body)
+                    .map_err(AuthorityError::failed)?;
+                Ok(Confirmation {
+                    revoked: answer.revoked,
+                    version: Some(answer.version),
+                })
             })
         }
     }
@@ -264,8 +238,8 @@ mod http_authorities {
         ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
             Box::pin(async move {
                 let token = query.token.ok_or_else(|| {
-                    AuthorityError::Failed(
-                        "introspection needs the token: use check_jwt or the layer".into(),
+                    AuthorityError::failed(
+                        "introspection needs the token: use check_jwt or the layer",
                     )
                 })?;
                 let response = self
@@ -275,9 +249,9 @@ mod http_authorities {
                     .form(&[("token", token), ("token_type_hint", "access_token")])
                     .send()
                     .await
-                    .map_err(|e| AuthorityError::Unreachable(e.to_string()))?;
+                    .map_err(AuthorityError::unreachable)?;
                 if !response.status().is_success() {
-                    return Err(AuthorityError::Failed(format!(
+                    return Err(AuthorityError::failed(format!(
                         "HTTP status {}",
                         response.status()
                     )));
@@ -285,7 +259,7 @@ mod http_authorities {
                 let body: Introspection = response
                     .json()
                     .await
-                    .map_err(|e| AuthorityError::InvalidAnswer(e.to_string()))?;
+                    .map_err(AuthorityError::invalid_answer)?;
                 Ok(Confirmation {
                     revoked: !body.active,
                     version: None,

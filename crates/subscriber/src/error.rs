@@ -1,13 +1,16 @@
-//! Typed errors of the subscriber.
+//! Typed errors of the subscriber. Each keeps its cause (`source()`); its message
+//! includes the cause's.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The error behind an [`AuthorityError`], shared: one answer goes to every check
+/// that waited on the same `jti`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why a [`crate::SubscriberOptions::connect`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The options are incomplete or contradictory.
-    #[error("invalid subscriber options: {0}")]
-    Options(String),
     /// The NATS connection could not be made.
     #[error("cannot connect to NATS: {0}")]
     Nats(#[from] async_nats::ConnectError),
@@ -22,21 +25,38 @@ pub enum ConnectError {
 }
 
 /// Why the authority could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthorityError {
     /// No answer within the confirm timeout.
     #[error("authority did not answer within {0:?}")]
     Timeout(Duration),
     /// The request could not be sent or nobody answers on the subject or URL.
     #[error("authority unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] Cause),
     /// An answer that does not verify (bad signature, wrong nonce, wrong `jti`) or that
     /// does not parse.
     #[error("invalid authority answer: {0}")]
-    InvalidAnswer(String),
+    InvalidAnswer(#[source] Cause),
     /// The authority answered with an error.
     #[error("authority error: {0}")]
-    Failed(String),
+    Failed(#[source] Cause),
+}
+
+impl AuthorityError {
+    /// [`AuthorityError::Unreachable`] from an error or a message.
+    pub fn unreachable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AuthorityError::Unreachable(Cause::from(cause.into()))
+    }
+
+    /// [`AuthorityError::InvalidAnswer`] from an error or a message.
+    pub fn invalid_answer(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AuthorityError::InvalidAnswer(Cause::from(cause.into()))
+    }
+
+    /// [`AuthorityError::Failed`] from an error or a message.
+    pub fn failed(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AuthorityError::Failed(Cause::from(cause.into()))
+    }
 }
 
 /// Why a check has no verdict.
@@ -45,7 +65,7 @@ pub enum Error {
     /// The policy is fail-closed and the authority could not answer (while stale, or on
     /// a filter hit). Services answer 503.
     #[error("revocation status unknown: {0}")]
-    Unavailable(AuthorityError),
+    Unavailable(#[source] AuthorityError),
     /// The claims cannot name a revocable token (empty or oversized `jti`).
     #[error("invalid claims: {0}")]
     InvalidClaims(#[from] revocast_core::FilterError),

@@ -28,6 +28,8 @@
 //! - [`authority`]: the [`Authority`] trait and [`NatsAuthority`] (HTTP and RFC 7662
 //!   authorities with the `http-authority` feature).
 //! - `cache`: the single-flight confirm cache.
+//! - `view`: each thread's view of the filter, read by checks without atomic
+//!   read-modify-writes.
 //! - [`claims`]: [`TokenClaims`] in, [`Verdict`] out.
 //! - [`stats`]: [`Stats`], the counters.
 //! - [`layer`] (feature `tower`, on by default): [`RevocastLayer`] for axum and hyper.
@@ -43,6 +45,7 @@ pub mod options;
 pub mod stats;
 pub mod subscriber;
 mod sync;
+mod view;
 
 pub use authority::{Authority, ConfirmQuery, Confirmation, NatsAuthority};
 #[cfg(feature = "http-authority")]

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::options::{Policy, SubscriberOptions};
 use crate::stats::{Counters, Stats, bump};
 use crate::sync;
+use crate::view::{self, Views};
 
 /// State shared by the handles and the background task.
 #[derive(Debug)]
@@ -29,12 +30,16 @@ pub(crate) struct Shared {
     pub ready: AtomicBool,
     pub stale: AtomicBool,
     pub ready_tx: watch::Sender<bool>,
+    /// The version of the filter checks see, sent each time it changes.
+    pub version_tx: watch::Sender<u64>,
     pub publisher_version: AtomicU64,
     /// Milliseconds since `epoch` when the replica last knew itself in sync.
     pub in_sync_ms: AtomicU64,
     pub epoch: Instant,
     pub counters: Counters,
     pub cache: ConfirmCache,
+    /// The threads that check this replica (see [`crate::view`]).
+    pub views: Views,
 }
 
 impl Shared {
@@ -111,6 +116,7 @@ impl Subscriber {
         let empty = Filter::new(FilterParams::default())
             .unwrap_or_else(|_| unreachable!("default filter parameters are valid"));
         let (ready_tx, _) = watch::channel(false);
+        let (version_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             namespace: options.namespace.clone(),
             filter: ArcSwap::from_pointee(empty),
@@ -118,11 +124,13 @@ impl Subscriber {
             ready: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             ready_tx,
+            version_tx,
             publisher_version: AtomicU64::new(0),
             in_sync_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
             counters: Counters::default(),
             cache: ConfirmCache::new(options.cache_ttl, options.cache_capacity),
+            views: Views::default(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         tokio::spawn(sync::run(
@@ -170,6 +178,23 @@ impl Subscriber {
         self.inner.shared.filter.load().version()
     }
 
+    /// Tells each version the replica's checks start to see, as it happens: for
+    /// services and tests that wait for a revocation to arrive, and for measuring
+    /// propagation without polling. Versions applied in one batch arrive as the last
+    /// of them.
+    ///
+    /// ```no_run
+    /// # async fn example(subscriber: revocast_subscriber::Subscriber) {
+    /// let mut versions = subscriber.versions();
+    /// while versions.changed().await.is_ok() {
+    ///     println!("now at version {}", *versions.borrow_and_update());
+    /// }
+    /// # }
+    /// ```
+    pub fn versions(&self) -> watch::Receiver<u64> {
+        self.inner.shared.version_tx.subscribe()
+    }
+
     /// The digest of the replica's filter (what heartbeats are compared with).
     pub fn digest(&self) -> Digest {
         self.inner.shared.filter.load().digest()
@@ -201,6 +226,7 @@ impl Subscriber {
         let shared = &self.inner.shared;
         let filter = shared.filter.load();
         let mut stats = Stats::from_counters(&shared.counters);
+        stats.checks += shared.views.checks();
         let ready = shared.ready.load(Relaxed);
         let in_sync = shared.in_sync_ms.load(Relaxed);
         stats.namespace = shared.namespace.to_string();
@@ -223,9 +249,25 @@ impl Subscriber {
     /// or a stale replica under [`Policy::FailClosed`]): call [`Subscriber::check`].
     #[inline]
     pub fn check_local(&self, claims: &TokenClaims) -> LocalCheck {
+        let lookup = view::with_filter(&self.inner.shared, 1, |f| f.lookup(&claims.probe()));
+        self.local_verdict(lookup)
+    }
+
+    /// [`Subscriber::check_local`] for several tokens at once: the answers, in order,
+    /// replace the contents of `out`. Services that verify several tokens per request
+    /// (a batch API, a gateway) save the per-call overhead and let the filter's memory
+    /// reads overlap (see [`revocast_core::Filter::lookup_many`]).
+    pub fn check_local_many(&self, claims: &[TokenClaims], out: &mut Vec<LocalCheck>) {
+        let mut lookups = Vec::with_capacity(claims.len());
+        view::with_filter(&self.inner.shared, claims.len() as u64, |f| {
+            f.lookup_many(claims.iter().map(TokenClaims::probe), &mut lookups)
+        });
+        out.clear();
+        out.extend(lookups.into_iter().map(|l| self.local_verdict(l)));
+    }
+
+    fn local_verdict(&self, lookup: Lookup) -> LocalCheck {
         let shared = &*self.inner.shared;
-        bump(&shared.counters.checks);
-        let lookup = shared.filter.load().lookup(&claims.probe());
         match lookup {
             Lookup::Clear => {
                 if shared.fresh.load(Relaxed) {

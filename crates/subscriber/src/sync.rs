@@ -19,20 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::{FutureExt as _, StreamExt as _};
-use revocast_core::subjects::SNAPSHOT_OBJECT;
-use revocast_core::{Change, DecodeError, Delta, Filter, FilterError, Namespace, Verifier};
-use tokio::io::AsyncReadExt as _;
+use revocast_core::{Change, Delta, Filter, FilterError, Namespace, Verifier};
+use revocast_nats::{Backoff, ReadError, StreamBounds};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until};
 
 use crate::options::SubscriberOptions;
 use crate::stats::bump;
 use crate::subscriber::Shared;
 
-/// Longest wait for one JetStream answer or one replayed message.
-const NATS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the task looks at the connection state and retries failed repairs.
 const TICK: Duration = Duration::from_millis(250);
 /// Pause before a tick retries a failed catch-up or resync.
@@ -65,42 +61,24 @@ impl SyncConfig {
 /// Why a bootstrap, catch-up or resync attempt failed (it is retried).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SyncError {
-    #[error("NATS: {0}")]
-    Nats(String),
-    #[error("timed out waiting for {0}")]
-    Timeout(&'static str),
-    #[error("invalid {what}: {error}")]
-    Invalid {
-        what: &'static str,
-        error: DecodeError,
-    },
-    #[error("filter refused {what}: {error}")]
+    #[error("reading the store: {0}")]
+    Read(#[from] ReadError),
+    #[error("no snapshot in the bucket yet (has the publisher started?)")]
+    NoSnapshot,
+    #[error("filter refused {what}: {source}")]
     Filter {
         what: &'static str,
-        error: FilterError,
+        source: FilterError,
     },
     #[error("snapshot at version {snapshot} is older than the stream's first delta {first}")]
     SnapshotTooOld { snapshot: u64, first: u64 },
 }
 
-fn nats<E: std::fmt::Display>(e: E) -> SyncError {
-    SyncError::Nats(e.to_string())
-}
-
-async fn within<T, E: std::fmt::Display>(
-    what: &'static str,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, SyncError> {
-    match timeout(NATS_TIMEOUT, fut).await {
-        Ok(result) => result.map_err(nats),
-        Err(_) => Err(SyncError::Timeout(what)),
-    }
-}
-
 struct Task {
     shared: Arc<Shared>,
     client: async_nats::Client,
-    js: jetstream::Context,
+    /// The read path shared with the publisher.
+    store: revocast_nats::Store,
     config: SyncConfig,
     /// The replica; the same `Arc` readers load between batches, so one copy lives
     /// in memory. The first change after a publication clones it (`Arc::make_mut`).
@@ -127,8 +105,12 @@ pub(crate) async fn run(
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let filter = shared.filter.load_full();
+    let store = revocast_nats::Store::new(
+        async_nats::jetstream::new(client.clone()),
+        config.verifier.clone(),
+    );
     let mut task = Task {
-        js: jetstream::new(client.clone()),
+        store,
         shared,
         client,
         config,
@@ -154,7 +136,7 @@ impl Task {
         let mut deltas = self.subscribe(ns.delta_subject()).await;
         let mut heartbeats = self.subscribe(ns.heartbeat_subject()).await;
 
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.load().await {
                 Ok(filter) => {
@@ -164,8 +146,7 @@ impl Task {
                 Err(e) => {
                     bump(&self.shared.counters.sync_errors);
                     tracing::warn!(namespace = %ns, error = %e, "revocast bootstrap failed; retrying");
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }
@@ -231,15 +212,14 @@ impl Task {
     }
 
     async fn subscribe(&self, subject: String) -> async_nats::Subscriber {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.client.subscribe(subject.clone()).await {
                 Ok(sub) => return sub,
                 Err(e) => {
                     bump(&self.shared.counters.sync_errors);
                     tracing::warn!(%subject, error = %e, "cannot subscribe; retrying");
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }
@@ -249,6 +229,8 @@ impl Task {
     fn publish(&mut self) {
         if self.dirty {
             self.shared.filter.store(self.filter.clone());
+            self.shared.views.published();
+            self.shared.version_tx.send_replace(self.filter.version());
             self.dirty = false;
         }
     }
@@ -263,7 +245,7 @@ impl Task {
         self.drain_pending();
     }
 
-    fn reject(&self, what: &'static str, error: &DecodeError) {
+    fn reject(&self, what: &'static str, error: &revocast_core::DecodeError) {
         let n = self.shared.counters.reject(error.reason());
         if n == 1 || n.is_power_of_two() {
             tracing::warn!(kind = what, reason = error.reason(), %error, count = n, "dropped a message that does not verify");
@@ -398,7 +380,7 @@ impl Task {
 
     /// Ok(true) if anything was read from the stream.
     async fn try_catch_up(&mut self) -> Result<bool, SyncError> {
-        let (first, last) = stream_bounds(&self.js, &self.config.namespace).await?;
+        let StreamBounds { first, last } = self.store.bounds().await?;
         let version = self.filter.version();
         if last <= version {
             return Ok(false);
@@ -410,7 +392,7 @@ impl Task {
             });
         }
         let filter = Arc::make_mut(&mut self.filter);
-        let result = replay(&self.js, &self.config, &self.shared, filter, last).await;
+        let result = replay(&self.store, &self.shared, filter, last).await;
         if self.filter.version() != version {
             self.dirty = true;
         }
@@ -439,60 +421,48 @@ impl Task {
 
     /// The snapshot plus every delta after it in the stream.
     async fn load(&self) -> Result<Filter, SyncError> {
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
         loop {
-            attempt += 1;
             let mut filter = self.load_snapshot().await?;
-            let (first, last) = stream_bounds(&self.js, &self.config.namespace).await?;
+            let StreamBounds { first, last } = self.store.bounds().await?;
             if filter.version() + 1 < first && filter.version() < last {
                 // The publisher snapshots far more often than the stream ages out;
                 // a newer snapshot is on its way.
-                if attempt >= SNAPSHOT_ATTEMPTS {
+                if backoff.attempts() + 1 >= SNAPSHOT_ATTEMPTS {
                     return Err(SyncError::SnapshotTooOld {
                         snapshot: filter.version(),
                         first,
                     });
                 }
-                sleep(Duration::from_millis(200) * attempt).await;
+                backoff.wait().await;
                 continue;
             }
-            replay(&self.js, &self.config, &self.shared, &mut filter, last).await?;
+            replay(&self.store, &self.shared, &mut filter, last).await?;
             return Ok(filter);
         }
     }
 
     async fn load_snapshot(&self) -> Result<Filter, SyncError> {
-        let ns = &self.config.namespace;
-        let store = within(
-            "the snapshot bucket",
-            self.js.get_object_store(ns.snapshot_bucket()),
-        )
-        .await?;
-        let mut object = within("the snapshot object", store.get(SNAPSHOT_OBJECT)).await?;
-        let mut bytes = Vec::new();
-        match timeout(NATS_TIMEOUT * 6, object.read_to_end(&mut bytes)).await {
-            Ok(result) => result.map_err(nats)?,
-            Err(_) => return Err(SyncError::Timeout("the snapshot's chunks")),
-        };
-        bump_bytes(&self.shared, bytes.len());
-        let snapshot = match self.config.verifier.decode_snapshot(&bytes) {
-            Ok(s) => s,
-            Err(error) => {
-                self.reject("snapshot", &error);
-                return Err(SyncError::Invalid {
-                    what: "snapshot",
-                    error,
-                });
+        let read = match self.store.snapshot().await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Err(SyncError::NoSnapshot),
+            Err(e) => {
+                if let Some(error) = e.decode_error() {
+                    self.reject("snapshot", error);
+                }
+                return Err(e.into());
             }
         };
-        let filter = Filter::from_state(snapshot.state).map_err(|error| SyncError::Filter {
-            what: "snapshot",
-            error,
-        })?;
+        bump_bytes(&self.shared, read.bytes);
+        let filter =
+            Filter::from_state(read.snapshot.state).map_err(|source| SyncError::Filter {
+                what: "snapshot",
+                source,
+            })?;
         bump(&self.shared.counters.snapshots_loaded);
         tracing::debug!(
             version = filter.version(),
-            bytes = bytes.len(),
+            bytes = read.bytes,
             "loaded snapshot"
         );
         Ok(filter)
@@ -515,69 +485,35 @@ fn evict_named(shared: &Shared, delta: &Delta) {
     }
 }
 
-/// The stream's first and last sequence.
-async fn stream_bounds(js: &jetstream::Context, ns: &Namespace) -> Result<(u64, u64), SyncError> {
-    let stream = within("the stream's info", js.get_stream(ns.stream_name())).await?;
-    let state = &stream.cached_info().state;
-    Ok((state.first_sequence, state.last_sequence))
-}
-
-/// Applies stream messages `filter.version()+1 ..= last` to `filter`, each verified.
+/// Applies stream messages `filter.version()+1 ..= last` to `filter`, each verified
+/// by the shared read path.
 async fn replay(
-    js: &jetstream::Context,
-    config: &SyncConfig,
+    store: &revocast_nats::Store,
     shared: &Shared,
     filter: &mut Filter,
     last: u64,
 ) -> Result<(), SyncError> {
-    if filter.version() >= last {
-        return Ok(());
-    }
-    let stream = within(
-        "the stream",
-        js.get_stream_no_info(config.namespace.stream_name()),
-    )
-    .await?;
-    let consumer = within(
-        "an ordered consumer",
-        stream.create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: filter.version() + 1,
-            },
-            filter_subject: config.namespace.log_subject(),
-            ..Default::default()
-        }),
-    )
-    .await?;
-    let mut messages = within("the consumer's messages", consumer.messages()).await?;
-    while filter.version() < last {
-        let message = match timeout(NATS_TIMEOUT, messages.next()).await {
-            Err(_) => return Err(SyncError::Timeout("a delta from the stream")),
-            Ok(None) => return Err(SyncError::Nats("the consumer ended".into())),
-            Ok(Some(Err(e))) => return Err(nats(e)),
-            Ok(Some(Ok(m))) => m,
-        };
-        bump_bytes(shared, message.payload.len());
-        let delta = match config.verifier.decode_delta(&message.payload) {
-            Ok(d) => d,
-            Err(error) => {
-                shared.counters.reject(error.reason());
-                return Err(SyncError::Invalid {
-                    what: "stored delta",
-                    error,
-                });
+    let mut replay = store.replay(filter.version() + 1..=last).await?;
+    while let Some(stored) = replay.next().await {
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                if let Some(error) = e.decode_error() {
+                    shared.counters.reject(error.reason());
+                }
+                return Err(e.into());
             }
         };
-        if delta.version <= filter.version() {
-            continue;
-        }
-        filter.apply(&delta).map_err(|error| SyncError::Filter {
-            what: "stored delta",
-            error,
-        })?;
+        bump_bytes(shared, stored.payload.len());
+        filter
+            .apply(&stored.delta)
+            .map_err(|source| SyncError::Filter {
+                what: "stored delta",
+                source,
+            })?;
         bump(&shared.counters.deltas_applied);
         bump(&shared.counters.deltas_from_stream);
-        evict_named(shared, &delta);
+        evict_named(shared, &stored.delta);
     }
     Ok(())
 }

@@ -1,24 +1,23 @@
-//! Revoke call answered -> every one of N replicas holds the revocation, for each N.
-//! Every replica has its own NATS connection, all in this process.
+//! Revoke call answered -> every one of N replicas holds the revocation, for each N,
+//! with the replicas spread over several processes as a fleet runs them
+//! ([`crate::fleet`]): each replica tells the observer when its checks see a new
+//! version; nothing polls. Also the CPU one delta costs each replica.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use revocast_subscriber::Subscriber;
-
 use crate::error::BenchError;
+use crate::fleet::{Fleet, unix_ns};
 use crate::measure::Percentiles;
 use crate::options::Options;
 use crate::report::PropagationRow;
 use crate::stack::{Stack, revocation};
 use crate::workload::Family;
-use tokio::task::JoinSet;
 
 /// How long one revocation may take to reach every replica before it counts as a
 /// timeout.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replicas bootstrapping at once.
-const CONNECT_CONCURRENCY: usize = 32;
+/// The idle window whose CPU (heartbeats, timers) is subtracted from the deltas'.
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Runs the propagation scenario for every `--replicas` count.
 pub async fn run(
@@ -38,136 +37,86 @@ async fn measure(
 ) -> Result<Vec<PropagationRow>, BenchError> {
     let mut rows = Vec::new();
     let mut serial = 0u64;
+    let publisher = stack.publisher();
     for &n in &options.replicas {
-        eprintln!("[propagation] starting {n} replicas");
+        let processes = options.replica_processes.clamp(1, n.max(1));
+        eprintln!("[propagation] starting {n} replicas in {processes} processes");
         let started = Instant::now();
-        let url = stack.nats.url();
-        let results = join_bounded(n, CONNECT_CONCURRENCY, |_| {
-            let options = stack.options();
-            let url = url.clone();
-            async move {
-                let replica = options.connect(&url).await?;
-                tokio::time::timeout(Duration::from_secs(60), replica.ready())
-                    .await
-                    .map_err(|_| BenchError::Setup("replica not ready within 60 s".into()))?;
-                Ok::<Subscriber, BenchError>(replica)
+        let fleet = match Fleet::start(
+            &stack.nats.url(),
+            &publisher.public_key(),
+            publisher.namespace(),
+            n,
+            processes,
+        )
+        .await
+        {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                notes.push(format!("propagation: {n} replicas not measured: {e}"));
+                eprintln!("WARNING: {n} replicas not measured: {e}");
+                continue;
             }
-        })
-        .await;
-        let mut replicas = Vec::with_capacity(n);
-        let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(s) => replicas.push(s),
-                Err(e) => {
-                    first_error.get_or_insert(e.to_string());
-                }
-            }
-        }
+        };
         let setup = started.elapsed();
-        if let Some(e) = &first_error {
-            notes.push(format!(
-                "propagation: {} of {n} replicas became ready in one process (first error: {e}); \
-                 the row measures those",
-                replicas.len()
-            ));
-        }
-        if replicas.is_empty() {
-            continue;
-        }
+
+        // What the fleet costs doing nothing (heartbeats, timers), per second.
+        let (idle_cpu, idle_wall) = (fleet.cpu_ns(), Instant::now());
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let idle_rate = (fleet.cpu_ns() - idle_cpu) as f64 / idle_wall.elapsed().as_secs_f64();
 
         let mut after_answer = Vec::new();
         let mut after_call = Vec::new();
         let mut calls = Vec::new();
         let mut timeouts = 0;
+        let (busy_cpu, busy_wall) = (fleet.cpu_ns(), Instant::now());
         for _ in 0..options.propagation_revocations {
             serial += 1;
             let item = revocation(Family::Extra, stack.start, serial);
-            let sent = Instant::now();
+            let sent = unix_ns();
             let committed = stack.api().revoke(&item).await?;
-            let answered = Instant::now();
-            let watched = replicas.clone();
-            let reached = tokio::task::spawn_blocking(move || {
-                last_reached(&watched, committed.version, REACH_TIMEOUT)
-            })
-            .await
-            .map_err(|e| BenchError::Setup(format!("watcher: {e}")))?;
-            calls.push(answered - sent);
-            match reached {
+            let answered = unix_ns();
+            calls.push(nanos(answered.saturating_sub(sent)));
+            match fleet.last_to_hold(committed.version, REACH_TIMEOUT).await {
                 Some(last) => {
-                    after_answer.push(last.saturating_duration_since(answered));
-                    after_call.push(last - sent);
+                    after_answer.push(nanos(last.saturating_sub(answered)));
+                    after_call.push(nanos(last.saturating_sub(sent)));
                 }
                 None => timeouts += 1,
             }
         }
+        let busy_seconds = busy_wall.elapsed().as_secs_f64();
+        let busy = (fleet.cpu_ns() - busy_cpu) as f64 - idle_rate * busy_seconds;
+        let deltas = options.propagation_revocations.max(1) as f64;
+        fleet.stop().await;
+
         let row = PropagationRow {
             replicas: n,
-            ready: replicas.len(),
+            processes,
+            ready: n,
             setup_seconds: setup.as_secs_f64(),
             all_after_answer: Percentiles::of(&after_answer),
             all_after_call: Percentiles::of(&after_call),
             call: Percentiles::of(&calls),
             timeouts,
+            cpu_per_delta_per_replica_us: (busy / deltas / n as f64 / 1e3).max(0.0),
+            fleet_cpu_per_delta_ms: (busy / deltas / 1e6).max(0.0),
+            idle_cpu_share: idle_rate / 1e9,
             load_average: crate::machine::load_average(),
         };
         eprintln!(
-            "[propagation] {n} replicas: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            row.all_after_answer.p50_ms, row.all_after_answer.p99_ms, row.all_after_answer.max_ms
+            "[propagation] {n} replicas: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+             {:.1} us of CPU per delta per replica",
+            row.all_after_answer.p50_ms,
+            row.all_after_answer.p99_ms,
+            row.all_after_answer.max_ms,
+            row.cpu_per_delta_per_replica_us
         );
         rows.push(row);
-        drop(replicas);
     }
     Ok(rows)
 }
 
-/// Polls every replica's version (a lock-free load) until each is at `version` or
-/// later; returns when the last one got there, or `None` after `timeout`. Runs on
-/// its own thread, sleeping 50 us between passes, so the replicas' tasks keep the
-/// runtime's threads.
-fn last_reached(replicas: &[Subscriber], version: u64, timeout: Duration) -> Option<Instant> {
-    let started = Instant::now();
-    let mut pending: Vec<&Subscriber> = replicas.iter().collect();
-    let mut last = started;
-    while !pending.is_empty() {
-        let now = Instant::now();
-        let before = pending.len();
-        pending.retain(|r| r.version() < version);
-        if pending.len() < before {
-            last = now;
-        }
-        if pending.is_empty() {
-            break;
-        }
-        if now - started > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    Some(last)
-}
-
-/// Runs `make(i)` for `i in 0..n`, `limit` at a time; results in completion order.
-async fn join_bounded<T, F, Fut>(n: usize, limit: usize, mut make: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    let mut set = JoinSet::new();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        if set.len() >= limit
-            && let Some(Ok(v)) = set.join_next().await
-        {
-            out.push(v);
-        }
-        set.spawn(make(i));
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok(v) = r {
-            out.push(v);
-        }
-    }
-    out
+fn nanos(ns: u128) -> Duration {
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }

@@ -41,6 +41,7 @@ use std::task::{Context, Poll};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use jsonwebtoken::{DecodingKey, Validation};
+use revocast_core::http::ErrorBody;
 
 pub use self::future::ResponseFuture;
 use crate::claims::{RevokedBy, Verdict};
@@ -199,8 +200,10 @@ impl Rejection {
 
     fn into_response<B: From<String>>(self) -> Response<B> {
         let (status, error, description) = self.parts();
-        let body = serde_json::json!({ "error": error, "error_description": description });
-        let mut response = Response::new(B::from(body.to_string()));
+        let body = ErrorBody::new(error, description);
+        // Two strings always serialise.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = Response::new(B::from(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -254,8 +257,8 @@ mod tests {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
         assert!(challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""));
-        let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
-        assert_eq!(body["error"], "revoked");
+        let body: ErrorBody = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(body.error, "revoked");
         let r: Response<String> = Rejection::Unavailable.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "1");

@@ -1,0 +1,505 @@
+//! The publisher's HTTP API as types: the routes, every request and answer body, the
+//! one error body, and the one reader of the authority's answer.
+//!
+//! The publisher's handlers, its CLI client, the subscriber's HTTP authority, the
+//! benchmarks and the tests all use these types, so the JSON on each side of a route
+//! is defined once (the NATS side of the contract is [`crate::wire`]).
+//!
+//! | route | request | answer |
+//! | --- | --- | --- |
+//! | `POST` [`REVOCATIONS`] | [`Revocation`] or [`RevocationBatch`] | [`Committed`] |
+//! | `GET` [`revocation_path`] | | [`RevocationStatus`] (200 revoked, 404 not) |
+//! | `POST` [`OAUTH_REVOKE`] (RFC 7009 form) | [`OAuthRevokeForm`] | [`Committed`] |
+//! | `POST` [`CUTOFFS`] | [`CutoffRequest`] | [`Committed`] |
+//! | `GET` [`STATS`] | | [`PublisherStats`] |
+//! | `GET` [`HEALTHZ`] | | [`Health`] |
+//! | `GET` [`READYZ`] | | [`Readiness`] (200 ready, 503 not) |
+//! | `GET` [`METRICS`] | | OpenMetrics text |
+//!
+//! Every error, on every route, is an [`ErrorBody`]: `{"error", "error_description"}`,
+//! the shape of RFC 6749 section 5.2 that RFC 7009 (`/oauth/revoke`) and RFC 6750 (the
+//! bearer-token 401 of the subscriber's tower layer) use, so that one shape serves all.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FilterError;
+use crate::filter::{FilterStats, MAX_REASON_LEN, check_jti, check_sub};
+
+/// `POST`: one [`Revocation`] or a [`RevocationBatch`]. `GET /v1/revocations/{jti}`
+/// (see [`revocation_path`]): the authority's [`RevocationStatus`].
+pub const REVOCATIONS: &str = "/v1/revocations";
+/// The route pattern of one revocation, as the router names it.
+pub const REVOCATION_ROUTE: &str = "/v1/revocations/{jti}";
+/// `POST`: an RFC 7009 revocation of the JWT in the form's `token`.
+pub const OAUTH_REVOKE: &str = "/oauth/revoke";
+/// `POST`: a [`CutoffRequest`].
+pub const CUTOFFS: &str = "/v1/cutoffs";
+/// `GET`: the [`PublisherStats`].
+pub const STATS: &str = "/v1/stats";
+/// `GET`: Prometheus / OpenMetrics text.
+pub const METRICS: &str = "/metrics";
+/// `GET`: [`Health`], 200 while the process runs.
+pub const HEALTHZ: &str = "/healthz";
+/// `GET`: [`Readiness`], 200 once the state is loaded and NATS connected.
+pub const READYZ: &str = "/readyz";
+
+/// The path of one `jti`'s authority answer: `/v1/revocations/<jti, percent-encoded>`.
+///
+/// ```
+/// assert_eq!(revocast_core::http::revocation_path("a b/ü"), "/v1/revocations/a%20b%2F%C3%BC");
+/// ```
+pub fn revocation_path(jti: &str) -> String {
+    format!("{REVOCATIONS}/{}", encode_path_segment(jti))
+}
+
+/// Percent-encodes every byte but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _
+/// ~`), so that any `jti` is one path segment. Takes bytes, so that tests can send
+/// what is not UTF-8.
+pub fn encode_path_segment(segment: impl AsRef<[u8]>) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let segment = segment.as_ref();
+    let mut out = String::with_capacity(segment.len());
+    for &b in segment {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+/// One revocation: the body of `POST /v1/revocations`, and one item of a
+/// [`RevocationBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The token's `exp`, unix seconds.
+    pub exp: u64,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Why (kept with the revocation; the authority returns it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Revocation {
+    /// A revocation of `jti` expiring at `exp`, without `sub` or reason.
+    pub fn new(jti: impl Into<String>, exp: u64) -> Revocation {
+        Revocation {
+            jti: jti.into(),
+            exp,
+            sub: None,
+            reason: None,
+        }
+    }
+
+    /// Checks the limits every component shares (`jti`, `sub` and reason lengths).
+    pub fn validate(&self) -> Result<(), FilterError> {
+        check_jti(&self.jti)?;
+        if let Some(sub) = &self.sub {
+            check_sub(sub)?;
+        }
+        if let Some(reason) = &self.reason
+            && reason.len() > MAX_REASON_LEN
+        {
+            return Err(FilterError::ReasonTooLong(reason.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Several revocations in one call (and one delta): `{"revocations": [...]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationBatch {
+    /// The revocations, at most the publisher's bulk limit (1,000 by default).
+    pub revocations: Vec<Revocation>,
+}
+
+/// The answer of every committed call. `version` is a filter version at which
+/// everything the call asked for is durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Committed {
+    /// Filter version (= stream sequence) holding the call's changes.
+    pub version: u64,
+    /// Entries this call added.
+    pub revoked: u64,
+    /// `jti`s that were already revoked (success, no new entry).
+    pub duplicates: u64,
+    /// Tokens already expired, beyond leeway: nothing to revoke (no-op).
+    pub expired: u64,
+    /// True when the call changed nothing (everything was a duplicate or expired).
+    pub noop: bool,
+}
+
+/// The body of `POST /v1/cutoffs`: reject every token of `sub` (every token at all
+/// when `sub` is absent) issued before `not_before`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoffRequest {
+    /// The subject; absent: every token (key compromise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Unix seconds.
+    pub not_before: u64,
+}
+
+/// The form of `POST /oauth/revoke` (RFC 7009 section 2.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthRevokeForm {
+    /// The JWT to revoke.
+    pub token: String,
+    /// Accepted and ignored: the token is always read as a JWT access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<String>,
+}
+
+/// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
+/// `revoked: true` and the record, or HTTP 404 with `revoked: false`. Read it with
+/// [`RevocationStatus::from_answer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationStatus {
+    /// The `jti` asked about, echoed.
+    pub jti: String,
+    /// Whether it is revoked.
+    pub revoked: bool,
+    /// The token's `exp` (revoked only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `sub`, when the revocation gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// When it was committed, unix seconds (revoked only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+    /// Why, when the revocation said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The authority's filter version when it answered.
+    pub version: u64,
+}
+
+/// Why a response is not the authority's answer about a `jti`.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The publisher refused the request (bad `jti`, not ready, no such route...).
+    #[error("HTTP {status} {}: {}", .body.error, .body.error_description)]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The error body.
+        body: ErrorBody,
+    },
+    /// A 200 or 404 whose body is not an answer (a wrong base URL, a proxy's page).
+    #[error("HTTP {status} is not the authority's answer: {source}")]
+    Malformed {
+        /// The HTTP status.
+        status: u16,
+        /// Why the body does not parse.
+        source: serde_json::Error,
+    },
+    /// An answer about another `jti`, or whose `revoked` contradicts its status.
+    #[error(
+        "HTTP {status} is not the authority's answer for {asked:?}: it says {:?} is {}",
+        .found.jti,
+        if .found.revoked { "revoked" } else { "not revoked" }
+    )]
+    Mismatch {
+        /// The HTTP status.
+        status: u16,
+        /// The `jti` asked about.
+        asked: String,
+        /// What the body says.
+        found: Box<RevocationStatus>,
+    },
+    /// Any other status, without an error body.
+    #[error("HTTP {status} without an error body")]
+    Unexpected {
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+impl RevocationStatus {
+    /// Reads a response to `GET /v1/revocations/{jti}` asked about `jti`. Only the
+    /// authority's own answers count: 200 with `revoked: true` or 404 with
+    /// `revoked: false`, naming the same `jti`. Any other 404 (a wrong base URL, a
+    /// proxy, a `jti` of `.` or `..` that URL normalisation turns into another path)
+    /// is an error, never a "not revoked" for a revoked token.
+    pub fn from_answer(
+        jti: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<RevocationStatus, AnswerError> {
+        let revoked = match status {
+            200 => true,
+            404 => false,
+            _ => {
+                return Err(match serde_json::from_slice::<ErrorBody>(body) {
+                    Ok(body) => AnswerError::Refused { status, body },
+                    Err(_) => AnswerError::Unexpected { status },
+                });
+            }
+        };
+        let answer: RevocationStatus = match serde_json::from_slice(body) {
+            Ok(answer) => answer,
+            Err(source) => {
+                return Err(match serde_json::from_slice::<ErrorBody>(body) {
+                    Ok(body) => AnswerError::Refused { status, body },
+                    Err(_) => AnswerError::Malformed { status, source },
+                });
+            }
+        };
+        if answer.jti != jti || answer.revoked != revoked {
+            return Err(AnswerError::Mismatch {
+                status,
+                asked: jti.to_owned(),
+                found: Box::new(answer),
+            });
+        }
+        Ok(answer)
+    }
+}
+
+/// The error body of every route: a stable code and a human description (RFC 6749
+/// section 5.2's shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The stable, machine-readable code (`invalid_jti`, `not_durable`, ...).
+    pub error: String,
+    /// What went wrong, for people.
+    pub error_description: String,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(error: impl Into<String>, error_description: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+            error_description: error_description.into(),
+        }
+    }
+}
+
+/// The answer of `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// The answer of `GET /readyz`: 200 when ready, 503 with a reason when not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Whether the publisher takes revocations.
+    pub ready: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The filter version.
+    pub version: u64,
+}
+
+/// The answer of `GET /v1/stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublisherStats {
+    /// Namespace.
+    pub namespace: String,
+    /// Public key subscribers pin.
+    pub public_key: String,
+    /// Whether the publisher finished loading its state.
+    pub ready: bool,
+    /// Filter version (= JetStream stream sequence).
+    pub version: u64,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Exact revocation records the authority holds.
+    pub records: u64,
+    /// The filter: entries, buckets, sizes, false-positive rates, cutoffs.
+    pub filter: FilterStats,
+    /// Revocation calls by outcome.
+    pub revocations: RevocationCounts,
+    /// Deltas published.
+    pub deltas: PublishedCounts,
+    /// Snapshots written.
+    pub snapshots: SnapshotCounts,
+    /// Heartbeats sent.
+    pub heartbeats_sent: u64,
+    /// Confirms served, by answer.
+    pub confirms: ConfirmCounts,
+    /// NATS connection.
+    pub nats: NatsReport,
+}
+
+/// Revocations by outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationCounts {
+    /// Entries added.
+    pub added: u64,
+    /// Already revoked.
+    pub duplicates: u64,
+    /// Already expired (no-op).
+    pub expired: u64,
+    /// Cutoffs set.
+    pub cutoffs: u64,
+    /// Requests refused as client mistakes.
+    pub requests_rejected: u64,
+}
+
+/// Delta figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedCounts {
+    /// Deltas stored by this process.
+    pub count: u64,
+    /// Bytes of those deltas.
+    pub bytes: u64,
+    /// When the last one was stored, unix milliseconds (0: none yet).
+    pub last_at_ms: u64,
+    /// Size of the last one, bytes.
+    pub last_bytes: u64,
+    /// Commits whose outcome was learned by reading the stream back.
+    pub reconciled: u64,
+    /// Commits that failed (callers got an error; nothing stored).
+    pub failed: u64,
+}
+
+/// Snapshot figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCounts {
+    /// Snapshots written by this process.
+    pub count: u64,
+    /// When the last one was written, unix milliseconds (0: none yet).
+    pub last_at_ms: u64,
+    /// Size of the last one, bytes.
+    pub last_bytes: u64,
+    /// Version of the last one.
+    pub last_version: u64,
+}
+
+/// Confirms served, by answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmCounts {
+    /// Answered "revoked".
+    pub revoked: u64,
+    /// Answered "not revoked": observed filter false positives.
+    pub not_revoked: u64,
+    /// Requests that did not decode.
+    pub malformed: u64,
+}
+
+/// NATS connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatsReport {
+    /// `connected`, `disconnected` or `pending`.
+    pub state: String,
+    /// Server URL(s) configured.
+    pub url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(jti: &str, revoked: bool) -> Vec<u8> {
+        serde_json::to_vec(&RevocationStatus {
+            jti: jti.to_owned(),
+            revoked,
+            exp: revoked.then_some(10),
+            sub: None,
+            revoked_at: revoked.then_some(5),
+            reason: None,
+            version: 3,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_authoritys_answers_are_read() {
+        let yes = RevocationStatus::from_answer("a", 200, &status("a", true)).unwrap();
+        assert!(yes.revoked);
+        assert_eq!(
+            (yes.exp, yes.revoked_at, yes.version),
+            (Some(10), Some(5), 3)
+        );
+        let no = RevocationStatus::from_answer("a", 404, &status("a", false)).unwrap();
+        assert!(!no.revoked);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&status("a", false)).unwrap(),
+            serde_json::json!({"jti": "a", "revoked": false, "version": 3})
+        );
+    }
+
+    /// The case the CLI client and the subscriber used to read differently: a 404
+    /// that says "not revoked" about another `jti` (`..` normalised away, a proxy's
+    /// cached page). It is not an answer about this `jti`.
+    #[test]
+    fn a_404_about_another_jti_is_not_a_not_revoked() {
+        let err = RevocationStatus::from_answer("..", 404, &status("other", false)).unwrap_err();
+        assert!(
+            matches!(err, AnswerError::Mismatch { status: 404, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_an_error() {
+        let route = serde_json::to_vec(&ErrorBody::new("not_found", "no such route")).unwrap();
+        let cases: [(u16, &[u8]); 7] = [
+            (404, &route),
+            (404, b"<html>Not Found</html>"),
+            (404, b"{\"revoked\":false}"),
+            (200, b"OK"),
+            (200, &status("a", false)),
+            (404, &status("a", true)),
+            (503, b""),
+        ];
+        for (code, body) in cases {
+            let result = RevocationStatus::from_answer("a", code, body);
+            assert!(
+                result.is_err(),
+                "{code} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(matches!(
+            RevocationStatus::from_answer("a", 404, &route),
+            Err(AnswerError::Refused { status: 404, .. })
+        ));
+    }
+
+    #[test]
+    fn paths_are_percent_encoded() {
+        assert_eq!(encode_path_segment("a b/ü"), "a%20b%2F%C3%BC");
+        assert_eq!(encode_path_segment("A-z.0_9~"), "A-z.0_9~");
+        assert_eq!(revocation_path(".."), "/v1/revocations/..");
+    }
+
+    #[test]
+    fn bodies_have_their_documented_shape() {
+        let r = Revocation::new("a", 5);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"jti": "a", "exp": 5})
+        );
+        let batch: RevocationBatch =
+            serde_json::from_str(r#"{"revocations":[{"jti":"a","exp":5,"sub":"s"}]}"#).unwrap();
+        assert_eq!(batch.revocations[0].sub.as_deref(), Some("s"));
+        assert_eq!(
+            serde_json::to_value(CutoffRequest {
+                sub: None,
+                not_before: 7
+            })
+            .unwrap(),
+            serde_json::json!({"not_before": 7})
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorBody::new("x", "y")).unwrap(),
+            serde_json::json!({"error": "x", "error_description": "y"})
+        );
+        assert!(serde_json::from_str::<Committed>("{\"version\":1}").is_ok());
+    }
+}

@@ -1,0 +1,19 @@
+//! # revocast-nats
+//!
+//! The NATS side that the publisher and every subscriber share, so that both read
+//! what the publisher stores in one way (`revocast-core` stays free of I/O; this
+//! crate is its asynchronous counterpart):
+//! - [`store`]: [`Store`], the read path of a namespace: the snapshot object (one
+//!   size limit, enforced before and while reading), the stream's bounds, one
+//!   delta by sequence, and [`Replay`], a verified `replay(from..=to)` in which
+//!   message `V` must be the signed delta of version `V`, with no gap.
+//! - [`backoff`]: [`Backoff`], the delays of every retry loop.
+//!
+//! The names and the protocol are core's (see the "# Protocol" section of
+//! [`revocast_core`]).
+
+pub mod backoff;
+pub mod store;
+
+pub use backoff::Backoff;
+pub use store::{ReadError, Replay, SnapshotRead, Store, StoredDelta, StreamBounds};

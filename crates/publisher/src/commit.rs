@@ -1,0 +1,87 @@
+//! What the API hands the writer ([`Command`]) and what it hears back: a
+//! [`Committed`] answer (the HTTP contract's) or a [`CommitError`].
+
+use revocast_core::http::{Committed, Revocation};
+use revocast_core::{FilterError, check_sub};
+use tokio::sync::oneshot;
+
+use crate::error::{Cause, and_cause};
+
+/// Why a call was not committed. Retrying the call is always safe.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CommitError {
+    /// NATS did not store the delta (unreachable, refused, or another delta won).
+    #[error("not stored: {reason}{}", and_cause(.source))]
+    NotStored {
+        /// Why, in words.
+        reason: &'static str,
+        /// The error behind it, if one.
+        source: Option<Cause>,
+    },
+    /// The command was malformed (the API validates first, so this is a bug).
+    #[error("invalid: {0}")]
+    Invalid(#[source] FilterError),
+    /// The command alone would make a delta larger than NATS accepts.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The writer has stopped.
+    #[error("the publisher is shutting down")]
+    Stopped,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Committed, CommitError>>;
+
+/// A request to the writer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Revoke {
+        items: Vec<Revocation>,
+        reply: Reply,
+    },
+    Cutoff {
+        sub: Option<String>,
+        not_before: u64,
+        reply: Reply,
+    },
+}
+
+impl Command {
+    /// (adds, rough encoded bytes) this command puts in a delta.
+    pub(crate) fn cost(&self) -> (usize, usize) {
+        match self {
+            Command::Revoke { items, .. } => {
+                (items.len(), items.iter().map(cost).sum::<usize>() + 64)
+            }
+            Command::Cutoff { sub, .. } => (1, sub.as_ref().map_or(0, String::len) + 24),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), CommitError> {
+        let invalid = CommitError::Invalid;
+        match self {
+            Command::Revoke { items, .. } => items
+                .iter()
+                .try_for_each(Revocation::validate)
+                .map_err(invalid),
+            Command::Cutoff { sub, .. } => {
+                sub.as_deref().map_or(Ok(()), check_sub).map_err(invalid)
+            }
+        }
+    }
+
+    pub(crate) fn answer(self, result: Result<Committed, CommitError>) {
+        let reply = match self {
+            Command::Revoke { reply, .. } | Command::Cutoff { reply, .. } => reply,
+        };
+        // The caller may have given up (timeout); nothing to do then.
+        let _ = reply.send(result);
+    }
+}
+
+/// Rough encoded bytes of one revocation in a delta.
+fn cost(r: &Revocation) -> usize {
+    r.jti.len()
+        + r.sub.as_ref().map_or(0, String::len)
+        + r.reason.as_ref().map_or(0, String::len)
+        + 24
+}

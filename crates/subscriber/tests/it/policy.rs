@@ -1,0 +1,270 @@
+//! Staleness and the authority: what each policy does when the replica cannot vouch
+//! for a token or the authority cannot answer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::ready;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use crate::common::{FakePublisher, Responder, eventually, jtis, now_secs, within};
+use futures::future::join_all;
+use revocast_subscriber::{
+    AuthorityError, ConfirmReason, Error, LocalCheck, Policy, RevokedBy, Source, TokenClaims,
+    Verdict,
+};
+use revocast_testkit::NatsServer;
+
+const STALE_AFTER: Duration = Duration::from_millis(600);
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_stop_fail_closed_confirms_everything() {
+    let server = NatsServer::start();
+    let publisher = FakePublisher::start(&server.url(), "stale-closed").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, STALE_AFTER)
+        .await;
+    let exp = now_secs() + 3600;
+    let fresh_claims = TokenClaims::new("fresh-token", exp);
+    eventually("in sync by heartbeat", || {
+        ready(sub.stats().heartbeats > 0 && !sub.is_stale())
+    })
+    .await;
+    assert_eq!(
+        sub.check(&fresh_claims).await.unwrap(),
+        Verdict::Accepted {
+            source: Source::Local
+        }
+    );
+
+    publisher.heartbeats_paused.store(true, SeqCst);
+    eventually("stale", || ready(sub.is_stale())).await;
+    let stats = sub.stats();
+    assert!(
+        stats.stale && stats.staleness_seconds.unwrap() >= 0.5,
+        "{stats:?}"
+    );
+    // Stale: even a filter miss goes to the authority, which answers.
+    assert_eq!(
+        sub.check_local(&fresh_claims),
+        LocalCheck::NeedsConfirm(ConfirmReason::Stale)
+    );
+    assert_eq!(
+        sub.check(&fresh_claims).await.unwrap(),
+        Verdict::Accepted {
+            source: Source::Authority
+        }
+    );
+    // Again: a cached "not revoked" answer is not trusted while stale.
+    assert_eq!(
+        sub.check(&fresh_claims).await.unwrap(),
+        Verdict::Accepted {
+            source: Source::Authority
+        }
+    );
+    assert_eq!(publisher.confirm_requests.load(SeqCst), 2);
+    // The authority is gone too: refuse.
+    publisher.set_responder(Responder::Silent);
+    let err = sub
+        .check(&TokenClaims::new("other", exp))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable(AuthorityError::Timeout(_))
+                | Error::Unavailable(AuthorityError::Unreachable(_))
+        ),
+        "{err:?}"
+    );
+    assert!(sub.stats().fail_closed_rejects >= 1);
+
+    publisher.heartbeats_paused.store(false, SeqCst);
+    eventually("fresh again", || ready(!sub.is_stale())).await;
+    assert_eq!(
+        sub.check(&fresh_claims).await.unwrap(),
+        Verdict::Accepted {
+            source: Source::Local
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_stop_fail_open_accepts_and_counts() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "stale-open").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailOpen, STALE_AFTER)
+        .await;
+    let exp = now_secs() + 3600;
+    let revoked = jtis("rev", 3);
+    publisher.revoke(&revoked, exp).await;
+    eventually("synced", || ready(sub.version() == publisher.version())).await;
+
+    publisher.heartbeats_paused.store(true, SeqCst);
+    eventually("stale", || ready(sub.is_stale())).await;
+    let before = publisher.confirm_requests.load(SeqCst);
+    assert_eq!(
+        sub.check(&TokenClaims::new("unknown", exp)).await.unwrap(),
+        Verdict::Accepted {
+            source: Source::FailOpen
+        }
+    );
+    assert_eq!(
+        publisher.confirm_requests.load(SeqCst),
+        before,
+        "no authority call"
+    );
+    assert!(sub.stats().fail_open_accepts >= 1);
+    // A filter hit is still confirmed, so a known revocation is still rejected.
+    assert_eq!(
+        sub.check(&TokenClaims::new(revoked[0].clone(), exp))
+            .await
+            .unwrap(),
+        Verdict::Revoked {
+            by: RevokedBy::Jti,
+            source: Source::Authority
+        }
+    );
+    // ... unless the authority is gone too.
+    publisher.set_responder(Responder::Silent);
+    assert_eq!(
+        sub.check(&TokenClaims::new(revoked[1].clone(), exp))
+            .await
+            .unwrap(),
+        Verdict::Accepted {
+            source: Source::FailOpen
+        }
+    );
+}
+
+async fn authority_fails(policy: Policy, mode: Responder) -> Result<Verdict, Error> {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "authority").await;
+    let sub = publisher
+        .options()
+        .policy(policy)
+        .max_staleness(LONG)
+        .confirm_timeout(Duration::from_millis(200))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    within("ready", sub.ready()).await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&["hit".to_owned()], exp).await;
+    eventually("synced", || ready(sub.version() == publisher.version())).await;
+    publisher.set_responder(mode);
+    let result = sub.check(&TokenClaims::new("hit", exp)).await;
+    let stats = sub.stats();
+    assert_eq!(stats.confirm_errors, 1, "{stats:?}");
+    assert_eq!(stats.filter_hits, 1);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authority_timeout_fail_closed_refuses() {
+    let err = authority_fails(Policy::FailClosed, Responder::Slow(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable(AuthorityError::Timeout(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authority_timeout_fail_open_accepts() {
+    let verdict = authority_fails(Policy::FailOpen, Responder::Slow(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict,
+        Verdict::Accepted {
+            source: Source::FailOpen
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_authority_answers_are_not_trusted() {
+    let err = authority_fails(Policy::FailClosed, Responder::Forged)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable(AuthorityError::InvalidAnswer(_))),
+        "{err:?}"
+    );
+    let err = authority_fails(Policy::FailClosed, Responder::WrongNonce)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable(AuthorityError::InvalidAnswer(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_of_one_jti_make_one_call() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "flight").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, LONG)
+        .await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&["popular".to_owned()], exp).await;
+    eventually("synced", || ready(sub.version() == publisher.version())).await;
+    publisher.set_responder(Responder::Slow(Duration::from_millis(300)));
+    let claims = TokenClaims::new("popular", exp);
+    let checks = (0..50).map(|_| {
+        let sub = sub.clone();
+        let claims = claims.clone();
+        tokio::spawn(async move { sub.check(&claims).await.unwrap() })
+    });
+    let verdicts = within("50 checks", join_all(checks)).await;
+    for v in verdicts {
+        assert!(v.unwrap().is_revoked());
+    }
+    assert_eq!(publisher.confirm_requests.load(SeqCst), 1);
+    let stats = sub.stats();
+    assert_eq!(stats.confirms, 1);
+    assert_eq!(stats.confirm_cache_hits, 49);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_stops_when_the_last_handle_is_dropped() {
+    let server = NatsServer::start();
+    let publisher = FakePublisher::start(&server.url(), "drop").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, LONG)
+        .await;
+    let client = sub.client().clone();
+    let copy = sub.clone();
+    drop(sub);
+    // One handle left: the task still runs and answers.
+    assert!(copy.is_ready());
+    let subscriptions = || client.statistics().in_messages.load(SeqCst);
+    let seen = subscriptions();
+    eventually("heartbeats still arrive", || ready(subscriptions() > seen)).await;
+    drop(copy);
+    // The task drops its subscriptions: heartbeats stop arriving on this connection.
+    let stopped = AtomicBool::new(false);
+    let mut last = subscriptions();
+    let mut quiet_ticks = 0;
+    eventually("no more messages", || {
+        ready({
+            let now = subscriptions();
+            if now == last {
+                quiet_ticks += 1;
+            } else {
+                quiet_ticks = 0;
+                last = now;
+            }
+            // Heartbeats come every 100 ms: 40 quiet polls of 10 ms mean they stopped.
+            if quiet_ticks >= 40 {
+                stopped.store(true, SeqCst);
+            }
+            stopped.load(SeqCst)
+        })
+    })
+    .await;
+}

@@ -1,0 +1,627 @@
+//! The reliability suite: whatever breaks, no acknowledged revocation is
+//! accepted by an in-sync replica, none is lost, and no good token is rejected.
+//!
+//! Each scenario runs the checker of `revocast_tests::fault` while it breaks something,
+//! then prints a row of RELIABILITY.md (`RELIABILITY | ... |`) and asserts the counts
+//! that must be 0. CI runs the short version; the long one:
+//!
+//! ```sh
+//! REVOCAST_FAULTS_LONG=1 cargo test -p revocast-tests --test it faults -- --nocapture --test-threads 1
+//! ```
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use revocast_core::{Message, Namespace, Verifier};
+use revocast_publisher::{Clock, Config, Publisher, SystemClock};
+use revocast_subscriber::{Policy, Subscriber, SubscriberOptions, TokenClaims};
+use revocast_testkit::{NatsCluster, NatsServer, Proxy};
+use revocast_testkit::{Stack, eventually_within, init_logs, now_secs};
+use revocast_tests::fault::{Checker, PublisherApi, Report, converge};
+use revocast_tests::process::PublisherProcess;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Sizes of a run: (revocations, fault duration).
+fn scale(short: (u64, Duration), long: (u64, Duration)) -> (u64, Duration) {
+    if std::env::var_os("REVOCAST_FAULTS_LONG").is_some() {
+        long
+    } else {
+        short
+    }
+}
+
+async fn replicas(options: &SubscriberOptions, url: &str, n: usize) -> Vec<Subscriber> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = options.clone().connect(url).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), r.ready())
+            .await
+            .expect("replica ready");
+        out.push(r);
+    }
+    out
+}
+
+fn options(key: revocast_core::PublicKey) -> SubscriberOptions {
+    SubscriberOptions::new(key)
+        .max_staleness(Duration::from_secs(2))
+        .confirm_timeout(Duration::from_millis(500))
+}
+
+/// How long after the fault every replica of `checker` holds the publisher's latest
+/// heartbeat at `version` or later (namespace `default`), within [`CONVERGE`].
+async fn converged(
+    nats_url: &str,
+    key: revocast_core::PublicKey,
+    checker: &Checker,
+    version: u64,
+) -> Option<Duration> {
+    let ns = Namespace::default();
+    converge(nats_url, &ns, key, checker.replicas(), version, CONVERGE).await
+}
+
+/// Runs the checker's load, calls `fault` once `target / 3` revocations are
+/// acknowledged, lets the load finish, converges and reports.
+async fn run_scenario<F, Fut>(
+    name: &str,
+    checker: Arc<Checker>,
+    target: u64,
+    convergence: impl AsyncFnOnce() -> Option<Duration>,
+    fault: F,
+) -> Report
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let start = Instant::now();
+    let load = tokio::spawn({
+        let c = Arc::clone(&checker);
+        async move { c.revoke_load(target, 8).await }
+    });
+    let checks = tokio::spawn({
+        let c = Arc::clone(&checker);
+        async move { c.check_load().await }
+    });
+    eventually_within(
+        "a third of the load acknowledged",
+        Duration::from_secs(60),
+        || {
+            let c = Arc::clone(&checker);
+            async move { c.counts.revocations_acked.load(Ordering::SeqCst) >= target / 3 }
+        },
+    )
+    .await;
+    fault().await;
+    tokio::time::timeout(Duration::from_secs(300), load)
+        .await
+        .expect("the load finishes after the fault")
+        .unwrap();
+    let converged = convergence().await;
+    checker.stop();
+    checks.await.unwrap();
+    let report = checker.report(name, start.elapsed(), converged).await;
+    report.assert_invariants();
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s1_publisher_killed_with_sigkill_mid_stream() {
+    init_logs();
+    let (target, outage) = scale(
+        (600, Duration::from_secs(1)),
+        (5_000, Duration::from_secs(5)),
+    );
+    let nats = NatsServer::start();
+    let mut publisher = PublisherProcess::start(&nats.url()).await;
+    let key = publisher.public_key();
+    let replicas = replicas(&options(key), &nats.url(), 3).await;
+    let checker = Checker::new(PublisherApi::new(publisher.url()), replicas, "s1");
+    let c = Arc::clone(&checker);
+    let nats_url = nats.url();
+    run_scenario(
+        "1. publisher `kill -9` mid-stream, restarted",
+        Arc::clone(&checker),
+        target,
+        async move || {
+            let version = c
+                .replicas()
+                .iter()
+                .map(Subscriber::version)
+                .max()
+                .unwrap_or(0);
+            converged(&nats_url, key, &c, version).await
+        },
+        async || {
+            publisher.kill9();
+            tokio::time::sleep(outage).await; // the outage itself
+            publisher.restart().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s2_nats_restarted_under_load() {
+    init_logs();
+    let (target, outage) = scale(
+        (600, Duration::from_secs(1)),
+        (5_000, Duration::from_secs(10)),
+    );
+    let mut stack = Stack::start().await;
+    let key = stack.publisher.public_key();
+    let replicas = replicas(&options(key), &stack.nats.url(), 3).await;
+    let checker = Checker::new(PublisherApi::new(stack.publisher.url()), replicas, "s2");
+    let c = Arc::clone(&checker);
+    let nats_url = stack.nats.url();
+    let publisher_version = {
+        let p = &stack.publisher;
+        move || p.version()
+    };
+    let nats = &mut stack.nats;
+    run_scenario(
+        "2. nats-server stopped and restarted (file storage)",
+        Arc::clone(&checker),
+        target,
+        async move || converged(&nats_url, key, &c, publisher_version()).await,
+        async || {
+            nats.stop();
+            tokio::time::sleep(outage).await; // the outage itself
+            nats.restart();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_cluster_node_killed_and_restored() {
+    init_logs();
+    let (target, outage) = scale(
+        (600, Duration::from_secs(2)),
+        (5_000, Duration::from_secs(15)),
+    );
+    let mut cluster = NatsCluster::start("revocast", 3);
+    let urls = cluster.urls();
+    let mut config = Config::for_tests(urls.clone()).unwrap();
+    config.stream_replicas = 3;
+    // The JetStream meta leader takes a moment to be elected: retry the start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let publisher = loop {
+        match Publisher::start(config.clone()).await {
+            Ok(p) => match p.wait_ready(Duration::from_secs(20)).await {
+                Ok(()) => break p,
+                Err(e) => {
+                    eprintln!("publisher on the cluster not ready, retrying: {e}");
+                    assert!(Instant::now() < deadline, "publisher on the cluster: {e}");
+                    let _ = p.shutdown().await;
+                }
+            },
+            Err(e) => {
+                eprintln!("publisher on the cluster, retrying: {e}");
+                assert!(Instant::now() < deadline, "publisher on the cluster: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let key = publisher.public_key();
+    let replicas = replicas(&options(key), &urls, 3).await;
+    let checker = Checker::new(PublisherApi::new(publisher.url()), replicas, "s3");
+    let c = Arc::clone(&checker);
+    let p = &publisher;
+    let first_url = cluster.nodes[1].url();
+    let victim = &mut cluster.nodes[0];
+    run_scenario(
+        "3. 3-node cluster (R3): one node killed, then restored",
+        Arc::clone(&checker),
+        target,
+        async move || converged(&first_url, key, &c, p.version()).await,
+        async || {
+            victim.stop();
+            tokio::time::sleep(outage).await; // the outage itself
+            victim.restart();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s4_replica_cut_off_from_nats() {
+    init_logs();
+    let (target, outage) = scale(
+        (1_000, Duration::from_secs(3)),
+        (5_000, Duration::from_secs(30)),
+    );
+    let stack = Stack::start().await;
+    let key = stack.publisher.public_key();
+    let proxy = Proxy::start(stack.nats.port());
+    let mut all = replicas(&options(key), &stack.nats.url(), 2).await;
+    all.extend(replicas(&options(key), &proxy.url(), 1).await);
+    let checker = Checker::new(PublisherApi::new(stack.publisher.url()), all, "s4");
+    let c = Arc::clone(&checker);
+    let nats_url = stack.nats.url();
+    let p = &stack.publisher;
+    let report = run_scenario(
+        "4. one replica cut off from NATS (TCP proxy), restored",
+        Arc::clone(&checker),
+        target,
+        async move || converged(&nats_url, key, &c, p.version()).await,
+        async || {
+            proxy.cut();
+            tokio::time::sleep(outage).await; // the outage itself
+            proxy.restore();
+        },
+    )
+    .await;
+    // The cut-off replica missed live deltas and caught up from the stream.
+    let stats = checker.replicas()[2].stats();
+    assert!(
+        stats.deltas_from_stream + stats.resyncs > 0,
+        "the cut-off replica repaired its gap: {stats:?} ({report:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s5_hostile_messages_on_every_subject() {
+    init_logs();
+    let (target, _) = scale((600, Duration::ZERO), (5_000, Duration::ZERO));
+    let stack = Stack::start().await;
+    let key = stack.publisher.public_key();
+    let ns = Namespace::default();
+    let replicas = replicas(&options(key), &stack.nats.url(), 3).await;
+    let checker = Checker::new(PublisherApi::new(stack.publisher.url()), replicas, "s5");
+    let client = async_nats::connect(stack.nats.url()).await.unwrap();
+    let verifier = Verifier::new(key, ns.clone());
+
+    // Capture real heartbeats to replay, duplicate and tamper with.
+    let mut heartbeats = client.subscribe(ns.heartbeat_subject()).await.unwrap();
+    let mut captured = Vec::new();
+    while captured.len() < 3 {
+        use futures::StreamExt as _;
+        let message = tokio::time::timeout(Duration::from_secs(10), heartbeats.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(verifier.decode_heartbeat(&message.payload).is_ok());
+        captured.push(message.payload.to_vec());
+    }
+    let forger =
+        revocast_core::Signer::new(revocast_core::signing_key_from_seed([9; 32]), ns.clone());
+    let c = Arc::clone(&checker);
+    let nats_url = stack.nats.url();
+    let p = &stack.publisher;
+    run_scenario(
+        "5. hostile messages (forged, replayed, truncated, bit-flipped, garbage) on every subject",
+        Arc::clone(&checker),
+        target,
+        async move || converge(&nats_url, &ns, key, c.replicas(), p.version(), CONVERGE).await,
+        async || {
+            let ns = Namespace::default();
+            // Forged messages of every kind, signed with the wrong key.
+            let forged_delta = forger.encode(&Message::Delta(revocast_core::Delta {
+                version: p.version() + 1,
+                committed_at_ms: 0,
+                changes: vec![revocast_core::Change::Expire { now: u64::MAX }],
+            }));
+            let forged_heartbeat = forger.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+                version: p.version() + 1_000,
+                time_ms: 0,
+                digest: revocast_core::Digest([0; 32]),
+            }));
+            let forged_snapshot = forger.encode(&Message::Snapshot(revocast_core::Snapshot {
+                taken_at_ms: 0,
+                state: revocast_core::Filter::new(revocast_core::FilterParams::default())
+                    .unwrap()
+                    .to_state(),
+            }));
+            let mut hostile: Vec<Vec<u8>> = vec![
+                forged_heartbeat.clone(),
+                forged_snapshot.clone(),
+                b"garbage".to_vec(),
+                Vec::new(),
+            ];
+            for original in &captured {
+                hostile.push(original.clone()); // replayed (old) and duplicated
+                hostile.push(original[..original.len() / 2].to_vec()); // truncated
+                let mut flipped = original.clone();
+                let i = flipped.len() / 3;
+                flipped[i] ^= 0x10; // bit-flipped
+                hostile.push(flipped);
+            }
+            hostile.push(forged_delta.clone());
+            // Reordered: the captured heartbeats in reverse.
+            hostile.extend(captured.iter().rev().cloned());
+            for _ in 0..20 {
+                for bytes in &hostile {
+                    client
+                        .publish(ns.heartbeat_subject(), bytes.clone().into())
+                        .await
+                        .unwrap();
+                    // The live delta subject (not captured by the stream) and the
+                    // authority's subject. The log subject itself is the stream's:
+                    // only the publisher may write it (SECURITY.md, deploy/).
+                    client
+                        .publish(ns.delta_subject(), bytes.clone().into())
+                        .await
+                        .unwrap();
+                    client
+                        .publish(ns.confirm_subject(), bytes.clone().into())
+                        .await
+                        .unwrap();
+                }
+            }
+            client.flush().await.unwrap();
+        },
+    )
+    .await;
+    for replica in checker.replicas() {
+        let stats = replica.stats();
+        assert!(
+            stats.rejected_total() > 0,
+            "hostile messages were counted: {stats:?}"
+        );
+        assert_eq!(stats.resyncs, 0, "no hostile message forced a resync");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s7_authority_unreachable_both_policies() {
+    init_logs();
+    let stack = Stack::start().await;
+    let key = stack.publisher.public_key();
+    let url = stack.nats.url();
+    let closed = options(key)
+        .policy(Policy::FailClosed)
+        .connect(&url)
+        .await
+        .unwrap();
+    let open = options(key)
+        .policy(Policy::FailOpen)
+        .connect(&url)
+        .await
+        .unwrap();
+    for r in [&closed, &open] {
+        tokio::time::timeout(Duration::from_secs(20), r.ready())
+            .await
+            .unwrap();
+    }
+    let exp = now_secs() + 600;
+    let version = stack.revoke("s7-revoked", exp).await;
+    for r in [&closed, &open] {
+        eventually_within("applied", Duration::from_secs(10), || async {
+            r.version() >= version
+        })
+        .await;
+    }
+
+    // The publisher (the authority and the heartbeats) goes away.
+    let Stack {
+        nats: _nats,
+        publisher,
+        ..
+    } = stack;
+    publisher.shutdown().await.unwrap();
+    let started = Instant::now();
+    let revoked = TokenClaims::new("s7-revoked", exp);
+    let good = TokenClaims::new("s7-good", exp);
+    let mut checks = 0u64;
+
+    // Before staleness: a filter miss is still answered locally by both.
+    assert!(closed.check(&good).await.unwrap().is_accepted());
+    assert!(open.check(&good).await.unwrap().is_accepted());
+    // A filter hit needs the authority: fail-closed cannot decide, fail-open accepts.
+    assert!(closed.check(&revoked).await.unwrap_err().is_unavailable());
+    assert!(open.check(&revoked).await.unwrap().is_accepted());
+
+    eventually_within(
+        "both replicas go stale",
+        Duration::from_secs(10),
+        || async { closed.is_stale() && open.is_stale() },
+    )
+    .await;
+    while started.elapsed() < Duration::from_secs(3) {
+        checks += 1;
+        // Stale, fail-closed: every token needs the authority, which is gone.
+        assert!(closed.check(&good).await.unwrap_err().is_unavailable());
+        // Stale, fail-open: accepted and counted.
+        assert!(open.check(&good).await.unwrap().is_accepted());
+    }
+    assert!(open.stats().fail_open_accepts > 0);
+    assert!(closed.stats().fail_closed_rejects > 0);
+    println!(
+        "RELIABILITY | 7. authority unreachable (fail-closed and fail-open) | {:.1} s | 1 | {checks} | 0 | 0 | 0 | {} | 0 | n/a |",
+        started.elapsed().as_secs_f64(),
+        closed.stats().fail_closed_rejects,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s8_publisher_restarted_with_another_key_is_refused_loudly() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_with(nats, config.clone()).await;
+    let key = stack.publisher.public_key();
+    let replica = replicas(&options(key), &stack.nats.url(), 1)
+        .await
+        .remove(0);
+    let exp = now_secs() + 600;
+    let version = stack.revoke("s8-revoked", exp).await;
+    eventually_within("applied", Duration::from_secs(10), || async {
+        replica.version() >= version
+    })
+    .await;
+
+    let Stack {
+        nats, publisher, ..
+    } = stack;
+    publisher.shutdown().await.unwrap();
+
+    // The same namespace with a new key: the publisher itself refuses to start, since
+    // what NATS holds does not verify with its key.
+    let wrong = Config::for_tests(nats.url()).unwrap();
+    let err = match Publisher::start(wrong.clone()).await {
+        Ok(p) => {
+            assert!(p.wait_ready(Duration::from_secs(10)).await.is_err());
+            p.shutdown().await.unwrap_err()
+        }
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(text.contains("key"), "the error names the key: {text}");
+
+    // Messages signed with the other key reach the replica anyway (say, a second
+    // publisher by mistake): refused, counted, and the replica goes stale.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let other = revocast_core::Signer::new(
+        revocast_core::signing_key_from_seed([7; 32]),
+        Namespace::default(),
+    );
+    let heartbeat = other.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+        version: version + 5,
+        time_ms: now_secs() * 1000,
+        digest: revocast_core::Digest([1; 32]),
+    }));
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        client
+            .publish(
+                Namespace::default().heartbeat_subject(),
+                heartbeat.clone().into(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await; // a heartbeat's pace
+    }
+    let stats = replica.stats();
+    assert!(
+        stats.stale,
+        "no valid heartbeat: the replica says it is stale"
+    );
+    assert!(
+        stats
+            .rejected_messages
+            .get("bad_signature")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "refusals counted by reason: {stats:?}"
+    );
+    assert_eq!(
+        replica.version(),
+        version,
+        "nothing from the other key applied"
+    );
+    let verdict = replica.check(&TokenClaims::new("s8-revoked", exp)).await;
+    assert!(
+        !matches!(&verdict, Ok(v) if v.is_accepted()),
+        "a revoked token is never accepted: {verdict:?}"
+    );
+
+    // The right key again: the replica recovers.
+    let publisher = Publisher::start(config).await.unwrap();
+    publisher.wait_ready(Duration::from_secs(20)).await.unwrap();
+    eventually_within("fresh again", Duration::from_secs(10), || async {
+        !replica.is_stale()
+    })
+    .await;
+    println!(
+        "RELIABILITY | 8. publisher restarted with another signing key | refused at start: {text} |"
+    );
+}
+
+/// A publisher clock that many seconds ahead of the machine's (behind when
+/// negative), injected through `Config::clock`.
+#[derive(Debug)]
+struct Skewed(i64);
+
+impl Clock for Skewed {
+    fn now_ms(&self) -> u64 {
+        SystemClock
+            .now_ms()
+            .saturating_add_signed(self.0.saturating_mul(1000))
+    }
+}
+
+/// Scenario 6. A service accepts a token until `exp + its own leeway` by its own clock;
+/// the publisher drops a bucket once `exp + leeway < now` by its clock. With clocks
+/// `skew` apart, nothing revoked may be dropped while any service still accepts the
+/// token: the publisher's leeway covers the services' leeway plus the skew (5 min by
+/// default: 60 s of jsonwebtoken leeway and up to 4 min of skew). The short run scales
+/// seconds down (skew 1 s, service leeway 1 s, publisher leeway 3 s, 1 s buckets) so
+/// that expiry happens within the test; the long run uses 60 s / 60 s / 300 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s6_clock_skew_between_publisher_and_replicas() {
+    init_logs();
+    let long = std::env::var_os("REVOCAST_FAULTS_LONG").is_some();
+    let (skew, service_leeway, leeway, width) = if long {
+        (60i64, 60u64, 300u64, 60u64)
+    } else {
+        (1, 1, 3, 1)
+    };
+    let started = Instant::now();
+    let mut checks = 0u64;
+    let mut acked = 0u64;
+    for publisher_ahead_by in [skew, -skew] {
+        let nats = NatsServer::start();
+        let mut config = Config::for_tests(nats.url()).unwrap();
+        config.filter.bucket_width = width;
+        config.filter.leeway = leeway;
+        config.expiry_interval = Duration::from_millis(200);
+        config.clock = Arc::new(Skewed(publisher_ahead_by));
+        let stack = Stack::start_with(nats, config).await;
+        let (nats, publisher) = (&stack.nats, &stack.publisher);
+        let key = publisher.public_key();
+        let replicas = replicas(&options(key), &nats.url(), 2).await;
+        let api = PublisherApi::new(publisher.url());
+        let exp = now_secs() + 2 * width;
+        let mut tokens = Vec::new();
+        for i in 0..20 {
+            let jti = format!("s6-{publisher_ahead_by}-{i}");
+            let version = api
+                .revoke(&jti, exp)
+                .await
+                .expect("revocation acknowledged");
+            acked += 1;
+            tokens.push((jti, version));
+        }
+        let version = tokens.iter().map(|t| t.1).max().unwrap_or(0);
+        for r in &replicas {
+            eventually_within("applied", Duration::from_secs(10), || async {
+                r.version() >= version
+            })
+            .await;
+        }
+        // Until the slowest service clock (`skew` behind) sees the tokens expire, every
+        // replica must reject them.
+        let last_valid = exp + service_leeway + skew.unsigned_abs();
+        while now_secs() <= last_valid {
+            for (jti, _) in &tokens {
+                for r in &replicas {
+                    checks += 1;
+                    let verdict = r.check(&TokenClaims::new(jti.clone(), exp)).await;
+                    assert!(
+                        !matches!(&verdict, Ok(v) if v.is_accepted()),
+                        "false negative under {publisher_ahead_by:+} s of skew: {jti} accepted \
+                         at {} (exp {exp}): {verdict:?}",
+                        now_secs()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // pace the checks
+        }
+        // And memory stays bounded: the bucket goes once no clock accepts the tokens.
+        let drop_by = Duration::from_secs(leeway + 2 * width + skew.unsigned_abs() + 10);
+        for r in &replicas {
+            eventually_within("the expired bucket is dropped", drop_by, || async {
+                r.stats().live_entries == 0
+            })
+            .await;
+        }
+    }
+    println!(
+        "RELIABILITY | 6. clock skew: publisher {skew} s ahead, then {skew} s behind | {:.1} s | {acked} | {checks} | 0 | 0 | 0 | 0 | 0 | n/a |",
+        started.elapsed().as_secs_f64()
+    );
+}
