@@ -71,7 +71,11 @@ mod tests {
             "{bytes} bytes for 2 MiB more"
         );
         drop(grown);
+        // Dropping frees all 3 MiB, including the 1 MiB allocated before the window.
         let freed = region.net_bytes();
-        assert!(freed.abs() < 1 << 20, "{freed} bytes left after freeing it");
+        assert!(
+            (freed + (1 << 20)).abs() < 1 << 19,
+            "{freed} bytes after freeing it (expected about -1 MiB)"
+        );
     }
 }
