@@ -10,6 +10,8 @@
 //! | `POST` [`REVOCATIONS`] | [`Revocation`] or [`RevocationBatch`] | [`Committed`] |
 //! | `GET` [`revocation_path`] | | [`RevocationStatus`] (200 revoked, 404 not) |
 //! | `POST` [`OAUTH_REVOKE`] (RFC 7009 form) | [`OAuthRevokeForm`] | [`Committed`] |
+//! | `POST` [`OAUTH_INTROSPECT`] (RFC 7662 form) | [`OAuthRevokeForm`] | [`Introspection`] |
+//! | `GET` [`OAUTH_METADATA`] (RFC 8414) | | [`AuthorizationServerMetadata`] |
 //! | `POST` [`CUTOFFS`] | [`CutoffRequest`] | [`Committed`] |
 //! | `GET` [`STATS`] | | [`PublisherStats`] |
 //! | `GET` [`HEALTHZ`] | | [`Health`] |
@@ -32,6 +34,11 @@ pub const REVOCATIONS: &str = "/v1/revocations";
 pub const REVOCATION_ROUTE: &str = "/v1/revocations/{jti}";
 /// `POST`: an RFC 7009 revocation of the JWT in the form's `token`.
 pub const OAUTH_REVOKE: &str = "/oauth/revoke";
+/// `POST`: an RFC 7662 introspection of the JWT in the form's `token`.
+pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
+/// `GET`: RFC 8414 authorization server metadata (the OAuth endpoints and their
+/// client authentication methods).
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 /// `POST`: a [`CutoffRequest`].
 pub const CUTOFFS: &str = "/v1/cutoffs";
 /// `GET`: the [`PublisherStats`].
@@ -148,14 +155,106 @@ pub struct CutoffRequest {
     pub not_before: u64,
 }
 
-/// The form of `POST /oauth/revoke` (RFC 7009 section 2.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The form of `POST /oauth/revoke` (RFC 7009 section 2.1) and of `POST
+/// /oauth/introspect` (RFC 7662 section 2.1).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthRevokeForm {
-    /// The JWT to revoke.
+    /// The JWT to revoke or introspect.
     pub token: String,
     /// Accepted and ignored: the token is always read as a JWT access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type_hint: Option<String>,
+    /// `client_secret_post` (RFC 6749 section 2.3.1): the client's id...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// ...and its secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl OAuthRevokeForm {
+    /// A form with only `token`.
+    pub fn new(token: impl Into<String>) -> OAuthRevokeForm {
+        OAuthRevokeForm {
+            token: token.into(),
+            token_type_hint: None,
+            client_id: None,
+            client_secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuthRevokeForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the token nor the secret belongs in a log.
+        f.debug_struct("OAuthRevokeForm")
+            .field("token", &"..")
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// The answer of `POST /oauth/introspect` (RFC 7662 section 2.2). An inactive token
+/// (invalid, expired, revoked, cut off) is exactly `{"active": false}`: nothing else
+/// is said about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Introspection {
+    /// Whether the token verifies, is unexpired and is not revoked or cut off.
+    pub active: bool,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The client the token was issued to (its `client_id`, else its `azp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Space-separated scopes (`scope`, or `scp` as a list joined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The token's `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// The token's `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The token's `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Always `Bearer` for an active token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+impl Introspection {
+    /// `{"active": false}`.
+    pub fn inactive() -> Introspection {
+        Introspection::default()
+    }
+}
+
+/// RFC 8414 authorization server metadata, as `GET` [`OAUTH_METADATA`] serves it:
+/// where to revoke and introspect, and how clients authenticate there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationServerMetadata {
+    /// The publisher's public base URL.
+    pub issuer: String,
+    /// `<issuer>/oauth/revoke`.
+    pub revocation_endpoint: String,
+    /// `client_secret_basic` and `client_secret_post`.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// `<issuer>/oauth/introspect`, when the publisher can verify tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    /// As for revocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// Empty: the publisher has no authorization endpoint (RFC 8414 makes the field
+    /// required).
+    pub response_types_supported: Vec<String>,
 }
 
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with

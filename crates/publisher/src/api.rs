@@ -11,13 +11,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Form, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use revocast_core::http::{
-    self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, OAuthRevokeForm, PublisherStats,
-    Readiness, Revocation, RevocationStatus,
+    self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, PublisherStats, Readiness,
+    Revocation, RevocationStatus,
 };
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
@@ -26,9 +26,10 @@ use tokio::sync::oneshot;
 use crate::authority;
 use crate::commit::{Command, CommitError};
 use crate::error::and_cause;
-use crate::jwt;
 use crate::state::Shared;
 use crate::stats::{self, Gauges};
+
+mod oauth;
 
 /// How far in the future a cutoff may be set (clock skew); anything later would lock
 /// out tokens not issued yet, which is always a mistake (often milliseconds for seconds).
@@ -40,6 +41,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// The `WWW-Authenticate` challenge of a 401 (`Bearer` unless set).
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -48,7 +51,14 @@ impl ApiError {
             status,
             error,
             description: description.into(),
+            challenge: None,
         }
+    }
+
+    /// A 401 with this `WWW-Authenticate` challenge instead of `Bearer`.
+    fn challenge(mut self, challenge: &'static str) -> ApiError {
+        self.challenge = Some(challenge);
+        self
     }
 
     fn unprocessable(error: &'static str, description: impl Into<String>) -> ApiError {
@@ -122,10 +132,18 @@ impl IntoResponse for ApiError {
         }
         let body = axum::Json(ErrorBody::new(self.error, self.description));
         let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let challenge = self.challenge.unwrap_or("Bearer");
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is passing (not ready yet, NATS unreachable, shutting
+            // down): retrying soon is right, and safe.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -139,7 +157,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(http::REVOCATIONS, post(post_revocations))
         .route(http::REVOCATION_ROUTE, get(get_revocation))
-        .route(http::OAUTH_REVOKE, post(oauth_revoke))
+        .route(http::OAUTH_REVOKE, post(oauth::revoke))
+        .route(http::OAUTH_INTROSPECT, post(oauth::introspect))
+        .route(http::OAUTH_METADATA, get(oauth::metadata))
         .route(http::CUTOFFS, post(post_cutoff))
         .route(http::STATS, get(get_stats))
         .route(http::METRICS, get(get_metrics))
@@ -432,38 +452,6 @@ async fn get_revocation(
     } else {
         (StatusCode::NOT_FOUND, axum::Extension(Answer), answer).into_response()
     })
-}
-
-/// `POST /oauth/revoke` (RFC 7009 shape): revokes the JWT in `token=`.
-async fn oauth_revoke(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    form: Result<Form<OAuthRevokeForm>, FormRejection>,
-) -> ApiResult {
-    authorize(&shared, &headers)?;
-    let Form(form) = form.map_err(ApiError::from_form)?;
-    require_ready(&shared)?;
-    let claims = jwt::claims(shared.jwt.as_ref(), form.token.trim())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", e.to_string()))?;
-    let jti = claims
-        .jti
-        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no jti claim"))?;
-    let exp = claims
-        .exp
-        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no exp claim"))?;
-    let item = Revocation {
-        jti,
-        exp,
-        sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
-        reason: Some("oauth_revoke".to_owned()),
-    };
-    check_revocation(&ExpLimits::of(&shared), &item)?;
-    let done = submit(&shared, |reply| Command::Revoke {
-        items: vec![item],
-        reply,
-    })
-    .await?;
-    Ok(committed(done))
 }
 
 /// `POST /v1/cutoffs`: reject tokens of `sub` (or all tokens) issued before `not_before`.

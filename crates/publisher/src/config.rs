@@ -47,6 +47,51 @@ impl std::fmt::Debug for NatsOptions {
     }
 }
 
+/// An OAuth client allowed to call `/oauth/revoke` and `/oauth/introspect` with its
+/// own credentials (`client_secret_basic` or `client_secret_post`). It may revoke only
+/// tokens issued to it (their `client_id` or `azp`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    /// The client id.
+    pub id: String,
+    /// The client secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"..")
+            .finish()
+    }
+}
+
+impl std::str::FromStr for OAuthClient {
+    type Err = String;
+
+    /// `ID:SECRET`: the id up to the first `:`, the secret after it (it may hold `:`).
+    fn from_str(s: &str) -> Result<OAuthClient, String> {
+        let Some((id, secret)) = s.split_once(':') else {
+            return Err("expected ID:SECRET (the client id, a colon, the secret)".to_owned());
+        };
+        let (id, secret) = (id.trim(), secret.trim());
+        if id.is_empty() {
+            return Err("the client id before ':' is empty".to_owned());
+        }
+        if secret.is_empty() {
+            return Err(format!("client {id:?} has an empty secret"));
+        }
+        if id.chars().any(char::is_control) || secret.chars().any(char::is_control) {
+            return Err(format!("client {id:?}: control characters in id or secret"));
+        }
+        Ok(OAuthClient {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+}
+
 /// Group commit limits: how many revocations become one delta.
 #[derive(Clone, Debug)]
 pub struct BatchLimits {
@@ -106,6 +151,12 @@ pub struct Config {
     /// Key that `/oauth/revoke` verifies tokens with: a PEM public key (RSA, EC or
     /// Ed25519), a path to one, or an HS256 secret. `None`: claims are read unverified.
     pub jwt_verify_key: Option<String>,
+    /// OAuth clients of `/oauth/revoke` and `/oauth/introspect` (they need
+    /// `jwt_verify_key`: a client's right to revoke is read from the token's claims).
+    pub oauth_clients: Vec<OAuthClient>,
+    /// The publisher's public base URL (`https://revocast.example.com`), which the RFC
+    /// 8414 metadata advertises. `None`: taken from each request's `Host` header.
+    pub public_url: Option<String>,
     /// Group commit limits.
     pub batch: BatchLimits,
     /// Most revocations in one bulk call.
@@ -142,6 +193,8 @@ impl std::fmt::Debug for Config {
                 "jwt_verify_key",
                 &self.jwt_verify_key.as_ref().map(|_| ".."),
             )
+            .field("oauth_clients", &self.oauth_clients)
+            .field("public_url", &self.public_url)
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -212,6 +265,8 @@ impl Config {
             expiry_interval: defaults::EXPIRY_INTERVAL,
             stream_replicas: defaults::STREAM_REPLICAS,
             jwt_verify_key: None,
+            oauth_clients: Vec::new(),
+            public_url: None,
             batch: BatchLimits::default(),
             max_bulk: defaults::MAX_BULK,
             max_body_bytes: defaults::MAX_BODY_BYTES,
@@ -273,8 +328,43 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(str::is_empty) {
             return bad("admin token must not be empty");
         }
+        if !self.oauth_clients.is_empty() && self.jwt_verify_key.is_none() {
+            return bad(
+                "OAuth clients need a token verification key (--jwt-verify-key): a client \
+                 may revoke only tokens issued to it, and without verification it could \
+                 name another client in a forged token",
+            );
+        }
+        let mut ids = std::collections::HashSet::new();
+        for client in &self.oauth_clients {
+            if !ids.insert(client.id.as_str()) {
+                return bad(&format!("OAuth client {:?} is configured twice", client.id));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            check_public_url(url).map_err(Error::Config)?;
+        }
         Ok(())
     }
+}
+
+/// A public base URL: `http` or `https`, a host, no query or fragment.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("public URL {url:?}: {why}"));
+    let uri: axum::http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return bad(&e.to_string()),
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return bad("must start with http:// or https://");
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return bad("has no host");
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return bad("must not carry a query or a fragment");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -294,10 +384,49 @@ mod tests {
         let mut many = config.clone();
         many.nats.url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into();
         many.validate().unwrap();
+        let mut clients = config.clone();
+        clients.oauth_clients = vec!["app:s3cret".parse().unwrap()];
+        assert!(clients.validate().is_err(), "clients without a key");
+        clients.jwt_verify_key = Some("secret".into());
+        clients.validate().unwrap();
+        clients.oauth_clients.push("app:other".parse().unwrap());
+        assert!(clients.validate().is_err(), "the same id twice");
+        for url in ["https://revocast.example.com", "http://127.0.0.1:8080/base"] {
+            let mut good = config.clone();
+            good.public_url = Some(url.into());
+            good.validate().unwrap();
+        }
+        for url in [
+            "revocast.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+            "",
+        ] {
+            let mut bad = config.clone();
+            bad.public_url = Some(url.into());
+            assert!(bad.validate().is_err(), "{url:?}");
+        }
         for url in ["", "nats://127.0.0.1:port", ","] {
             let mut bad = config.clone();
             bad.nats.url = url.into();
             assert!(bad.validate().is_err(), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn oauth_clients_parse_and_refuse_what_is_malformed() {
+        let client: OAuthClient = "app:se:cret".parse().unwrap();
+        assert_eq!(
+            (client.id.as_str(), client.secret.as_str()),
+            ("app", "se:cret")
+        );
+        assert!(
+            !format!("{client:?}").contains("cret"),
+            "the secret is not printed"
+        );
+        for bad in ["", "app", "app:", ":secret", " : ", "a\u{7}:b"] {
+            assert!(bad.parse::<OAuthClient>().is_err(), "{bad:?}");
         }
     }
 }

@@ -53,7 +53,7 @@ mod writer;
 
 pub use clock::{Clock, SystemClock};
 pub use commit::CommitError;
-pub use config::{BatchLimits, Config, NatsOptions};
+pub use config::{BatchLimits, Config, NatsOptions, OAuthClient};
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;

@@ -13,7 +13,7 @@ use revocast_core::{FilterParams, Namespace};
 use revocast_daemon::LogFormat;
 use revocast_publisher::client::{self, ApiClient, ImportFormat};
 use revocast_publisher::config::defaults;
-use revocast_publisher::{BatchLimits, Config, KeySource, NatsOptions, Revocation};
+use revocast_publisher::{BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation};
 
 /// What a command failed with: printed once, by `main`.
 type Failure = Box<dyn std::error::Error>;
@@ -126,6 +126,20 @@ struct ServeArgs {
     /// Key for verifying tokens given to /oauth/revoke: PEM text, a PEM file, or an HS256 secret.
     #[arg(long, env = "REVOCAST_JWT_VERIFY_KEY", hide_env_values = true)]
     jwt_verify_key: Option<String>,
+    /// An OAuth client of /oauth/revoke and /oauth/introspect, as ID:SECRET (repeat
+    /// the flag; in the environment, comma-separated). Needs --jwt-verify-key.
+    #[arg(
+        long = "oauth-client",
+        value_name = "ID:SECRET",
+        env = "REVOCAST_OAUTH_CLIENTS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    oauth_clients: Vec<OAuthClient>,
+    /// Public base URL of this publisher, advertised by the OAuth metadata
+    /// [default: http://<the request's Host header>].
+    #[arg(long, env = "REVOCAST_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Extra window for gathering revocations into one delta (0: commit what is queued at once).
     #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value_t = HumanDuration(defaults::BATCH_WAIT))]
     batch_wait: HumanDuration,
@@ -175,6 +189,8 @@ impl ServeArgs {
             expiry_interval: self.expiry_interval.0,
             stream_replicas: self.stream_replicas,
             jwt_verify_key: self.jwt_verify_key,
+            oauth_clients: self.oauth_clients,
+            public_url: self.public_url,
             batch: BatchLimits {
                 max_wait: self.batch_wait.0,
                 max_adds: self.batch_max,

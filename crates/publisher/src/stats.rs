@@ -55,6 +55,9 @@ pub(crate) struct Counters {
     pub(crate) confirms_malformed: AtomicU64,
     /// API requests refused as client mistakes (4xx).
     pub(crate) requests_rejected: AtomicU64,
+    /// Tokens given to the OAuth endpoints that were not JWTs or did not verify
+    /// (answered as RFC 7009 and RFC 7662 say: 200, nothing revoked or inactive).
+    pub(crate) oauth_invalid_tokens: AtomicU64,
     /// Time from the start of a commit to the JetStream ack.
     pub(crate) commit_seconds: Histogram,
 }
@@ -81,6 +84,7 @@ impl Default for Counters {
             confirms_not_revoked: AtomicU64::new(0),
             confirms_malformed: AtomicU64::new(0),
             requests_rejected: AtomicU64::new(0),
+            oauth_invalid_tokens: AtomicU64::new(0),
             commit_seconds: Histogram::new([
                 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -203,6 +207,12 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_requests_rejected",
         "API requests refused as client mistakes",
         revocations.requests_rejected,
+    );
+    counter(
+        &mut r,
+        "revocast_oauth_invalid_tokens",
+        "Tokens given to /oauth/revoke or /oauth/introspect that did not verify",
+        get(&stats.oauth_invalid_tokens),
     );
     let deltas = stats.deltas();
     counter(

@@ -9,3 +9,4 @@ mod cluster;
 mod common;
 mod durability;
 mod end_to_end;
+mod oauth;
