@@ -151,6 +151,30 @@ async fn bad_flags_give_clear_errors() {
             "invalid NATS URL",
         ),
         (
+            vec!["serve".into(), "--oauth-client".into(), "app-1".into()],
+            vec![],
+            "expected ID:SECRET",
+        ),
+        (
+            vec!["serve".into()],
+            vec![("REVOCAST_OAUTH_CLIENTS", "app-1:s1,app-2:")],
+            "\"app-2\" has an empty secret",
+        ),
+        (
+            vec!["serve".into(), "--oauth-client".into(), "app-1:s1".into()],
+            vec![],
+            "OAuth clients need a token verification key",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--public-url".into(),
+                "revocast.example.com".into(),
+            ],
+            vec![],
+            "must start with http:// or https://",
+        ),
+        (
             vec!["serve".into(), "--wat".into()],
             vec![],
             "unexpected argument '--wat'",
