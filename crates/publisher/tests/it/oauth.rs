@@ -71,6 +71,17 @@ async fn post_form(
     (status, body, headers)
 }
 
+/// An authentication mistake: name, `Authorization`, extra form fields, the status,
+/// the error and the `WWW-Authenticate` challenge expected.
+type AuthCase = (
+    &'static str,
+    Option<String>,
+    Vec<(&'static str, &'static str)>,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
+
 fn error_of(body: &Value) -> String {
     let error: ErrorBody = serde_json::from_value(body.clone())
         .unwrap_or_else(|e| panic!("not an RFC 6749 error body ({e}): {body}"));
@@ -166,14 +177,7 @@ async fn clients_authenticate_and_revoke_only_their_own_tokens() {
 
     // Authentication mistakes: RFC 6749 section 5.2.
     let valid = issued("t-auth", "app-1", "alice");
-    let cases: [(
-        &str,
-        Option<String>,
-        Vec<(&str, &str)>,
-        u16,
-        &str,
-        Option<&str>,
-    ); 9] = [
+    let cases: [AuthCase; 9] = [
         (
             "no credentials",
             None,
