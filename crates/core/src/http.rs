@@ -12,6 +12,7 @@
 //! | `POST` [`OAUTH_REVOKE`] (RFC 7009 form) | [`OAuthRevokeForm`] | [`Committed`] |
 //! | `POST` [`OAUTH_INTROSPECT`] (RFC 7662 form) | [`OAuthRevokeForm`] | [`Introspection`] |
 //! | `GET` [`OAUTH_METADATA`] (RFC 8414) | | [`AuthorizationServerMetadata`] |
+//! | `POST` [`OIDC_BACKCHANNEL_LOGOUT`] (form) | [`LogoutForm`] | [`Committed`] |
 //! | `POST` [`CUTOFFS`] | [`CutoffRequest`] | [`Committed`] |
 //! | `GET` [`STATS`] | | [`PublisherStats`] |
 //! | `GET` [`HEALTHZ`] | | [`Health`] |
@@ -39,6 +40,8 @@ pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
 /// `GET`: RFC 8414 authorization server metadata (the OAuth endpoints and their
 /// client authentication methods).
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+/// `POST`: an OpenID Connect back-channel logout ([`LogoutForm`]).
+pub const OIDC_BACKCHANNEL_LOGOUT: &str = "/oidc/backchannel-logout";
 /// `POST`: a [`CutoffRequest`].
 pub const CUTOFFS: &str = "/v1/cutoffs";
 /// `GET`: the [`PublisherStats`].
@@ -233,6 +236,22 @@ impl Introspection {
     /// `{"active": false}`.
     pub fn inactive() -> Introspection {
         Introspection::default()
+    }
+}
+
+/// The form of `POST /oidc/backchannel-logout` (OpenID Connect Back-Channel Logout
+/// 1.0, section 2.5).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutForm {
+    /// The logout token: a JWT signed by a trusted identity provider.
+    pub logout_token: String,
+}
+
+impl std::fmt::Debug for LogoutForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutForm")
+            .field("logout_token", &"..")
+            .finish()
     }
 }
 

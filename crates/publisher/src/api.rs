@@ -29,6 +29,7 @@ use crate::error::and_cause;
 use crate::state::Shared;
 use crate::stats::{self, Gauges};
 
+mod logout;
 mod oauth;
 
 /// How far in the future a cutoff may be set (clock skew); anything later would lock
@@ -160,6 +161,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(http::OAUTH_REVOKE, post(oauth::revoke))
         .route(http::OAUTH_INTROSPECT, post(oauth::introspect))
         .route(http::OAUTH_METADATA, get(oauth::metadata))
+        .route(
+            http::OIDC_BACKCHANNEL_LOGOUT,
+            post(logout::backchannel_logout),
+        )
         .route(http::CUTOFFS, post(post_cutoff))
         .route(http::STATS, get(get_stats))
         .route(http::METRICS, get(get_metrics))
@@ -477,29 +482,37 @@ async fn post_cutoff(
             ),
         ));
     }
+    Ok(committed(
+        commit_cutoff(&shared, body.sub, body.not_before).await?,
+    ))
+}
+
+/// Commits a cutoff: a no-op success when every token it could catch has expired.
+async fn commit_cutoff(
+    shared: &Shared,
+    sub: Option<String>,
+    not_before: u64,
+) -> Result<Committed, ApiError> {
+    let now = shared.now_secs();
     let (live, version) = {
         let ledger = shared.ledger();
         let p = ledger.filter.params();
-        (
-            p.cutoff_is_live(body.not_before, now),
-            ledger.filter.version(),
-        )
+        (p.cutoff_is_live(not_before, now), ledger.filter.version())
     };
     if !live {
         // Every token issued before it has expired already.
-        return Ok(committed(Committed {
+        return Ok(Committed {
             version,
             noop: true,
             ..Committed::default()
-        }));
+        });
     }
-    let done = submit(&shared, |reply| Command::Cutoff {
-        sub: body.sub,
-        not_before: body.not_before,
+    submit(shared, |reply| Command::Cutoff {
+        sub,
+        not_before,
         reply,
     })
-    .await?;
-    Ok(committed(done))
+    .await
 }
 
 /// Builds the stats report.

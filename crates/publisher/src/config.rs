@@ -92,6 +92,17 @@ impl std::str::FromStr for OAuthClient {
     }
 }
 
+/// An identity provider whose OpenID Connect back-channel logout tokens the publisher
+/// accepts: keys by OpenID discovery from `issuer`, tokens addressed to one of
+/// `audiences` (the client ids the IdP sends logout tokens for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    /// The issuer URL, exactly as the IdP's discovery document and tokens name it.
+    pub issuer: String,
+    /// The `aud` values accepted (at least one).
+    pub audiences: Vec<String>,
+}
+
 /// Group commit limits: how many revocations become one delta.
 #[derive(Clone, Debug)]
 pub struct BatchLimits {
@@ -154,6 +165,8 @@ pub struct Config {
     /// OAuth clients of `/oauth/revoke` and `/oauth/introspect` (they need
     /// `jwt_verify_key`: a client's right to revoke is read from the token's claims).
     pub oauth_clients: Vec<OAuthClient>,
+    /// Identity providers trusted for back-channel logout.
+    pub trusted_issuers: Vec<TrustedIssuer>,
     /// The publisher's public base URL (`https://revocast.example.com`), which the RFC
     /// 8414 metadata advertises. `None`: taken from each request's `Host` header.
     pub public_url: Option<String>,
@@ -194,6 +207,7 @@ impl std::fmt::Debug for Config {
                 &self.jwt_verify_key.as_ref().map(|_| ".."),
             )
             .field("oauth_clients", &self.oauth_clients)
+            .field("trusted_issuers", &self.trusted_issuers)
             .field("public_url", &self.public_url)
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
@@ -266,6 +280,7 @@ impl Config {
             stream_replicas: defaults::STREAM_REPLICAS,
             jwt_verify_key: None,
             oauth_clients: Vec::new(),
+            trusted_issuers: Vec::new(),
             public_url: None,
             batch: BatchLimits::default(),
             max_bulk: defaults::MAX_BULK,
@@ -341,8 +356,19 @@ impl Config {
                 return bad(&format!("OAuth client {:?} is configured twice", client.id));
             }
         }
+        for trusted in &self.trusted_issuers {
+            check_public_url(&trusted.issuer)
+                .map_err(|e| Error::Config(format!("trusted issuer {e}")))?;
+            if trusted.audiences.is_empty() || trusted.audiences.iter().any(String::is_empty) {
+                return bad(&format!(
+                    "trusted issuer {} needs an audience (--trust-audience: the client id \
+                     its logout tokens are addressed to)",
+                    trusted.issuer
+                ));
+            }
+        }
         if let Some(url) = &self.public_url {
-            check_public_url(url).map_err(Error::Config)?;
+            check_public_url(url).map_err(|e| Error::Config(format!("public URL {e}")))?;
         }
         Ok(())
     }
@@ -350,7 +376,7 @@ impl Config {
 
 /// A public base URL: `http` or `https`, a host, no query or fragment.
 fn check_public_url(url: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("public URL {url:?}: {why}"));
+    let bad = |why: &str| Err(format!("{url:?}: {why}"));
     let uri: axum::http::Uri = match url.parse() {
         Ok(uri) => uri,
         Err(e) => return bad(&e.to_string()),

@@ -44,6 +44,7 @@ mod error;
 mod jwt;
 pub mod keys;
 mod ledger;
+mod logout;
 mod nats;
 mod server;
 mod state;
@@ -53,7 +54,7 @@ mod writer;
 
 pub use clock::{Clock, SystemClock};
 pub use commit::CommitError;
-pub use config::{BatchLimits, Config, NatsOptions, OAuthClient};
+pub use config::{BatchLimits, Config, NatsOptions, OAuthClient, TrustedIssuer};
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;

@@ -13,7 +13,9 @@ use revocast_core::{FilterParams, Namespace};
 use revocast_daemon::LogFormat;
 use revocast_publisher::client::{self, ApiClient, ImportFormat};
 use revocast_publisher::config::defaults;
-use revocast_publisher::{BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation};
+use revocast_publisher::{
+    BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation, TrustedIssuer,
+};
 
 /// What a command failed with: printed once, by `main`.
 type Failure = Box<dyn std::error::Error>;
@@ -136,6 +138,20 @@ struct ServeArgs {
         hide_env_values = true
     )]
     oauth_clients: Vec<OAuthClient>,
+    /// An identity provider whose OpenID Connect back-channel logout tokens are
+    /// accepted at /oidc/backchannel-logout (its issuer URL; keys by discovery).
+    #[arg(long, env = "REVOCAST_TRUST_ISSUER", requires = "trust_audiences")]
+    trust_issuer: Option<String>,
+    /// The client id(s) that issuer addresses its logout tokens to (repeat the flag;
+    /// in the environment, comma-separated).
+    #[arg(
+        long = "trust-audience",
+        value_name = "ID",
+        env = "REVOCAST_TRUST_AUDIENCES",
+        value_delimiter = ',',
+        requires = "trust_issuer"
+    )]
+    trust_audiences: Vec<String>,
     /// Public base URL of this publisher, advertised by the OAuth metadata
     /// [default: http://<the request's Host header>].
     #[arg(long, env = "REVOCAST_PUBLIC_URL")]
@@ -190,6 +206,14 @@ impl ServeArgs {
             stream_replicas: self.stream_replicas,
             jwt_verify_key: self.jwt_verify_key,
             oauth_clients: self.oauth_clients,
+            trusted_issuers: self
+                .trust_issuer
+                .map(|issuer| TrustedIssuer {
+                    issuer,
+                    audiences: self.trust_audiences,
+                })
+                .into_iter()
+                .collect(),
             public_url: self.public_url,
             batch: BatchLimits {
                 max_wait: self.batch_wait.0,

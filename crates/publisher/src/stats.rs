@@ -58,6 +58,10 @@ pub(crate) struct Counters {
     /// Tokens given to the OAuth endpoints that were not JWTs or did not verify
     /// (answered as RFC 7009 and RFC 7662 say: 200, nothing revoked or inactive).
     pub(crate) oauth_invalid_tokens: AtomicU64,
+    /// Back-channel logouts applied (subject cutoffs committed).
+    pub(crate) logouts_applied: AtomicU64,
+    /// Back-channel logout requests refused (invalid, replayed, untrusted).
+    pub(crate) logouts_refused: AtomicU64,
     /// Time from the start of a commit to the JetStream ack.
     pub(crate) commit_seconds: Histogram,
 }
@@ -85,6 +89,8 @@ impl Default for Counters {
             confirms_malformed: AtomicU64::new(0),
             requests_rejected: AtomicU64::new(0),
             oauth_invalid_tokens: AtomicU64::new(0),
+            logouts_applied: AtomicU64::new(0),
+            logouts_refused: AtomicU64::new(0),
             commit_seconds: Histogram::new([
                 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -213,6 +219,16 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_oauth_invalid_tokens",
         "Tokens given to /oauth/revoke or /oauth/introspect that did not verify",
         get(&stats.oauth_invalid_tokens),
+    );
+    labelled(
+        &mut r,
+        "revocast_backchannel_logouts",
+        "OpenID Connect back-channel logout requests, by outcome",
+        "outcome",
+        &[
+            ("applied", get(&stats.logouts_applied)),
+            ("refused", get(&stats.logouts_refused)),
+        ],
     );
     let deltas = stats.deltas();
     counter(

@@ -175,6 +175,23 @@ async fn bad_flags_give_clear_errors() {
             "must start with http:// or https://",
         ),
         (
+            vec![
+                "serve".into(),
+                "--trust-issuer".into(),
+                "https://idp.example".into(),
+            ],
+            vec![],
+            "--trust-audience",
+        ),
+        (
+            vec!["serve".into()],
+            vec![
+                ("REVOCAST_TRUST_ISSUER", "idp.example"),
+                ("REVOCAST_TRUST_AUDIENCES", "rp"),
+            ],
+            "trusted issuer \"idp.example\": must start with http:// or https://",
+        ),
+        (
             vec!["serve".into(), "--wat".into()],
             vec![],
             "unexpected argument '--wat'",

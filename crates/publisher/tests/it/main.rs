@@ -9,4 +9,5 @@ mod cluster;
 mod common;
 mod durability;
 mod end_to_end;
+mod logout;
 mod oauth;
