@@ -13,6 +13,7 @@
 //! | `POST` [`OAUTH_INTROSPECT`] (RFC 7662 form) | [`OAuthRevokeForm`] | [`Introspection`] |
 //! | `GET` [`OAUTH_METADATA`] (RFC 8414) | | [`AuthorizationServerMetadata`] |
 //! | `POST` [`OIDC_BACKCHANNEL_LOGOUT`] (form) | [`LogoutForm`] | [`Committed`] |
+//! | `POST` [`SSF_EVENTS`] (`application/secevent+jwt`) | a SET | 202, empty ([`SsfErrorBody`] on 400) |
 //! | `POST` [`CUTOFFS`] | [`CutoffRequest`] | [`Committed`] |
 //! | `GET` [`STATS`] | | [`PublisherStats`] |
 //! | `GET` [`HEALTHZ`] | | [`Health`] |
@@ -42,6 +43,10 @@ pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 /// `POST`: an OpenID Connect back-channel logout ([`LogoutForm`]).
 pub const OIDC_BACKCHANNEL_LOGOUT: &str = "/oidc/backchannel-logout";
+/// `POST`: a security event token pushed by a Shared Signals transmitter (RFC 8935),
+/// `Content-Type: application/secevent+jwt`; answered 202, or 400 with an
+/// [`SsfErrorBody`].
+pub const SSF_EVENTS: &str = "/ssf/events";
 /// `POST`: a [`CutoffRequest`].
 pub const CUTOFFS: &str = "/v1/cutoffs";
 /// `GET`: the [`PublisherStats`].
@@ -253,6 +258,17 @@ impl std::fmt::Debug for LogoutForm {
             .field("logout_token", &"..")
             .finish()
     }
+}
+
+/// The error body of RFC 8935 section 2.3 (`/ssf/events`): `err` is one of
+/// `invalid_request`, `invalid_key`, `invalid_issuer`, `invalid_audience`,
+/// `authentication_failed`, `access_denied`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsfErrorBody {
+    /// The error code.
+    pub err: String,
+    /// Why, for people.
+    pub description: String,
 }
 
 /// RFC 8414 authorization server metadata, as `GET` [`OAUTH_METADATA`] serves it:

@@ -31,6 +31,7 @@ use crate::stats::{self, Gauges};
 
 mod logout;
 mod oauth;
+mod ssf;
 
 /// How far in the future a cutoff may be set (clock skew); anything later would lock
 /// out tokens not issued yet, which is always a mistake (often milliseconds for seconds).
@@ -165,6 +166,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             http::OIDC_BACKCHANNEL_LOGOUT,
             post(logout::backchannel_logout),
         )
+        .route(http::SSF_EVENTS, post(ssf::events))
         .route(http::CUTOFFS, post(post_cutoff))
         .route(http::STATS, get(get_stats))
         .route(http::METRICS, get(get_metrics))

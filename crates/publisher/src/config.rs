@@ -165,8 +165,11 @@ pub struct Config {
     /// OAuth clients of `/oauth/revoke` and `/oauth/introspect` (they need
     /// `jwt_verify_key`: a client's right to revoke is read from the token's claims).
     pub oauth_clients: Vec<OAuthClient>,
-    /// Identity providers trusted for back-channel logout.
+    /// Identity providers trusted for back-channel logout (and Shared Signals).
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// The bearer token a trusted issuer's Shared Signals transmitter pushes events
+    /// with (RFC 8935). `None`: no `/ssf/events`.
+    pub ssf_token: Option<String>,
     /// The publisher's public base URL (`https://revocast.example.com`), which the RFC
     /// 8414 metadata advertises. `None`: taken from each request's `Host` header.
     pub public_url: Option<String>,
@@ -208,6 +211,7 @@ impl std::fmt::Debug for Config {
             )
             .field("oauth_clients", &self.oauth_clients)
             .field("trusted_issuers", &self.trusted_issuers)
+            .field("ssf_token", &self.ssf_token.as_ref().map(|_| ".."))
             .field("public_url", &self.public_url)
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
@@ -281,6 +285,7 @@ impl Config {
             jwt_verify_key: None,
             oauth_clients: Vec::new(),
             trusted_issuers: Vec::new(),
+            ssf_token: None,
             public_url: None,
             batch: BatchLimits::default(),
             max_bulk: defaults::MAX_BULK,
@@ -365,6 +370,17 @@ impl Config {
                      its logout tokens are addressed to)",
                     trusted.issuer
                 ));
+            }
+        }
+        if let Some(token) = &self.ssf_token {
+            if token.is_empty() {
+                return bad("the Shared Signals token must not be empty");
+            }
+            if self.trusted_issuers.len() != 1 {
+                return bad(
+                    "a Shared Signals token needs exactly one trusted issuer (--trust-issuer): \
+                     the transmitter whose events it authenticates",
+                );
             }
         }
         if let Some(url) = &self.public_url {

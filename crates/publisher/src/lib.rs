@@ -47,6 +47,7 @@ mod ledger;
 mod logout;
 mod nats;
 mod server;
+mod ssf;
 mod state;
 mod stats;
 mod tasks;

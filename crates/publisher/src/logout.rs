@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn every_malformed_logout_token_is_refused_with_its_reason() {
-        let cases: Vec<(Option<&str>, LogoutClaims, fn(&LogoutError) -> bool)> = vec![
+        type Case = (Option<&'static str>, LogoutClaims, fn(&LogoutError) -> bool);
+        let cases: Vec<Case> = vec![
             (Some("JWT"), claims(good()), |e| {
                 matches!(e, LogoutError::WrongTyp(_))
             }),

@@ -152,6 +152,10 @@ struct ServeArgs {
         requires = "trust_issuer"
     )]
     trust_audiences: Vec<String>,
+    /// Bearer token of the trusted issuer's Shared Signals transmitter: turns on
+    /// POST /ssf/events (RFC 8935 push).
+    #[arg(long, env = "REVOCAST_SSF_TOKEN", hide_env_values = true)]
+    ssf_token: Option<String>,
     /// Public base URL of this publisher, advertised by the OAuth metadata
     /// [default: http://<the request's Host header>].
     #[arg(long, env = "REVOCAST_PUBLIC_URL")]
@@ -206,6 +210,7 @@ impl ServeArgs {
             stream_replicas: self.stream_replicas,
             jwt_verify_key: self.jwt_verify_key,
             oauth_clients: self.oauth_clients,
+            ssf_token: self.ssf_token,
             trusted_issuers: self
                 .trust_issuer
                 .map(|issuer| TrustedIssuer {

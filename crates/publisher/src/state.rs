@@ -37,6 +37,9 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Idp {
     pub(crate) verifier: revocast_verifier::Verifier,
+    /// Security event tokens carry no `exp`: their own verifier, when Shared Signals
+    /// are on.
+    pub(crate) sets: Option<revocast_verifier::Verifier>,
     pub(crate) replays: std::sync::Mutex<crate::logout::ReplayGuard>,
 }
 
@@ -47,20 +50,31 @@ impl Idp {
         if config.trusted_issuers.is_empty() {
             return Ok(None);
         }
-        let issuers = config
-            .trusted_issuers
-            .iter()
-            .map(|trusted| {
-                trusted.audiences.iter().fold(
-                    revocast_verifier::IssuerOptions::discover(&trusted.issuer),
-                    |options, audience| options.audience(audience),
-                )
-            })
-            .collect();
-        let verifier = revocast_verifier::Verifier::new(issuers)
-            .map_err(|e| crate::Error::Config(format!("trusted issuers: {e}")))?;
+        let options = |require_exp: bool| {
+            config
+                .trusted_issuers
+                .iter()
+                .map(|trusted| {
+                    trusted.audiences.iter().fold(
+                        revocast_verifier::IssuerOptions::discover(&trusted.issuer)
+                            .require_exp(require_exp),
+                        |options, audience| options.audience(audience),
+                    )
+                })
+                .collect()
+        };
+        let build = |issuers| {
+            revocast_verifier::Verifier::new(issuers)
+                .map_err(|e| crate::Error::Config(format!("trusted issuers: {e}")))
+        };
+        let verifier = build(options(true))?;
+        let sets = match config.ssf_token {
+            Some(_) => Some(build(options(false))?),
+            None => None,
+        };
         Ok(Some(Idp {
             verifier,
+            sets,
             replays: std::sync::Mutex::default(),
         }))
     }

@@ -62,6 +62,12 @@ pub(crate) struct Counters {
     pub(crate) logouts_applied: AtomicU64,
     /// Back-channel logout requests refused (invalid, replayed, untrusted).
     pub(crate) logouts_refused: AtomicU64,
+    /// Shared Signals events applied (subject cutoffs committed).
+    pub(crate) ssf_events_applied: AtomicU64,
+    /// Shared Signals events of types revocast does not apply (accepted, counted).
+    pub(crate) ssf_events_ignored: AtomicU64,
+    /// Security event tokens refused (RFC 8935 400 answers).
+    pub(crate) ssf_sets_refused: AtomicU64,
     /// Time from the start of a commit to the JetStream ack.
     pub(crate) commit_seconds: Histogram,
 }
@@ -91,6 +97,9 @@ impl Default for Counters {
             oauth_invalid_tokens: AtomicU64::new(0),
             logouts_applied: AtomicU64::new(0),
             logouts_refused: AtomicU64::new(0),
+            ssf_events_applied: AtomicU64::new(0),
+            ssf_events_ignored: AtomicU64::new(0),
+            ssf_sets_refused: AtomicU64::new(0),
             commit_seconds: Histogram::new([
                 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -229,6 +238,22 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
             ("applied", get(&stats.logouts_applied)),
             ("refused", get(&stats.logouts_refused)),
         ],
+    );
+    labelled(
+        &mut r,
+        "revocast_ssf_events",
+        "Shared Signals events received in valid SETs, by outcome",
+        "outcome",
+        &[
+            ("applied", get(&stats.ssf_events_applied)),
+            ("ignored", get(&stats.ssf_events_ignored)),
+        ],
+    );
+    counter(
+        &mut r,
+        "revocast_ssf_sets_refused",
+        "Security event tokens refused (invalid, unauthenticated, untrusted)",
+        get(&stats.ssf_sets_refused),
     );
     let deltas = stats.deltas();
     counter(

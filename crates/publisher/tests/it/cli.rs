@@ -192,6 +192,11 @@ async fn bad_flags_give_clear_errors() {
             "trusted issuer \"idp.example\": must start with http:// or https://",
         ),
         (
+            vec!["serve".into(), "--ssf-token".into(), "t".into()],
+            vec![],
+            "a Shared Signals token needs exactly one trusted issuer",
+        ),
+        (
             vec!["serve".into(), "--wat".into()],
             vec![],
             "unexpected argument '--wat'",
