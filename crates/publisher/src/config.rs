@@ -95,12 +95,74 @@ impl std::str::FromStr for OAuthClient {
 /// An identity provider whose OpenID Connect back-channel logout tokens the publisher
 /// accepts: keys by OpenID discovery from `issuer`, tokens addressed to one of
 /// `audiences` (the client ids the IdP sends logout tokens for).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustedIssuer {
     /// The issuer URL, exactly as the IdP's discovery document and tokens name it.
     pub issuer: String,
     /// The `aud` values accepted (at least one).
     pub audiences: Vec<String>,
+    /// The bearer token its Shared Signals transmitter pushes events with (RFC 8935);
+    /// `None`: no Shared Signals from this issuer.
+    #[serde(default)]
+    pub ssf_token: Option<String>,
+}
+
+impl TrustedIssuer {
+    /// An issuer whose logout tokens are addressed to `audience`, without Shared
+    /// Signals.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> TrustedIssuer {
+        TrustedIssuer {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            ssf_token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TrustedIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedIssuer")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+/// The trusted issuers file (`--trust-config`): several identity providers, each with
+/// its audiences and, optionally, its Shared Signals token.
+///
+/// ```json
+/// {"issuers": [
+///   {"issuer": "https://idp.example.com/realms/main", "audiences": ["revocast-rp"],
+///    "ssf_token": "a long random token"},
+///   {"issuer": "https://login.partner.example", "audiences": ["revocast"]}
+/// ]}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// The issuers.
+    pub issuers: Vec<TrustedIssuer>,
+}
+
+impl TrustConfig {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<TrustConfig, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the trusted issuers file {}: {e}",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "trusted issuers file {}: {e} (expected {{\"issuers\": [{{\"issuer\": URL, \
+                 \"audiences\": [ID, ...], \"ssf_token\": TOKEN (optional)}}]}})",
+                path.display()
+            ))
+        })
+    }
 }
 
 /// Group commit limits: how many revocations become one delta.
@@ -165,11 +227,8 @@ pub struct Config {
     /// OAuth clients of `/oauth/revoke` and `/oauth/introspect` (they need
     /// `jwt_verify_key`: a client's right to revoke is read from the token's claims).
     pub oauth_clients: Vec<OAuthClient>,
-    /// Identity providers trusted for back-channel logout (and Shared Signals).
+    /// Identity providers trusted for back-channel logout and Shared Signals.
     pub trusted_issuers: Vec<TrustedIssuer>,
-    /// The bearer token a trusted issuer's Shared Signals transmitter pushes events
-    /// with (RFC 8935). `None`: no `/ssf/events`.
-    pub ssf_token: Option<String>,
     /// The publisher's public base URL (`https://revocast.example.com`), which the RFC
     /// 8414 metadata advertises. `None`: taken from each request's `Host` header.
     pub public_url: Option<String>,
@@ -211,7 +270,6 @@ impl std::fmt::Debug for Config {
             )
             .field("oauth_clients", &self.oauth_clients)
             .field("trusted_issuers", &self.trusted_issuers)
-            .field("ssf_token", &self.ssf_token.as_ref().map(|_| ".."))
             .field("public_url", &self.public_url)
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
@@ -285,7 +343,6 @@ impl Config {
             jwt_verify_key: None,
             oauth_clients: Vec::new(),
             trusted_issuers: Vec::new(),
-            ssf_token: None,
             public_url: None,
             batch: BatchLimits::default(),
             max_bulk: defaults::MAX_BULK,
@@ -361,7 +418,14 @@ impl Config {
                 return bad(&format!("OAuth client {:?} is configured twice", client.id));
             }
         }
+        let mut issuers = std::collections::HashSet::new();
         for trusted in &self.trusted_issuers {
+            if !issuers.insert(trusted.issuer.as_str()) {
+                return bad(&format!(
+                    "trusted issuer {} is configured twice",
+                    trusted.issuer
+                ));
+            }
             check_public_url(&trusted.issuer)
                 .map_err(|e| Error::Config(format!("trusted issuer {e}")))?;
             if trusted.audiences.is_empty() || trusted.audiences.iter().any(String::is_empty) {
@@ -372,15 +436,19 @@ impl Config {
                 ));
             }
         }
-        if let Some(token) = &self.ssf_token {
-            if token.is_empty() {
-                return bad("the Shared Signals token must not be empty");
-            }
-            if self.trusted_issuers.len() != 1 {
-                return bad(
-                    "a Shared Signals token needs exactly one trusted issuer (--trust-issuer): \
-                     the transmitter whose events it authenticates",
-                );
+        let mut tokens = std::collections::HashSet::new();
+        for trusted in &self.trusted_issuers {
+            if let Some(token) = &trusted.ssf_token {
+                if token.is_empty() {
+                    return bad(&format!(
+                        "trusted issuer {}: empty Shared Signals token",
+                        trusted.issuer
+                    ));
+                }
+                if !tokens.insert(token.as_str()) {
+                    return bad("two trusted issuers share a Shared Signals token: each \
+                                transmitter needs its own");
+                }
             }
         }
         if let Some(url) = &self.public_url {
@@ -453,6 +521,68 @@ mod tests {
             let mut bad = config.clone();
             bad.nats.url = url.into();
             assert!(bad.validate().is_err(), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn the_trusted_issuers_file_is_read_and_malformed_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        std::fs::write(
+            &path,
+            r#"{"issuers": [{"issuer": "https://a.example", "audiences": ["rp"], "ssf_token": "t"},
+                            {"issuer": "https://b.example", "audiences": ["rp", "rp2"]}]}"#,
+        )
+        .unwrap();
+        let loaded = TrustConfig::load(&path).unwrap();
+        assert_eq!(loaded.issuers.len(), 2);
+        assert_eq!(loaded.issuers[0].ssf_token.as_deref(), Some("t"));
+        assert!(
+            !format!("{loaded:?}").contains("\"t\""),
+            "tokens are not printed"
+        );
+        let mut config = Config::for_tests("nats://127.0.0.1:4222").unwrap();
+        config.trusted_issuers = loaded.issuers.clone();
+        config.validate().unwrap();
+        let bad_files = [
+            "",
+            "[]",
+            r#"{"issuers": [{"issuer": "https://a.example"}]}"#,
+            r#"{"issuers": [{"issuer": "https://a.example", "audiences": ["rp"], "typo": 1}]}"#,
+            r#"{"issuers": "https://a.example"}"#,
+        ];
+        for text in bad_files {
+            std::fs::write(&path, text).unwrap();
+            let error = TrustConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("trust.json") && error.contains("expected"),
+                "{text}: {error}"
+            );
+        }
+        assert!(TrustConfig::load(&dir.path().join("missing.json")).is_err());
+        // What parses but cannot work is refused by `validate`.
+        let issuer = |issuer: &str, audiences: &[&str], token: Option<&str>| TrustedIssuer {
+            issuer: issuer.into(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            ssf_token: token.map(str::to_owned),
+        };
+        let bad_sets = [
+            vec![issuer("https://a.example", &[], None)],
+            vec![issuer("https://a.example", &[""], None)],
+            vec![issuer("a.example", &["rp"], None)],
+            vec![issuer("https://a.example", &["rp"], Some(""))],
+            vec![
+                issuer("https://a.example", &["rp"], None),
+                issuer("https://a.example", &["x"], None),
+            ],
+            vec![
+                issuer("https://a.example", &["rp"], Some("t")),
+                issuer("https://b.example", &["rp"], Some("t")),
+            ],
+        ];
+        for set in bad_sets {
+            config.trusted_issuers = set.clone();
+            assert!(config.validate().is_err(), "{set:?}");
         }
     }
 

@@ -55,7 +55,7 @@ mod writer;
 
 pub use clock::{Clock, SystemClock};
 pub use commit::CommitError;
-pub use config::{BatchLimits, Config, NatsOptions, OAuthClient, TrustedIssuer};
+pub use config::{BatchLimits, Config, NatsOptions, OAuthClient, TrustConfig, TrustedIssuer};
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;

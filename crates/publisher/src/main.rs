@@ -14,7 +14,8 @@ use revocast_daemon::LogFormat;
 use revocast_publisher::client::{self, ApiClient, ImportFormat};
 use revocast_publisher::config::defaults;
 use revocast_publisher::{
-    BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation, TrustedIssuer,
+    BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation, TrustConfig,
+    TrustedIssuer,
 };
 
 /// What a command failed with: printed once, by `main`.
@@ -154,8 +155,17 @@ struct ServeArgs {
     trust_audiences: Vec<String>,
     /// Bearer token of the trusted issuer's Shared Signals transmitter: turns on
     /// POST /ssf/events (RFC 8935 push).
-    #[arg(long, env = "REVOCAST_SSF_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "REVOCAST_SSF_TOKEN",
+        hide_env_values = true,
+        requires = "trust_issuer"
+    )]
     ssf_token: Option<String>,
+    /// A JSON file of trusted issuers, for several identity providers:
+    /// {"issuers": [{"issuer": URL, "audiences": [ID], "ssf_token": TOKEN}]}.
+    #[arg(long, env = "REVOCAST_TRUST_CONFIG")]
+    trust_config: Option<PathBuf>,
     /// Public base URL of this publisher, advertised by the OAuth metadata
     /// [default: http://<the request's Host header>].
     #[arg(long, env = "REVOCAST_PUBLIC_URL")]
@@ -210,12 +220,12 @@ impl ServeArgs {
             stream_replicas: self.stream_replicas,
             jwt_verify_key: self.jwt_verify_key,
             oauth_clients: self.oauth_clients,
-            ssf_token: self.ssf_token,
             trusted_issuers: self
                 .trust_issuer
                 .map(|issuer| TrustedIssuer {
                     issuer,
                     audiences: self.trust_audiences,
+                    ssf_token: self.ssf_token,
                 })
                 .into_iter()
                 .collect(),
@@ -365,7 +375,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    let config = args.into_config();
+    let trust_config = args.trust_config.clone();
+    let mut config = args.into_config();
+    if let Some(path) = trust_config {
+        config
+            .trusted_issuers
+            .extend(TrustConfig::load(&path)?.issuers);
+    }
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

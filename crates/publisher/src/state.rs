@@ -68,9 +68,10 @@ impl Idp {
                 .map_err(|e| crate::Error::Config(format!("trusted issuers: {e}")))
         };
         let verifier = build(options(true))?;
-        let sets = match config.ssf_token {
-            Some(_) => Some(build(options(false))?),
-            None => None,
+        let sets = if config.trusted_issuers.iter().any(|t| t.ssf_token.is_some()) {
+            Some(build(options(false))?)
+        } else {
+            None
         };
         Ok(Some(Idp {
             verifier,

@@ -62,19 +62,15 @@ async fn receive(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(), Answer> {
-    let (Some(idp), Some(expected)) = (&shared.idp, &shared.config.ssf_token) else {
+    let sets = shared.idp.as_ref().and_then(|idp| idp.sets.as_ref());
+    let Some(sets) = sets else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "Shared Signals are off: start the publisher with --trust-issuer, \
-             --trust-audience and --ssf-token",
+            "Shared Signals are off: give a trusted issuer a Shared Signals token \
+             (--trust-issuer, --trust-audience and --ssf-token, or --trust-config)",
         )
         .into());
-    };
-    let Some(sets) = &idp.sets else {
-        return Err(
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "Shared Signals are off").into(),
-        );
     };
     let refuse =
         |err: &'static str, description: String| Answer::Refused(SsfError::new(err, description));
@@ -85,21 +81,28 @@ async fn receive(
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    match bearer {
-        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => {}
-        Some(_) => {
-            return Err(refuse(
-                "access_denied",
-                "wrong bearer token for this stream".into(),
-            ));
-        }
-        None => {
-            return Err(refuse(
-                "authentication_failed",
-                "Authorization: Bearer <the stream's token> is required".into(),
-            ));
+    let Some(bearer) = bearer else {
+        return Err(refuse(
+            "authentication_failed",
+            "Authorization: Bearer <the stream's token> is required".into(),
+        ));
+    };
+    // Which issuer's stream: compare with every token, in constant time each.
+    let mut stream = None;
+    for (i, trusted) in shared.config.trusted_issuers.iter().enumerate() {
+        if let Some(expected) = &trusted.ssf_token
+            && bool::from(bearer.as_bytes().ct_eq(expected.as_bytes()))
+        {
+            stream = Some(i);
         }
     }
+    let Some(stream) = stream else {
+        return Err(refuse(
+            "access_denied",
+            "no stream has this bearer token".into(),
+        ));
+    };
+    let issuer = shared.config.trusted_issuers[stream].issuer.as_str();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -155,12 +158,13 @@ async fn receive(
             },
             _ => refuse("invalid_request", e.to_string()),
         })?;
-    let issuer = shared
-        .config
-        .trusted_issuers
-        .first()
-        .map(|t| t.issuer.as_str())
-        .unwrap_or_default();
+    if verified.issuer != stream {
+        // Signed by another trusted issuer than the stream's transmitter.
+        return Err(refuse(
+            "invalid_issuer",
+            format!("the SET is not from {issuer}, the issuer of this stream"),
+        ));
+    }
     let effects = ssf::interpret(
         header.typ.as_deref(),
         verified.claims,

@@ -194,7 +194,16 @@ async fn bad_flags_give_clear_errors() {
         (
             vec!["serve".into(), "--ssf-token".into(), "t".into()],
             vec![],
-            "a Shared Signals token needs exactly one trusted issuer",
+            "--trust-issuer",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--trust-config".into(),
+                "/no/such/trust.json".into(),
+            ],
+            vec![],
+            "cannot read the trusted issuers file /no/such/trust.json",
         ),
         (
             vec!["serve".into(), "--wat".into()],

@@ -56,10 +56,7 @@ async fn a_logout_from_the_idp_cuts_the_subject_off_on_every_replica() {
     let idp = OpenIdProvider::start().await;
     let nats = NatsServer::start();
     let mut cfg = config(&nats);
-    cfg.trusted_issuers = vec![TrustedIssuer {
-        issuer: idp.issuer(),
-        audiences: vec![AUDIENCE.into()],
-    }];
+    cfg.trusted_issuers = vec![TrustedIssuer::new(idp.issuer(), AUDIENCE)];
     let stack = Stack::start_with(nats, cfg).await;
     let http = Http::new(stack.publisher.url());
     let replica = stack.subscriber().await;

@@ -52,13 +52,20 @@ fn claims_of(sub: &str, jti: &str, iat: u64) -> TokenClaims {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
     let idp = OpenIdProvider::start().await;
+    // A second trusted issuer with its own stream.
+    let partner = OpenIdProvider::start().await;
     let nats = NatsServer::start();
     let mut cfg = config(&nats);
-    cfg.trusted_issuers = vec![TrustedIssuer {
-        issuer: idp.issuer(),
-        audiences: vec![AUDIENCE.into()],
-    }];
-    cfg.ssf_token = Some(STREAM_TOKEN.into());
+    cfg.trusted_issuers = vec![
+        TrustedIssuer {
+            ssf_token: Some(STREAM_TOKEN.into()),
+            ..TrustedIssuer::new(idp.issuer(), AUDIENCE)
+        },
+        TrustedIssuer {
+            ssf_token: Some("stream-token-2".into()),
+            ..TrustedIssuer::new(partner.issuer(), AUDIENCE)
+        },
+    ];
     let stack = Stack::start_with(nats, cfg).await;
     let http = Http::new(stack.publisher.url());
     let replica = stack.subscriber().await;
@@ -97,12 +104,26 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         }),
     );
     assert_eq!(push(&http, auth, ct, &risc).await.0, 202);
+    // The partner's transmitter, on its own stream.
+    let partner_set = partner.token_with_typ(
+        Some("secevent+jwt"),
+        set("set-p", "dave", json!({SESSION_REVOKED: {}})),
+    );
+    eventually("the partner's SET is accepted", || async {
+        let (status, body) = push(&http, Some("Bearer stream-token-2"), ct, &partner_set).await;
+        match status {
+            202 => Some(()),
+            503 => None,
+            _ => panic!("{status}: {body}"),
+        }
+    })
+    .await;
     let version = stack.publisher.version();
-    eventually("the replica holds both cutoffs", || async {
+    eventually("the replica holds every cutoff", || async {
         (replica.version() >= version).then_some(())
     })
     .await;
-    for sub in ["alice", "bob"] {
+    for sub in ["alice", "bob", "dave"] {
         let old = replica.check(&claims_of(sub, "old", before)).await.unwrap();
         assert!(old.is_revoked(), "{sub}: {old:?}");
         let new = replica
@@ -150,6 +171,13 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
             auth,
             ct,
             other_idp.token_with_typ(Some("secevent+jwt"), carol.clone()),
+            "invalid_issuer",
+        ),
+        (
+            "the partner's SET on this stream",
+            auth,
+            ct,
+            partner.token_with_typ(Some("secevent+jwt"), carol.clone()),
             "invalid_issuer",
         ),
         (
@@ -211,7 +239,7 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         .await
         .unwrap();
     for line in [
-        "revocast_ssf_events_total{outcome=\"applied\"} 2".to_owned(),
+        "revocast_ssf_events_total{outcome=\"applied\"} 3".to_owned(),
         "revocast_ssf_events_total{outcome=\"ignored\"} 1".to_owned(),
         format!("revocast_ssf_sets_refused_total {}", cases.len()),
     ] {
