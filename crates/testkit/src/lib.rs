@@ -4,6 +4,8 @@
 //! - [`nats`]: real `nats-server` processes with JetStream ([`NatsServer`],
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
+//! - [`prometheus`]: a real Prometheus server ([`Prometheus`]) on a random loopback
+//!   port with a generated configuration, and [`promtool`].
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
@@ -21,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod nats;
+pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
@@ -29,6 +32,10 @@ pub mod wait;
 pub use nats::{
     NatsCluster, NatsServer, NatsServerBuilder, NatsServerMissing, free_port, nats_server_bin,
     ping, try_nats_server_bin,
+};
+pub use prometheus::{
+    Prometheus, PrometheusBuilder, PrometheusMissing, promtool, try_prometheus_bin,
+    try_promtool_bin,
 };
 pub use proxy::Proxy;
 #[cfg(feature = "stack")]
