@@ -10,8 +10,14 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use revocast_testkit::{promtool, try_promtool_bin};
+use revocast_testkit::{
+    Prometheus, Proxy, Stack, eventually_within, promtool, try_prometheus_bin, try_promtool_bin,
+};
+
+/// How long a step waits (Prometheus scrapes and evaluates every second).
+const WAIT: Duration = Duration::from_secs(20);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -97,5 +103,296 @@ fn every_alert_has_a_summary_and_a_runbook_section() {
             sections.contains(section),
             "{alert}: docs/OPERATIONS.md has no section `### {alert}`"
         );
+    }
+}
+
+/// The names of every metric in a text exposition: sample names, and the names a
+/// family's samples take (`_total` of a counter; `_bucket`, `_sum`, `_count` of a
+/// histogram) even when it has no sample yet.
+fn served_names(exposition: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            names.insert(name.to_owned());
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// Every `revocast_*` metric name a text names (comments left out).
+fn named_metrics(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("revocast_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+/// Every PromQL `expr` of the dashboard, panels in rows included.
+fn dashboard_exprs() -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("expr", serde_json::Value::String(expr)) => out.push(expr.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let path = repo_root().join("deploy/grafana/revocast.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let mut exprs = Vec::new();
+    walk(&dashboard, &mut exprs);
+    exprs
+}
+
+/// A service that embeds a replica and serves its metrics on `/metrics`, as a
+/// service owner wires `revocast_subscriber::metrics::register`. Returns `host:port`.
+async fn service_with_metrics(subscriber: revocast_subscriber::Subscriber) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    revocast_subscriber::metrics::register(&mut registry, &subscriber);
+    let registry = std::sync::Arc::new(registry);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+                text
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+async fn get_text(url: &str) -> String {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_and_the_dashboard_name_only_served_metrics() {
+    let stack = Stack::start().await;
+    // One revocation, so that the filter has a bucket (per-bucket families have no
+    // sample without one).
+    stack
+        .revoke("monitoring-1", revocast_testkit::now_secs() + 3600)
+        .await;
+    let service = service_with_metrics(stack.subscriber().await).await;
+    let mut served = served_names(&get_text(&format!("{}/metrics", stack.publisher.url())).await);
+    served.extend(served_names(
+        &get_text(&format!("http://{service}/metrics")).await,
+    ));
+    // The fixed replica names, every one of them served.
+    for name in [
+        "revocast_replica_ready",
+        "revocast_replica_stale",
+        "revocast_replica_staleness_seconds",
+        "revocast_replica_version",
+        "revocast_replica_publisher_version",
+        "revocast_replica_live_entries",
+        "revocast_replica_filter_bytes",
+        "revocast_replica_checks_total",
+        "revocast_replica_filter_hits_total",
+        "revocast_replica_confirms_total",
+        "revocast_replica_confirm_errors_total",
+        "revocast_replica_stale_checks_total",
+        "revocast_replica_digest_mismatches_total",
+        "revocast_replica_resyncs_total",
+        "revocast_replica_gaps_repaired_total",
+        "revocast_replica_rejected_messages_total",
+    ] {
+        assert!(served.contains(name), "{name} not served: {served:?}");
+    }
+    let rules = named_metrics(&read(&rules_dir().join("alerts.yml")));
+    let dashboard = named_metrics(&dashboard_exprs().join("\n"));
+    assert!(rules.len() >= 12, "{rules:?}");
+    assert!(dashboard.len() >= 25, "{dashboard:?}");
+    for (what, names) in [("alerts.yml", &rules), ("revocast.json", &dashboard)] {
+        let unknown: Vec<&String> = names.difference(&served).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} names metrics nobody serves: {unknown:?}"
+        );
+    }
+}
+
+/// alerts.yml with every `for:` at 0s, so that the test waits for the replica and
+/// the scrapes, not for the production hold times.
+fn rules_without_hold_times(dir: &Path) -> PathBuf {
+    let text: String = read(&rules_dir().join("alerts.yml"))
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("for:") {
+            Some(_) => format!("{}for: 0s\n", &line[..line.len() - line.trim_start().len()]),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    let path = dir.join("alerts.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The alerts Prometheus holds as pending or firing: (name, state, labels).
+async fn alerts(prometheus: &Prometheus) -> Vec<(String, String, serde_json::Value)> {
+    let url = format!("{}/api/v1/alerts", prometheus.url());
+    let body: serde_json::Value = serde_json::from_str(&get_text(&url).await).unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                a["state"].as_str().unwrap_or_default().to_owned(),
+                a["labels"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The result of an instant query, or the error Prometheus gives.
+async fn query(prometheus: &Prometheus, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/query", prometheus.url()))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    if body["status"] != "success" {
+        return Err(body.to_string());
+    }
+    Ok(body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn stale_alert_firing(alerts: &[(String, String, serde_json::Value)], namespace: &str) -> bool {
+    alerts.iter().any(|(name, state, labels)| {
+        name == "RevocastReplicaStale" && state == "firing" && labels["namespace"] == namespace
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
+    if let Err(missing) = try_prometheus_bin() {
+        eprintln!("SKIPPED prometheus_fires_the_staleness_alert_and_resolves_it: {missing}");
+        return;
+    }
+    let stack = Stack::start().await;
+    let proxy = Proxy::start(stack.nats.port());
+    // max_staleness 3 s (the stack's subscriber options).
+    let subscriber = stack.subscriber_at(&proxy.url()).await;
+    let service = service_with_metrics(subscriber.clone()).await;
+    let namespace = stack.publisher.namespace().to_string();
+    let publisher = stack
+        .publisher
+        .url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::builder()
+        .rule_file(rules_without_hold_times(dir.path()))
+        .scrape("revocast-publisher", &[publisher])
+        .scrape("service", &[service])
+        .start();
+
+    // Both targets scraped, the replica fresh, no staleness alert.
+    eventually_within("Prometheus scrapes both targets", WAIT, || async {
+        let up = query(&prometheus, "up == 1").await.unwrap_or_default();
+        let fresh = query(&prometheus, "revocast_replica_stale == 0")
+            .await
+            .unwrap_or_default();
+        let info = query(&prometheus, "revocast_publisher_info")
+            .await
+            .unwrap_or_default();
+        up.len() == 2 && fresh.len() == 1 && info.len() == 1
+    })
+    .await;
+    // Rules are evaluated every second; one more evaluation after the scrape above.
+    eventually_within("the rules are evaluated", WAIT, || async {
+        let rules = get_text(&format!("{}/api/v1/rules", prometheus.url())).await;
+        rules.contains("\"RevocastReplicaStale\"") && rules.contains("\"health\":\"ok\"")
+    })
+    .await;
+    assert!(!stale_alert_firing(&alerts(&prometheus).await, &namespace));
+
+    // Every expression of the dashboard is valid PromQL that Prometheus evaluates.
+    for expr in dashboard_exprs() {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$namespace", ".*");
+        if let Err(e) = query(&prometheus, &expr).await {
+            panic!("dashboard expression {expr:?} fails: {e}");
+        }
+    }
+
+    // Cut the replica off NATS: no heartbeat, stale after 3 s, the alert fires.
+    let cut = std::time::Instant::now();
+    proxy.cut();
+    eventually_within("the staleness alert fires", WAIT * 3, || async {
+        stale_alert_firing(&alerts(&prometheus).await, &namespace)
+    })
+    .await;
+    let fired_after = cut.elapsed();
+    assert!(subscriber.stats().stale);
+
+    // NATS back: the replica catches up, the alert resolves.
+    let restored = std::time::Instant::now();
+    proxy.restore();
+    eventually_within("the staleness alert resolves", WAIT * 3, || async {
+        !alerts(&prometheus)
+            .await
+            .iter()
+            .any(|(name, ..)| name == "RevocastReplicaStale")
+    })
+    .await;
+    assert!(!subscriber.stats().stale);
+    eprintln!(
+        "staleness alert: firing {fired_after:?} after the cut (max_staleness 3 s), \
+         resolved {:?} after NATS came back",
+        restored.elapsed()
+    );
+    if std::env::var_os("REVOCAST_SHOW_PROMETHEUS_LOG").is_some() {
+        eprintln!("{}", prometheus.log());
     }
 }
