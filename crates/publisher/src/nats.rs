@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream};
 use revocast_core::{
-    Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
+    DecodeError, Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
 };
 use revocast_nats::{ReadError, Store, StreamBounds};
 
@@ -273,6 +273,31 @@ pub(crate) async fn read_snapshot(
 ) -> Result<Option<Snapshot>, Error> {
     match store.snapshot().await {
         Ok(read) => Ok(read.map(|r| r.snapshot)),
+        Err(
+            e @ ReadError::BadSnapshot {
+                source: DecodeError::UnsupportedVersion { found, supported },
+            },
+        ) => {
+            let bucket = namespace.snapshot_bucket();
+            let what = if found > supported {
+                format!(
+                    "the snapshot in bucket {bucket} is in wire format version {found}, \
+                     written by a newer release of revocast; this release reads version \
+                     {supported}: run that release (or a later one) of the publisher. A \
+                     publisher cannot be rolled back past a format change"
+                )
+            } else {
+                format!(
+                    "the snapshot in bucket {bucket} is in wire format version {found}, \
+                     written by an older release of revocast; this release reads version \
+                     {supported}: with the older release, `revocast-publisher export` the \
+                     namespace, then start this release in a new namespace (or on a new \
+                     NATS) and `revocast-publisher import` the file (docs/OPERATIONS.md, \
+                     Upgrades)"
+                )
+            };
+            Err(Error::inconsistent_by(what, e))
+        }
         Err(e @ ReadError::BadSnapshot { .. }) => Err(Error::inconsistent_by(
             format!(
                 "the snapshot object in bucket {} does not verify with this publisher's \
