@@ -306,10 +306,55 @@ async fn query(prometheus: &Prometheus, expr: &str) -> Result<Vec<serde_json::Va
         .unwrap_or_default())
 }
 
-fn stale_alert_firing(alerts: &[(String, String, serde_json::Value)], namespace: &str) -> bool {
-    alerts.iter().any(|(name, state, labels)| {
-        name == "RevocastReplicaStale" && state == "firing" && labels["namespace"] == namespace
+/// Whether alert `name` is firing (for `namespace`, when given).
+fn firing(
+    alerts: &[(String, String, serde_json::Value)],
+    name: &str,
+    namespace: Option<&str>,
+) -> bool {
+    alerts.iter().any(|(alert, state, labels)| {
+        alert == name && state == "firing" && namespace.is_none_or(|ns| labels["namespace"] == ns)
     })
+}
+
+/// Whether alert `name` is neither pending nor firing.
+fn resolved(alerts: &[(String, String, serde_json::Value)], name: &str) -> bool {
+    !alerts.iter().any(|(alert, ..)| alert == name)
+}
+
+/// A Prometheus with the rules (hold times at 0s) scraping the publisher and the
+/// service, once it has scraped both and evaluated the rules.
+async fn watch(
+    publisher: &revocast_publisher::Publisher,
+    service: String,
+    dir: &Path,
+) -> Prometheus {
+    let prometheus = Prometheus::builder()
+        .rule_file(rules_without_hold_times(dir))
+        .scrape(
+            "revocast-publisher",
+            &[publisher.url().trim_start_matches("http://").to_owned()],
+        )
+        .scrape("service", &[service])
+        .start();
+    eventually_within("Prometheus scrapes both targets", WAIT, || async {
+        let up = query(&prometheus, "up == 1").await.unwrap_or_default();
+        let fresh = query(&prometheus, "revocast_replica_stale == 0")
+            .await
+            .unwrap_or_default();
+        let connected = query(&prometheus, "revocast_nats_connected == 1")
+            .await
+            .unwrap_or_default();
+        up.len() == 2 && fresh.len() == 1 && connected.len() == 1
+    })
+    .await;
+    // Rules are evaluated every second: wait for an evaluation after those scrapes.
+    eventually_within("the rules are evaluated", WAIT, || async {
+        let rules = get_text(&format!("{}/api/v1/rules", prometheus.url())).await;
+        rules.contains("\"RevocastReplicaStale\"") && rules.contains("\"health\":\"ok\"")
+    })
+    .await;
+    prometheus
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,37 +369,12 @@ async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
     let subscriber = stack.subscriber_at(&proxy.url()).await;
     let service = service_with_metrics(subscriber.clone()).await;
     let namespace = stack.publisher.namespace().to_string();
-    let publisher = stack
-        .publisher
-        .url()
-        .trim_start_matches("http://")
-        .to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::builder()
-        .rule_file(rules_without_hold_times(dir.path()))
-        .scrape("revocast-publisher", &[publisher])
-        .scrape("service", &[service])
-        .start();
-
-    // Both targets scraped, the replica fresh, no staleness alert.
-    eventually_within("Prometheus scrapes both targets", WAIT, || async {
-        let up = query(&prometheus, "up == 1").await.unwrap_or_default();
-        let fresh = query(&prometheus, "revocast_replica_stale == 0")
-            .await
-            .unwrap_or_default();
-        let info = query(&prometheus, "revocast_publisher_info")
-            .await
-            .unwrap_or_default();
-        up.len() == 2 && fresh.len() == 1 && info.len() == 1
-    })
-    .await;
-    // Rules are evaluated every second; one more evaluation after the scrape above.
-    eventually_within("the rules are evaluated", WAIT, || async {
-        let rules = get_text(&format!("{}/api/v1/rules", prometheus.url())).await;
-        rules.contains("\"RevocastReplicaStale\"") && rules.contains("\"health\":\"ok\"")
-    })
-    .await;
-    assert!(!stale_alert_firing(&alerts(&prometheus).await, &namespace));
+    let prometheus = watch(&stack.publisher, service, dir.path()).await;
+    let stale = |alerts: &[(String, String, serde_json::Value)]| {
+        firing(alerts, "RevocastReplicaStale", Some(&namespace))
+    };
+    assert!(!stale(&alerts(&prometheus).await));
 
     // Every expression of the dashboard is valid PromQL that Prometheus evaluates.
     for expr in dashboard_exprs() {
@@ -370,7 +390,7 @@ async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
     let cut = std::time::Instant::now();
     proxy.cut();
     eventually_within("the staleness alert fires", WAIT * 3, || async {
-        stale_alert_firing(&alerts(&prometheus).await, &namespace)
+        stale(&alerts(&prometheus).await)
     })
     .await;
     let fired_after = cut.elapsed();
@@ -380,10 +400,7 @@ async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
     let restored = std::time::Instant::now();
     proxy.restore();
     eventually_within("the staleness alert resolves", WAIT * 3, || async {
-        !alerts(&prometheus)
-            .await
-            .iter()
-            .any(|(name, ..)| name == "RevocastReplicaStale")
+        resolved(&alerts(&prometheus).await, "RevocastReplicaStale")
     })
     .await;
     assert!(!subscriber.stats().stale);
@@ -395,4 +412,46 @@ async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
     if std::env::var_os("REVOCAST_SHOW_PROMETHEUS_LOG").is_some() {
         eprintln!("{}", prometheus.log());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_pages_when_the_publisher_loses_nats() {
+    if let Err(missing) = try_prometheus_bin() {
+        eprintln!("SKIPPED prometheus_pages_when_the_publisher_loses_nats: {missing}");
+        return;
+    }
+    // The publisher reaches NATS through a proxy; the service directly.
+    let nats = revocast_testkit::NatsServer::start();
+    let proxy = Proxy::start(nats.port());
+    let config = revocast_publisher::Config::for_tests(proxy.url()).unwrap();
+    let stack = Stack::start_with(nats, config).await;
+    let subscriber = stack.subscriber().await;
+    let service = service_with_metrics(subscriber.clone()).await;
+    let namespace = stack.publisher.namespace().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = watch(&stack.publisher, service, dir.path()).await;
+    let now = alerts(&prometheus).await;
+    assert!(
+        resolved(&now, "RevocastPublisherNatsDisconnected"),
+        "{now:?}"
+    );
+
+    // The publisher loses NATS: it pages for itself, and its replicas go stale for
+    // want of heartbeats.
+    proxy.cut();
+    eventually_within("the publisher's NATS alert fires", WAIT * 3, || async {
+        let now = alerts(&prometheus).await;
+        firing(&now, "RevocastPublisherNatsDisconnected", None)
+            && firing(&now, "RevocastReplicaStale", Some(&namespace))
+    })
+    .await;
+
+    proxy.restore();
+    eventually_within("both alerts resolve", WAIT * 3, || async {
+        let now = alerts(&prometheus).await;
+        resolved(&now, "RevocastPublisherNatsDisconnected")
+            && resolved(&now, "RevocastReplicaStale")
+    })
+    .await;
+    assert!(!subscriber.stats().stale);
 }
