@@ -139,30 +139,46 @@ impl PrometheusBuilder {
             .expect("create a temp dir for prometheus");
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, self.config_text()).expect("write prometheus.yml");
-        let log = dir.path().join("prometheus.log");
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create the prometheus log"))
-            .spawn()
-            .expect("spawn prometheus");
         let mut server = Prometheus {
-            child: Some(child),
-            port,
+            child: None,
+            port: 0,
             dir,
         };
-        server.wait_ready(&log);
-        server
+        // The port is found free, then released: another process may take it in
+        // between, so a start that finds it taken tries another one.
+        for attempt in 1..=START_ATTEMPTS {
+            server.port = free_port();
+            let log = server.dir.path().join("prometheus.log");
+            let child = Command::new(&bin)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    server.dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{}", server.port))
+                .arg("--log.level=info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("create the prometheus log"))
+                .spawn()
+                .expect("spawn prometheus");
+            server.child = Some(child);
+            match server.wait_ready(&log) {
+                Ok(()) => return server,
+                Err(text)
+                    if attempt < START_ATTEMPTS && text.contains("address already in use") =>
+                {
+                    server.stop();
+                }
+                Err(text) => panic!("prometheus did not start:\n{text}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 }
+
+/// Starts tried before giving up (see [`PrometheusBuilder::start`]).
+const START_ATTEMPTS: u32 = 3;
 
 /// A running `prometheus`, killed (and its storage removed) on drop.
 #[derive(Debug)]
@@ -192,33 +208,38 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self, log: &Path) {
+    /// Waits until the server is ready; `Err(log)` when it exits first or does not
+    /// get ready in time.
+    fn wait_ready(&mut self, log: &Path) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if text.contains("Server is ready to receive web requests") {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("prometheus exited ({status}) before it was ready:\n{text}");
+                return Err(format!("exited ({status}) before it was ready:\n{text}"));
             }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "prometheus not ready after {READY_TIMEOUT:?}:\n{text}"
-            );
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(format!("not ready after {READY_TIMEOUT:?}:\n{text}"));
+            }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
