@@ -77,6 +77,9 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     );
     promtool(&dir, &["test", "rules", "alerts_test.yml"])
         .unwrap_or_else(|out| panic!("promtool test rules alerts_test.yml:\n{out}"));
+    // The example configuration (docker-compose) loads the same rules.
+    promtool(&dir, &["check", "config", "prometheus.yml"])
+        .unwrap_or_else(|out| panic!("promtool check config prometheus.yml:\n{out}"));
 }
 
 #[test]
