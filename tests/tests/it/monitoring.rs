@@ -83,7 +83,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
 }
 
 #[test]
-fn every_alert_has_a_summary_and_a_runbook_section() {
+fn every_alert_has_a_summary_a_runbook_section_and_a_unit_test() {
     let rules = read(&rules_dir().join("alerts.yml"));
     let alerts = yaml_values(&rules, "alert");
     let summaries = yaml_values(&rules, "summary");
@@ -91,6 +91,17 @@ fn every_alert_has_a_summary_and_a_runbook_section() {
     assert!(alerts.len() >= 10, "{alerts:?}");
     assert_eq!(summaries.len(), alerts.len(), "one summary per alert");
     assert_eq!(runbooks.len(), alerts.len(), "one runbook per alert");
+    // Every alert has a unit test in alerts_test.yml (run by promtool above).
+    let tested: BTreeSet<String> =
+        yaml_values(&read(&rules_dir().join("alerts_test.yml")), "alertname")
+            .into_iter()
+            .collect();
+    for alert in &alerts {
+        assert!(
+            tested.contains(alert),
+            "{alert} has no test in alerts_test.yml"
+        );
+    }
     let operations = read(&repo_root().join("docs/OPERATIONS.md"));
     let sections: BTreeSet<String> = operations
         .lines()
