@@ -390,6 +390,21 @@ async fn prometheus_fires_the_staleness_alert_and_resolves_it() {
     };
     assert!(!stale(&alerts(&prometheus).await));
 
+    // The rules' join from the publisher's metrics to its namespace works on what
+    // Prometheus really scraped.
+    let joined = query(
+        &prometheus,
+        "revocast_filter_target_fpr * on (instance, job) group_left (namespace) revocast_publisher_info",
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!(
+        joined[0]["metric"]["namespace"],
+        namespace.as_str(),
+        "{joined:?}"
+    );
+
     // Every expression of the dashboard is valid PromQL that Prometheus evaluates.
     for expr in dashboard_exprs() {
         let expr = expr

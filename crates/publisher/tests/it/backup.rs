@@ -156,6 +156,17 @@ async fn an_export_restores_onto_a_new_nats_and_reads_back_the_same() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(records(&again), (revocations, cutoffs));
 
+    // An export that cannot be written leaves nothing behind and says where.
+    let nowhere = dir.path().join("no-such-dir/default.jsonl");
+    let out = export(&new_nats, &new.public_key().to_string(), &nowhere).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&nowhere.display().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!nowhere.exists());
+
     // The old publisher's key does not verify what the new one wrote.
     let out = export(&new_nats, &old.public_key().to_string(), &again).await;
     assert!(!out.status.success());
