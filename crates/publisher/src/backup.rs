@@ -21,6 +21,8 @@
 
 use std::io::Write;
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
 use revocast_core::http::{CutoffRequest, Revocation};
 use revocast_core::{Filter, Namespace, PublicKey, Verifier};
 use revocast_nats::Store;
@@ -108,11 +110,21 @@ pub async fn export(
     let client = nats::connect(options).await?;
     let js = nats::jetstream(client);
     let stream = namespace.stream_name();
-    if let Err(e) = js.get_stream(&stream).await {
-        return Err(Error::inconsistent(format!(
-            "namespace {namespace} has no stream {stream} on this NATS ({e}): no publisher \
-             ever ran in it here, or its data was deleted"
-        )));
+    match js.get_stream(&stream).await {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                GetStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Err(Error::inconsistent(format!(
+                "namespace {namespace} has no stream {stream} on this NATS: no publisher \
+                 ever ran in it here, or its data was deleted"
+            )));
+        }
+        // NATS unreachable or refusing: say so, not that the namespace is empty.
+        Err(e) => return Err(Error::nats(format!("open stream {stream}"), e)),
     }
     let store = Store::new(js, Verifier::new(public_key, namespace.clone()));
     let Some(snapshot) = nats::read_snapshot(&store, namespace).await? else {

@@ -274,6 +274,20 @@ async fn exporting_a_namespace_nobody_wrote_says_so() {
         text(&out.stderr)
     );
     assert!(!file.exists());
+    // NATS not there at all: said as such, not as an empty namespace.
+    let mut cmd = bin();
+    cmd.args([
+        "export",
+        "--nats",
+        &format!("nats://127.0.0.1:{}", crate::common::free_port()),
+        "--publisher-key",
+        &key.to_string(),
+    ]);
+    let out = run(cmd).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("open stream REVOCAST_default"), "{stderr}");
+    assert!(!stderr.contains("has no stream"), "{stderr}");
     // A key that is not one.
     let out = export(&nats, "not-a-key", &file).await;
     assert!(!out.status.success());
