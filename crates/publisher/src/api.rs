@@ -549,19 +549,7 @@ async fn get_stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let gauges = {
-        let ledger = shared.ledger();
-        Gauges {
-            ready: shared.is_ready(),
-            connected: shared.nats_state() == "connected",
-            version: ledger.filter.version(),
-            live_entries: ledger.filter.live_entries(),
-            records: ledger.records.len() as u64,
-            bitmap_bytes: ledger.filter.bitmap_bytes(),
-            subject_cutoffs: ledger.filter.subject_cutoffs().len() as u64,
-            uptime_seconds: shared.started.elapsed().as_secs_f64(),
-        }
-    };
+    let gauges = Gauges::read(&shared);
     let text = stats::render_metrics(&shared.counters, &gauges);
     (
         [(

@@ -26,6 +26,8 @@
 //! - `stats`: the live `Counters` behind `/v1/stats` and `/metrics`.
 //! - [`client`]: the HTTP client behind the `revoke`, `cutoff`, `stats` and `import`
 //!   commands.
+//! - [`backup`]: `export` (a namespace's records read from NATS, as JSON lines) and
+//!   the lines `import` reads back.
 //! - [`keys`]: [`KeySource`] and the signing key file (`keygen`, created on first
 //!   start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
@@ -36,6 +38,7 @@
 
 mod api;
 mod authority;
+pub mod backup;
 pub mod client;
 pub mod clock;
 mod commit;

@@ -12,7 +12,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use revocast_core::FilterStats;
 use revocast_core::http::{ConfirmCounts, PublishedCounts, RevocationCounts, SnapshotCounts};
+use revocast_core::wire::FORMAT_VERSION;
+use revocast_nats::store::MAX_SNAPSHOT_BYTES;
+
+use crate::state::Shared;
 
 /// Live event counters. Every field only grows, except the `last_*` ones.
 #[derive(Debug)]
@@ -168,7 +173,7 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
-    let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
     g.set(value);
     registry.register(name, help, g);
 }
@@ -186,14 +191,44 @@ fn labelled(registry: &mut Registry, name: &str, help: &str, label: &str, values
 /// What `/metrics` shows besides the counters: figures read from the ledger.
 #[derive(Debug)]
 pub(crate) struct Gauges {
+    pub(crate) namespace: String,
     pub(crate) ready: bool,
     pub(crate) connected: bool,
-    pub(crate) version: u64,
-    pub(crate) live_entries: u64,
     pub(crate) records: u64,
-    pub(crate) bitmap_bytes: u64,
-    pub(crate) subject_cutoffs: u64,
+    pub(crate) filter: FilterStats,
     pub(crate) uptime_seconds: f64,
+}
+
+impl Gauges {
+    /// Reads the gauges of a running publisher (holds the ledger's read lock briefly).
+    pub(crate) fn read(shared: &Shared) -> Gauges {
+        let ledger = shared.ledger();
+        Gauges {
+            namespace: shared.config.namespace.to_string(),
+            ready: shared.is_ready(),
+            connected: shared.nats_state() == "connected",
+            records: ledger.records.len() as u64,
+            filter: ledger.filter.stats(),
+            uptime_seconds: shared.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// A gauge family with one label, one sample per value.
+fn labelled_gauges(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (String, f64)>,
+) {
+    let family: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    for (value, n) in values {
+        family
+            .get_or_create(&vec![(label.to_owned(), value)])
+            .set(n);
+    }
+    registry.register(name, help, family);
 }
 
 /// Prometheus text exposition of the stats and gauges.
@@ -332,13 +367,13 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         &mut r,
         "revocast_filter_version",
         "Filter version",
-        g.version as f64,
+        g.filter.version as f64,
     );
     gauge(
         &mut r,
         "revocast_live_entries",
         "Entries in live buckets",
-        g.live_entries as f64,
+        g.filter.live_entries as f64,
     );
     gauge(
         &mut r,
@@ -350,13 +385,64 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         &mut r,
         "revocast_filter_bitmap_bytes",
         "Bytes of Bloom bitmaps",
-        g.bitmap_bytes as f64,
+        g.filter.bitmap_bytes as f64,
     );
     gauge(
         &mut r,
         "revocast_subject_cutoffs",
         "Subject cutoffs held",
-        g.subject_cutoffs as f64,
+        g.filter.subject_cutoffs as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_filter_target_fpr",
+        "Target false-positive rate of a check",
+        g.filter.target_fpr,
+    );
+    gauge(
+        &mut r,
+        "revocast_filter_estimated_fpr",
+        "Estimated false-positive rate of the worst bucket (a check with exp)",
+        g.filter.estimated_fpr,
+    );
+    // Buckets are named by their first exp (unix seconds): a handful of live ones,
+    // each replaced by the next as time passes.
+    labelled_gauges(
+        &mut r,
+        "revocast_bucket_estimated_fpr",
+        "Estimated false-positive rate of a check with an exp in this bucket",
+        "bucket",
+        g.filter
+            .buckets
+            .iter()
+            .map(|b| (b.exp_from.to_string(), b.estimated_fpr)),
+    );
+    labelled_gauges(
+        &mut r,
+        "revocast_bucket_entries",
+        "Entries in this expiry bucket",
+        "bucket",
+        g.filter
+            .buckets
+            .iter()
+            .map(|b| (b.exp_from.to_string(), b.entries as f64)),
+    );
+    gauge(
+        &mut r,
+        "revocast_snapshot_limit_bytes",
+        "Largest snapshot a replica accepts: past it, new replicas cannot start",
+        MAX_SNAPSHOT_BYTES as f64,
+    );
+    let info: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    info.get_or_create(&vec![
+        ("namespace".to_owned(), g.namespace.clone()),
+        ("format_version".to_owned(), FORMAT_VERSION.to_string()),
+    ])
+    .set(1.0);
+    r.register(
+        "revocast_publisher_info",
+        "1, labelled with the namespace and the wire format version this build writes",
+        info,
     );
     gauge(
         &mut r,

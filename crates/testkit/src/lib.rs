@@ -4,6 +4,8 @@
 //! - [`nats`]: real `nats-server` processes with JetStream ([`NatsServer`],
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
+//! - [`prometheus`]: a real Prometheus server ([`Prometheus`]) on a random loopback
+//!   port with a generated configuration, and [`promtool`].
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
@@ -25,6 +27,7 @@
 #[cfg(feature = "idp")]
 mod idp;
 pub mod nats;
+pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
@@ -35,6 +38,10 @@ pub use idp::OpenIdProvider;
 pub use nats::{
     NatsCluster, NatsServer, NatsServerBuilder, NatsServerMissing, free_port, nats_server_bin,
     ping, try_nats_server_bin,
+};
+pub use prometheus::{
+    Prometheus, PrometheusBuilder, PrometheusMissing, promtool, try_prometheus_bin,
+    try_promtool_bin,
 };
 pub use proxy::Proxy;
 #[cfg(feature = "stack")]

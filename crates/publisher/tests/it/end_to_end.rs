@@ -128,6 +128,29 @@ async fn revocations_become_contiguous_signed_deltas() {
         metrics.contains("revocast_commit_seconds_bucket"),
         "{metrics}"
     );
+    // What the alert rules compare: the filter's rates, the snapshot's size against
+    // the limit, the namespace and format of this publisher.
+    let info = format!(
+        "revocast_publisher_info{{namespace=\"{}\",format_version=\"{}\"}} 1",
+        publisher.namespace(),
+        revocast_core::wire::FORMAT_VERSION
+    );
+    let limit = format!(
+        "revocast_snapshot_limit_bytes {}",
+        revocast_nats::store::MAX_SNAPSHOT_BYTES
+    );
+    for expected in [
+        info.as_str(),
+        limit.as_str(),
+        "revocast_filter_target_fpr 0.001",
+        "revocast_filter_estimated_fpr ",
+        "revocast_bucket_entries{bucket=\"",
+        "revocast_bucket_estimated_fpr{bucket=\"",
+        "revocast_nats_connected 1",
+        "revocast_commits_failed_total 0",
+    ] {
+        assert!(metrics.contains(expected), "{expected}: {metrics}");
+    }
 
     publisher.shutdown().await.unwrap();
 }

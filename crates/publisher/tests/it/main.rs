@@ -4,6 +4,7 @@
 
 mod api_errors;
 mod api_fuzz;
+mod backup;
 mod cli;
 mod cluster;
 mod common;
