@@ -8,14 +8,18 @@
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8081/whoami
 //! ```
 //!
-//! Routes: `GET /whoami` (the token's claims, or the layer's 401/503) and
-//! `GET /revocast/stats` (the replica's counters, unauthenticated).
+//! Routes: `GET /whoami` (the token's claims, or the layer's 401/503),
+//! `GET /revocast/stats` (the replica's counters, unauthenticated) and `GET /metrics`
+//! (the same in the Prometheus text format).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow_like::{Context as _, Result};
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
@@ -79,20 +83,48 @@ mod anyhow_like {
     }
 }
 
-/// The service's routes: `/whoami` behind the layer, `/revocast/stats` open.
+#[derive(Clone)]
+struct AppState {
+    subscriber: Subscriber,
+    registry: Arc<prometheus_client::registry::Registry>,
+}
+
+/// The service's routes: `/whoami` behind the layer, `/revocast/stats` and `/metrics` open.
 fn router(subscriber: Subscriber, layer: RevocastLayer) -> Router {
+    let mut registry = prometheus_client::registry::Registry::default();
+    revocast_subscriber::metrics::register(&mut registry, &subscriber);
+    let state = AppState {
+        subscriber,
+        registry: Arc::new(registry),
+    };
     Router::new()
         .route("/whoami", get(whoami).layer(layer))
         .route("/revocast/stats", get(stats))
-        .with_state(subscriber)
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn whoami(Extension(claims): Extension<TokenClaims>) -> Json<TokenClaims> {
     Json(claims)
 }
 
-async fn stats(State(subscriber): State<Subscriber>) -> Json<Stats> {
-    Json(subscriber.stats())
+async fn stats(State(state): State<AppState>) -> Json<Stats> {
+    Json(state.subscriber.stats())
+}
+
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        Ok(()) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 fn jwt_key(cli: &Cli) -> Result<(DecodingKey, Validation)> {

@@ -32,6 +32,7 @@
 //!   read-modify-writes.
 //! - [`claims`]: [`TokenClaims`] in, [`Verdict`] out.
 //! - [`stats`]: [`Stats`], the counters.
+//! - [`metrics`] (feature `metrics`, on by default): the counters as Prometheus metrics.
 //! - [`layer`] (feature `tower`, on by default): [`RevocastLayer`] for axum and hyper.
 //! - [`error`]: typed errors.
 
@@ -41,6 +42,8 @@ pub mod claims;
 pub mod error;
 #[cfg(feature = "tower")]
 pub mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod options;
 pub mod stats;
 pub mod subscriber;

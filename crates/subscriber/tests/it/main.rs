@@ -5,5 +5,6 @@
 mod common;
 mod http_authority;
 mod layer;
+mod metrics;
 mod policy;
 mod replica;
