@@ -7,6 +7,8 @@
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
+//! - `idp` (feature `idp`): [`OpenIdProvider`], OpenID discovery, a JWKS and RFC 9068
+//!   access tokens on a loopback port; the test rotates keys and takes it down.
 //! - `stack` (feature `stack`): [`Stack`], a server and a ready publisher with its API
 //!   client and subscribers.
 //!
@@ -20,12 +22,16 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "idp")]
+mod idp;
 pub mod nats;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
 pub mod wait;
 
+#[cfg(feature = "idp")]
+pub use idp::OpenIdProvider;
 pub use nats::{
     NatsCluster, NatsServer, NatsServerBuilder, NatsServerMissing, free_port, nats_server_bin,
     ping, try_nats_server_bin,
