@@ -4,6 +4,8 @@
 //! - [`nats`]: real `nats-server` processes with JetStream ([`NatsServer`],
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
+//! - [`nginx`]: [`Nginx`], a real nginx with a generated configuration on a loopback
+//!   port, killed on drop; [`nginx_bin`] is `None` when it is not installed.
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
@@ -25,6 +27,7 @@
 #[cfg(feature = "idp")]
 mod idp;
 pub mod nats;
+pub mod nginx;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
@@ -36,6 +39,7 @@ pub use nats::{
     NatsCluster, NatsServer, NatsServerBuilder, NatsServerMissing, free_port, nats_server_bin,
     ping, try_nats_server_bin,
 };
+pub use nginx::{Nginx, nginx_bin};
 pub use proxy::Proxy;
 #[cfg(feature = "stack")]
 pub use stack::{Stack, start_publisher};
