@@ -97,7 +97,10 @@ fn parse_issuer_namespace(value: &str) -> Result<(String, Namespace), String> {
     Ok((issuer.to_owned(), namespace))
 }
 
-fn config(cli: Cli) -> Result<Config, String> {
+fn config(mut cli: Cli) -> Result<Config, String> {
+    // An empty variable (`REVOCAST_ISSUER=` in a compose file) names no issuer.
+    cli.issuers.retain(|s| !s.trim().is_empty());
+    cli.audiences.retain(|s| !s.trim().is_empty());
     if !cli.issuers.is_empty() && cli.audiences.is_empty() {
         return Err("--issuer needs --audience: tokens for other services must not pass".into());
     }

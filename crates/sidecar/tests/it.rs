@@ -618,14 +618,25 @@ fn bad_flags_are_refused_with_a_message() {
             "header prefix",
         ),
     ];
-    for (args, want) in cases {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_revocast-sidecar"));
         for (name, _) in std::env::vars() {
             if name.starts_with("REVOCAST_") {
                 command.env_remove(name);
             }
         }
-        let output = command.args(*args).output().unwrap();
+        command.envs(env.iter().copied()).args(args).output().unwrap()
+    };
+    // Empty variables name nothing: here the static key is the only key set, and the
+    // sidecar gets as far as NATS (nobody listens on port 1).
+    let output = run(
+        &["--publisher-key", key, "--jwt-hs256-secret", "s", "--nats", "nats://127.0.0.1:1"],
+        &[("REVOCAST_ISSUER", ""), ("REVOCAST_AUDIENCE", "")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("NATS"), "{stderr}");
+    for (args, want) in cases {
+        let output = run(args, &[]);
         assert!(!output.status.success(), "{args:?} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
