@@ -4,9 +4,14 @@
 //! cargo run -p revocast-subscriber --example protected_api -- \
 //!     --nats nats://127.0.0.1:4222 --namespace default \
 //!     --publisher-key <public key printed by `revocast-publisher keygen`> \
-//!     --jwt-hs256-secret dev-secret
+//!     --issuer https://idp.example.com/realms/main --audience orders-api
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8081/whoami
 //! ```
+//!
+//! With `--issuer` (repeatable), keys come from each issuer's OpenID discovery and
+//! follow its rotations; `--issuer-namespace ISSUER=NAMESPACE` checks that issuer's
+//! tokens against its own namespace. `--jwt-hs256-secret` or `--jwt-public-key` (a
+//! PEM file) verify tokens without `iss` or of other issuers with a static key.
 //!
 //! Routes: `GET /whoami` (the token's claims, or the layer's 401/503),
 //! `GET /revocast/stats` (the replica's counters, unauthenticated) and `GET /metrics`
@@ -23,12 +28,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::Parser;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use revocast_core::duration::HumanDuration;
 use revocast_subscriber::options::DEFAULT_MAX_STALENESS;
 use revocast_subscriber::{
-    Namespace, Policy, PublicKey, RevocastLayer, Stats, Subscriber, SubscriberOptions, TokenClaims,
+    Gate, Namespace, Policy, PublicKey, RevocastLayer, Stats, Subscriber, SubscriberOptions,
+    TokenClaims,
 };
+use revocast_verifier::{IssuerOptions, StaticKey, Verifier};
 
 /// An example API whose bearer tokens are checked against revocast.
 #[derive(Debug, Parser)]
@@ -46,20 +52,33 @@ struct Cli {
     /// The publisher's public key (base64url, as `revocast-publisher keygen` prints it).
     #[arg(long, env = "REVOCAST_PUBLISHER_KEY")]
     publisher_key: PublicKey,
+    /// Issuer URL whose keys come from OpenID discovery (repeatable; comma-separated
+    /// in the environment variable).
+    #[arg(
+        long = "issuer",
+        env = "REVOCAST_ISSUER",
+        value_delimiter = ',',
+        requires = "audience"
+    )]
+    issuers: Vec<String>,
+    /// `ISSUER=NAMESPACE`: check that issuer's tokens against this namespace's replica
+    /// (repeatable). Other issuers use `--namespace`.
+    #[arg(long = "issuer-namespace", env = "REVOCAST_ISSUER_NAMESPACE", value_delimiter = ',', value_parser = parse_issuer_namespace)]
+    issuer_namespaces: Vec<(String, Namespace)>,
+    /// Expected `aud` claim (required with `--issuer`).
+    #[arg(long, env = "REVOCAST_AUDIENCE", alias = "jwt-audience")]
+    audience: Option<String>,
     /// HS256 secret that signs the access tokens.
     #[arg(
         long,
         env = "REVOCAST_JWT_HS256_SECRET",
         conflicts_with = "jwt_public_key",
-        required_unless_present = "jwt_public_key"
+        required_unless_present_any = ["jwt_public_key", "issuers"]
     )]
     jwt_hs256_secret: Option<String>,
     /// PEM file with the public key that signs the access tokens (RSA, EC P-256 or Ed25519).
     #[arg(long, env = "REVOCAST_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
-    /// Expected `aud` claim, if any.
-    #[arg(long, env = "REVOCAST_JWT_AUDIENCE")]
-    jwt_audience: Option<String>,
     /// What to do when the replica is stale or the authority cannot answer.
     #[arg(long, env = "REVOCAST_POLICY", default_value = "fail-closed")]
     policy: Policy,
@@ -85,16 +104,17 @@ mod anyhow_like {
 
 #[derive(Clone)]
 struct AppState {
-    subscriber: Subscriber,
+    subscribers: Vec<Subscriber>,
     registry: Arc<prometheus_client::registry::Registry>,
 }
 
 /// The service's routes: `/whoami` behind the layer, `/revocast/stats` and `/metrics` open.
-fn router(subscriber: Subscriber, layer: RevocastLayer) -> Router {
+fn router(layer: RevocastLayer) -> Router {
+    let subscribers = layer.gate().subscribers();
     let mut registry = prometheus_client::registry::Registry::default();
-    revocast_subscriber::metrics::register(&mut registry, &subscriber);
+    revocast_subscriber::metrics::register_all(&mut registry, &subscribers);
     let state = AppState {
-        subscriber,
+        subscribers,
         registry: Arc::new(registry),
     };
     Router::new()
@@ -108,8 +128,9 @@ async fn whoami(Extension(claims): Extension<TokenClaims>) -> Json<TokenClaims> 
     Json(claims)
 }
 
-async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    Json(state.subscriber.stats())
+/// One entry per replica (one per namespace).
+async fn stats(State(state): State<AppState>) -> Json<Vec<Stats>> {
+    Json(state.subscribers.iter().map(Subscriber::stats).collect())
 }
 
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
@@ -127,56 +148,76 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-fn jwt_key(cli: &Cli) -> Result<(DecodingKey, Validation)> {
-    let (key, algorithm) = match (&cli.jwt_hs256_secret, &cli.jwt_public_key) {
-        (Some(secret), _) => (
-            DecodingKey::from_secret(secret.as_bytes()),
-            Algorithm::HS256,
-        ),
+fn parse_issuer_namespace(value: &str) -> std::result::Result<(String, Namespace), String> {
+    let (issuer, namespace) = value
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{value:?} is not ISSUER=NAMESPACE"))?;
+    let namespace = namespace
+        .parse()
+        .map_err(|e| format!("{namespace:?}: {e}"))?;
+    Ok((issuer.to_owned(), namespace))
+}
+
+/// The issuers (discovery) and the static key, if any, as one verifier.
+fn verifier(cli: &Cli) -> Result<Verifier> {
+    let mut issuers = Vec::new();
+    for issuer in &cli.issuers {
+        let mut options = IssuerOptions::discover(issuer);
+        if let Some(aud) = &cli.audience {
+            options = options.audience(aud);
+        }
+        issuers.push(options);
+    }
+    let key = match (&cli.jwt_hs256_secret, &cli.jwt_public_key) {
+        (Some(secret), _) => Some(StaticKey::hs256(secret.as_bytes())),
         (None, Some(path)) => {
             let pem = std::fs::read(path).context(&format!("reading {}", path.display()))?;
-            if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                (key, Algorithm::RS256)
-            } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-                (key, Algorithm::ES256)
-            } else {
-                (
-                    DecodingKey::from_ed_pem(&pem).context("parsing the JWT public key")?,
-                    Algorithm::EdDSA,
-                )
-            }
+            Some(StaticKey::from_pem(&pem).context("parsing the JWT public key")?)
         }
-        (None, None) => return Err("give --jwt-hs256-secret or --jwt-public-key".into()),
+        (None, None) => None,
     };
-    let mut validation = Validation::new(algorithm);
-    match &cli.jwt_audience {
-        Some(aud) => validation.set_audience(&[aud]),
-        None => validation.validate_aud = false,
+    if let Some(key) = key {
+        let mut options = IssuerOptions::static_keys(None, vec![key]);
+        if let Some(aud) = &cli.audience {
+            options = options.audience(aud);
+        }
+        issuers.push(options);
     }
-    Ok((key, validation))
+    Verifier::new(issuers).context("configuring token verification")
+}
+
+async fn replica(cli: &Cli, namespace: &Namespace) -> Result<Subscriber> {
+    SubscriberOptions::new(cli.publisher_key)
+        .namespace(namespace.clone())
+        .policy(cli.policy)
+        .max_staleness(cli.max_staleness.0)
+        .connect(&cli.nats)
+        .await
+        .context("connecting to NATS")
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     revocast_daemon::init_logging(revocast_daemon::LogFormat::Text, "info");
     let cli = Cli::parse();
-    let (key, validation) = jwt_key(&cli)?;
     if cli.max_staleness.0.is_zero() {
         return Err("--max-staleness must be above 0".into());
     }
-    let subscriber = SubscriberOptions::new(cli.publisher_key)
-        .namespace(cli.namespace.clone())
-        .policy(cli.policy)
-        .max_staleness(cli.max_staleness.0)
-        .connect(&cli.nats)
-        .await
-        .context("connecting to NATS")?;
-    let layer = RevocastLayer::new(subscriber.clone(), key, validation);
+    let verifier = verifier(&cli)?;
+    let subscriber = replica(&cli, &cli.namespace).await?;
+    let mut gate = Gate::with_verifier(verifier, subscriber.clone());
+    for (issuer, namespace) in &cli.issuer_namespaces {
+        let replica = replica(&cli, namespace).await?;
+        gate = gate
+            .replica_for(issuer, replica)
+            .context("--issuer-namespace")?;
+    }
+    let layer = RevocastLayer::from_gate(gate);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .context("binding")?;
     tracing::info!(listen = %cli.listen, namespace = %cli.namespace, policy = %cli.policy, "serving; checks follow the policy until the replica is ready");
-    axum::serve(listener, router(subscriber, layer))
+    axum::serve(listener, router(layer))
         .with_graceful_shutdown(revocast_daemon::shutdown_signal())
         .await
         .context("serving")?;

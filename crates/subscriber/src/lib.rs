@@ -33,6 +33,9 @@
 //! - [`claims`]: [`TokenClaims`] in, [`Verdict`] out.
 //! - [`stats`]: [`Stats`], the counters.
 //! - [`metrics`] (feature `metrics`, on by default): the counters as Prometheus metrics.
+//! - [`gate`] (feature `tower`): [`Gate`], from a bearer token to admitted or a
+//!   [`Rejection`] (401/503), with static keys or the issuers of a
+//!   `revocast_verifier::Verifier`, one replica per issuer if need be.
 //! - [`layer`] (feature `tower`, on by default): [`RevocastLayer`] for axum and hyper.
 //! - [`error`]: typed errors.
 
@@ -40,6 +43,8 @@ pub mod authority;
 mod cache;
 pub mod claims;
 pub mod error;
+#[cfg(feature = "tower")]
+pub mod gate;
 #[cfg(feature = "tower")]
 pub mod layer;
 #[cfg(feature = "metrics")]
@@ -55,6 +60,8 @@ pub use authority::{Authority, ConfirmQuery, Confirmation, NatsAuthority};
 pub use authority::{HttpAuthority, IntrospectionAuthority};
 pub use claims::{ConfirmReason, LocalCheck, RevokedBy, Source, TokenClaims, Verdict};
 pub use error::{AuthorityError, ConnectError, Error};
+#[cfg(feature = "tower")]
+pub use gate::{Admitted, Gate, Rejection};
 #[cfg(feature = "tower")]
 pub use layer::{Revocast, RevocastLayer};
 pub use options::{Policy, SubscriberOptions};

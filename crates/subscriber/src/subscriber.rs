@@ -328,7 +328,7 @@ impl Subscriber {
         Ok((data.claims, verdict))
     }
 
-    async fn check_with_token(
+    pub(crate) async fn check_with_token(
         &self,
         claims: &TokenClaims,
         token: Option<&str>,

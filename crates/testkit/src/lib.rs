@@ -6,6 +6,8 @@
 //!   drop; [`try_nats_server_bin`] finds the binary.
 //! - [`prometheus`]: a real Prometheus server ([`Prometheus`]) on a random loopback
 //!   port with a generated configuration, and [`promtool`].
+//! - [`nginx`]: [`Nginx`], a real nginx with a generated configuration on a loopback
+//!   port, killed on drop; [`nginx_bin`] is `None` when it is not installed.
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
@@ -27,6 +29,7 @@
 #[cfg(feature = "idp")]
 mod idp;
 pub mod nats;
+pub mod nginx;
 pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]
@@ -39,6 +42,7 @@ pub use nats::{
     NatsCluster, NatsServer, NatsServerBuilder, NatsServerMissing, free_port, nats_server_bin,
     ping, try_nats_server_bin,
 };
+pub use nginx::{Nginx, nginx_bin};
 pub use prometheus::{
     Prometheus, PrometheusBuilder, PrometheusMissing, promtool, try_prometheus_bin,
     try_promtool_bin,

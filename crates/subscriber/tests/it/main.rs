@@ -4,6 +4,7 @@
 
 mod common;
 mod http_authority;
+mod issuers;
 mod layer;
 mod metrics;
 mod policy;
