@@ -296,42 +296,6 @@ pub struct AuthorizationServerMetadata {
 /// `revocast-sidecar`'s `POST /introspect` reads it: the same fields as RFC 7009's.
 pub type IntrospectionForm = OAuthRevokeForm;
 
-/// An RFC 7662 introspection answer (section 2.2). An inactive token is exactly
-/// `{"active": false}`: [`Introspection::inactive`] leaves every other member out.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Introspection {
-    /// Whether the token is valid and not revoked.
-    pub active: bool,
-    /// `sub`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// `exp`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
-    /// `iat`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    /// `iss`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// `client_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// `scope`, space-separated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// `jti`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-}
-
-impl Introspection {
-    /// `{"active": false}`.
-    pub fn inactive() -> Introspection {
-        Introspection::default()
-    }
-}
-
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
 /// `revoked: true` and the record, or HTTP 404 with `revoked: false`. Read it with
 /// [`RevocationStatus::from_answer`].

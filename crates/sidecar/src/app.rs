@@ -352,6 +352,7 @@ async fn introspect(
                 client_id: identity.client_id,
                 scope: identity.scope,
                 jti: Some(claims.jti),
+                token_type: Some("Bearer".to_owned()),
             }
         }
         Err(Rejection::Unavailable) => {
