@@ -44,7 +44,9 @@ mod tests {
     static QUIET: Mutex<()> = Mutex::new(());
 
     fn quiet() -> MutexGuard<'static, ()> {
-        QUIET.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        QUIET
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     #[test]

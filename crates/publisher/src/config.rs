@@ -10,6 +10,7 @@ use revocast_core::{FilterParams, Namespace};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::keys::KeySource;
+use crate::pause::PausePoint;
 
 /// How to reach and authenticate to NATS.
 #[derive(Clone, Default)]
@@ -121,6 +122,9 @@ pub struct Config {
     /// Where the publisher reads the time ([`SystemClock`] by default; tests inject
     /// a skewed one).
     pub clock: Arc<dyn Clock>,
+    /// Holds the writer right after a commit's live broadcast, when armed (tests
+    /// only: it lets them look inside the window between the commit's steps).
+    pub pause_after_broadcast: PausePoint,
 }
 
 impl std::fmt::Debug for Config {
@@ -148,6 +152,7 @@ impl std::fmt::Debug for Config {
             .field("commit_timeout", &self.commit_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("clock", &self.clock)
+            .field("pause_after_broadcast", &self.pause_after_broadcast)
             .finish()
     }
 }
@@ -218,6 +223,7 @@ impl Config {
             commit_timeout: defaults::COMMIT_TIMEOUT,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
+            pause_after_broadcast: PausePoint::default(),
         }
     }
 

@@ -29,6 +29,7 @@
 //! - [`keys`]: [`KeySource`] and the signing key file (`keygen`, created on first
 //!   start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
+//! - [`pause`]: [`PausePoint`], where tests hold the writer at an exact step.
 //! - [`clock`]: [`Clock`], the time every timestamp and expiry comes from (set in
 //!   [`Config`]; tests inject a skewed one).
 #![warn(missing_docs)]
@@ -45,6 +46,7 @@ mod jwt;
 pub mod keys;
 mod ledger;
 mod nats;
+pub mod pause;
 mod server;
 mod state;
 mod stats;
@@ -57,5 +59,6 @@ pub use config::{BatchLimits, Config, NatsOptions};
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;
+pub use pause::PausePoint;
 pub use revocast_core::http::{Committed, PublisherStats, Revocation};
 pub use server::{Publisher, run};

@@ -4,8 +4,10 @@
 //! whatever else is queued (and, with a `batch.max_wait` window, whatever arrives
 //! within it), up to the batch limits; revocations that arrive while a commit awaits
 //! its ack form the next batch. It stages one delta, signs it, and publishes it with
-//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream acknowledged sequence `V+1` does it
-//! apply the delta to the ledger and answer every caller of the batch.
+//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream
+//! acknowledged sequence `V+1` does it apply the delta to the ledger (so the authority
+//! knows it), then send it live to the replicas, then answer every caller of the batch.
+//! A replica can never hold a delta the authority does not.
 //!
 //! When a publish fails or its ack is lost, the writer does not guess: it reads the
 //! stream back until it knows whether `V+1` was stored (applying it if so) before it
@@ -357,10 +359,14 @@ impl Writer {
         };
         let outcome = match self.publish(version, bytes.clone()).await {
             Ok(()) => {
-                self.broadcast(&bytes).await;
+                // The authority's state first: a replica that applies the live copy
+                // evicts its cached answers and asks the authority, which must
+                // already know.
                 self.shared.ledger_mut().apply(&delta).map_err(|e| {
                     Error::inconsistent_by(format!("own delta {version} does not apply"), e)
                 })?;
+                self.broadcast(&bytes).await;
+                self.shared.config.pause_after_broadcast.pass().await;
                 Ok(())
             }
             Err(why) => {

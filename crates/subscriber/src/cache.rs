@@ -8,7 +8,7 @@
 //! the slot is removed, so the next check asks again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,44 @@ use crate::error::AuthorityError;
 use crate::stats::{Counters, bump};
 
 type Answer = (Result<Confirmation, AuthorityError>, Instant);
+
+/// `behind` before any answer from the past arrived.
+const NONE_BEHIND: u64 = u64::MAX;
+/// Pauses between questions to an authority that answered from an older version.
+const BEHIND_RETRY_FIRST: Duration = Duration::from_millis(5);
+const BEHIND_RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Asks until the answer is "revoked", carries no version, or was computed at
+/// `replica_version` or later. An authority behind the replica has not applied a
+/// delta the replica holds (the one that made the filter hit, maybe): its "not
+/// revoked" proves nothing. Records the newest such version in `behind`.
+async fn ask_until_current(
+    authority: &dyn Authority,
+    query: ConfirmQuery<'_>,
+    replica_version: u64,
+    behind: &AtomicU64,
+    counters: &Counters,
+) -> Result<Confirmation, AuthorityError> {
+    let mut pause = BEHIND_RETRY_FIRST;
+    loop {
+        let answer = authority.confirm(query).await?;
+        match answer.version {
+            Some(version) if !answer.revoked && version < replica_version => {
+                bump(&counters.confirms_behind);
+                behind.store(version, Relaxed);
+                tracing::debug!(
+                    jti = query.jti,
+                    version,
+                    replica_version,
+                    "authority behind the replica; asking again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BEHIND_RETRY_MAX);
+            }
+            _ => return Ok(answer),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -55,13 +93,17 @@ impl ConfirmCache {
     }
 
     /// Asks `authority` about `query.jti`, through the cache. With `fresh_only`,
-    /// cached "not revoked" answers are not trusted (the replica is stale).
+    /// cached "not revoked" answers are not trusted (the replica is stale). A "not
+    /// revoked" computed at a version below `replica_version` (the replica's when it
+    /// asked) is neither trusted nor cached: the authority is asked again until the
+    /// timeout.
     pub(crate) async fn confirm(
         &self,
         query: ConfirmQuery<'_>,
         authority: &dyn Authority,
         timeout: Duration,
         fresh_only: bool,
+        replica_version: u64,
         counters: &Counters,
     ) -> (Result<Confirmation, AuthorityError>, Via) {
         let slot = self.slot_for(query.jti, fresh_only);
@@ -71,9 +113,18 @@ impl ConfirmCache {
             .get_or_init(|| async {
                 called.store(true, Relaxed);
                 bump(&counters.confirms);
-                let result = match tokio::time::timeout(timeout, authority.confirm(query)).await {
+                let behind = AtomicU64::new(NONE_BEHIND);
+                let asking =
+                    ask_until_current(authority, query, replica_version, &behind, counters);
+                let result = match tokio::time::timeout(timeout, asking).await {
                     Ok(result) => result,
-                    Err(_) => Err(AuthorityError::Timeout(timeout)),
+                    Err(_) => match behind.load(Relaxed) {
+                        NONE_BEHIND => Err(AuthorityError::Timeout(timeout)),
+                        answered => Err(AuthorityError::Behind {
+                            answered,
+                            replica: replica_version,
+                        }),
+                    },
                 };
                 match &result {
                     Ok(c) if c.revoked => bump(&counters.confirms_revoked),
@@ -199,7 +250,7 @@ mod tests {
         };
         let counters = Counters::default();
         let results =
-            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, &counters))).await;
+            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, 0, &counters))).await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(
             results.iter().filter(|(_, via)| *via == Via::Call).count(),
@@ -207,7 +258,7 @@ mod tests {
         );
         assert!(results.iter().all(|(r, _)| r.as_ref().unwrap().revoked));
         // Answered: later callers get the cached answer.
-        let (_, via) = cache.confirm(q("r1"), &auth, T, false, &counters).await;
+        let (_, via) = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
         assert_eq!(via, Via::Shared);
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(counters.confirm_cache_hits.load(SeqCst), 20);
@@ -219,7 +270,7 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         for _ in 0..3 {
-            let (r, via) = cache.confirm(q("e1"), &auth, T, false, &counters).await;
+            let (r, via) = cache.confirm(q("e1"), &auth, T, false, 0, &counters).await;
             assert!(r.is_err());
             assert_eq!(via, Via::Call);
         }
@@ -241,6 +292,7 @@ mod tests {
                 &auth,
                 Duration::from_millis(20),
                 false,
+                0,
                 &Counters::default(),
             )
             .await;
@@ -255,23 +307,23 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         let cache = ConfirmCache::new(Duration::from_secs(60), 100);
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         // A delta names it: the next check asks again.
         cache.evict("n1");
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 2);
         // Stale: "not revoked" is not trusted, "revoked" is.
-        let _ = cache.confirm(q("n1"), &auth, T, true, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, true, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 3);
-        let _ = cache.confirm(q("r1"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("r1"), &auth, T, true, &counters).await;
+        let _ = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("r1"), &auth, T, true, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 4);
         // A zero TTL caches nothing.
         let cache = ConfirmCache::new(Duration::ZERO, 100);
-        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 6);
     }
 
@@ -282,7 +334,7 @@ mod tests {
         let cache = ConfirmCache::new(Duration::from_secs(60), 10);
         for i in 0..100 {
             let _ = cache
-                .confirm(q(&format!("n{i}")), &auth, T, false, &counters)
+                .confirm(q(&format!("n{i}")), &auth, T, false, 0, &counters)
                 .await;
             assert!(cache.lock().len() <= 10);
         }

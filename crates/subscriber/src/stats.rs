@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub confirms_not_revoked: AtomicU64,
     pub confirm_cache_hits: AtomicU64,
     pub confirm_errors: AtomicU64,
+    pub confirms_behind: AtomicU64,
     pub stale_checks: AtomicU64,
     pub fail_open_accepts: AtomicU64,
     pub fail_closed_rejects: AtomicU64,
@@ -92,6 +93,9 @@ pub struct Stats {
     pub confirm_cache_hits: u64,
     /// Authority calls that failed or timed out.
     pub confirm_errors: u64,
+    /// Authority answers of "not revoked" at a version older than the replica's: not
+    /// trusted, asked again until the confirm timeout.
+    pub confirms_behind: u64,
     /// Checks made while not ready or stale.
     pub stale_checks: u64,
     /// Checks accepted only because the policy is fail-open.
@@ -141,6 +145,7 @@ impl Stats {
             confirms_not_revoked: get(&c.confirms_not_revoked),
             confirm_cache_hits: get(&c.confirm_cache_hits),
             confirm_errors: get(&c.confirm_errors),
+            confirms_behind: get(&c.confirms_behind),
             stale_checks: get(&c.stale_checks),
             fail_open_accepts: get(&c.fail_open_accepts),
             fail_closed_rejects: get(&c.fail_closed_rejects),

@@ -361,6 +361,7 @@ impl Subscriber {
                 inner.confirm_timeout,
                 // While not in sync, a cached "not revoked" may predate a missed delta.
                 reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
+                shared.filter.load().version(),
                 &shared.counters,
             )
             .await;

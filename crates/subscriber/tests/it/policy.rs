@@ -203,6 +203,45 @@ async fn forged_authority_answers_are_not_trusted() {
     );
 }
 
+/// An authority that has not applied the delta that made the filter hit answers
+/// from the past: its "not revoked" is neither believed nor cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_older_than_the_replica_is_not_trusted() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "behind").await;
+    let sub = publisher
+        .options()
+        .policy(Policy::FailClosed)
+        .max_staleness(LONG)
+        .confirm_timeout(Duration::from_millis(300))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    within("ready", sub.ready()).await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&["just-revoked".to_owned()], exp).await;
+    eventually("synced", || ready(sub.version() == publisher.version())).await;
+    let claims = TokenClaims::new("just-revoked", exp);
+
+    publisher.set_responder(Responder::Behind);
+    let err = sub.check(&claims).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable(AuthorityError::Behind { answered, replica })
+                if answered + 1 == replica
+        ),
+        "{err:?}"
+    );
+    let stats = sub.stats();
+    assert!(stats.confirms_behind >= 2, "asked again: {stats:?}");
+
+    // Nothing was cached: once the authority catches up, its answer counts.
+    publisher.set_responder(Responder::Honest);
+    let verdict = sub.check(&claims).await.unwrap();
+    assert!(verdict.is_revoked(), "{verdict:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_of_one_jti_make_one_call() {
     let server = NatsServer::start();
