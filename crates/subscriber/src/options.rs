@@ -156,7 +156,9 @@ impl SubscriberOptions {
         self
     }
 
-    /// How many authority answers are kept (default 100,000).
+    /// How many authority answers are kept (default 100,000). When full, the cache
+    /// evicts a few answers by the S3-FIFO policy of `quick_cache`; answers asked for
+    /// again stay longest.
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
