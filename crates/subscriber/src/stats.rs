@@ -33,6 +33,7 @@ pub(crate) struct Counters {
     pub digest_mismatches: AtomicU64,
     pub reconnects: AtomicU64,
     pub sync_errors: AtomicU64,
+    pub sync_restarts: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Rejected messages by [`revocast_core::DecodeError::reason`] (plus `replayed`).
     pub rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -122,6 +123,9 @@ pub struct Stats {
     pub reconnects: u64,
     /// Failed bootstrap, catch-up or resync attempts (retried).
     pub sync_errors: u64,
+    /// Times the sync task ended (or panicked) and was started again; the replica is
+    /// stale from the moment it ends until a heartbeat proves it in sync.
+    pub sync_restarts: u64,
     /// Messages dropped, by reason (`bad_signature`, `truncated`, `replayed`, ...).
     pub rejected_messages: BTreeMap<String, u64>,
 }
@@ -159,6 +163,7 @@ impl Stats {
             digest_mismatches: get(&c.digest_mismatches),
             reconnects: get(&c.reconnects),
             sync_errors: get(&c.sync_errors),
+            sync_restarts: get(&c.sync_restarts),
             bytes_received: get(&c.bytes_received),
             rejected_messages: rejected,
             ..Stats::default()

@@ -6,8 +6,9 @@ use std::future::ready;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use crate::common::{FakePublisher, Responder, eventually, jtis, now_secs, within};
+use crate::common::{FakePublisher, Responder, eventually, jtis, now_ms, now_secs, within};
 use futures::future::join_all;
+use revocast_core::{Heartbeat, Message};
 use revocast_subscriber::{
     AuthorityError, ConfirmReason, Error, LocalCheck, Policy, RevokedBy, Source, TokenClaims,
     Verdict,
@@ -304,6 +305,73 @@ async fn the_task_stops_when_the_last_handle_is_dropped() {
             }
             stopped.load(SeqCst)
         })
+    })
+    .await;
+}
+
+/// A heartbeat ahead of the replica proves it behind: from that moment on a filter
+/// miss is not vouched for, however long ago the last agreement was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_ahead_makes_the_replica_unfit_at_once() {
+    let server = NatsServer::start();
+    let publisher = FakePublisher::start(&server.url(), "ahead").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, LONG)
+        .await;
+    let claims = TokenClaims::new("never-revoked", now_secs() + 3600);
+    eventually("in sync by heartbeat", || ready(sub.stats().heartbeats > 0)).await;
+    assert_eq!(
+        sub.check_local(&claims),
+        LocalCheck::Decided(Verdict::Accepted {
+            source: Source::Local
+        })
+    );
+
+    publisher.heartbeats_paused.store(true, SeqCst);
+    // The publisher is at a version the stream does not hold yet (its delta is on
+    // the way): the replica cannot catch up.
+    let ahead = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+        version: publisher.version() + 1,
+        time_ms: now_ms() + 60_000,
+        digest: publisher.filter.digest(),
+    }));
+    publisher
+        .send_raw(publisher.namespace.heartbeat_subject(), ahead)
+        .await;
+    eventually("the heartbeat to arrive", || {
+        ready(sub.stats().publisher_version == publisher.version() + 1)
+    })
+    .await;
+    assert_eq!(
+        sub.check_local(&claims),
+        LocalCheck::NeedsConfirm(ConfirmReason::Stale)
+    );
+}
+
+/// A sync task that ends (here: its connection was drained) cannot prove anything
+/// any more: the replica turns stale, and the task is started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_sync_task_leaves_the_replica_stale_and_is_restarted() {
+    let server = NatsServer::start();
+    let publisher = FakePublisher::start(&server.url(), "dead-task").await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let sub = publisher
+        .options()
+        .policy(Policy::FailClosed)
+        .max_staleness(LONG)
+        .with_client(client.clone());
+    within("ready", sub.ready()).await;
+    assert!(!sub.is_stale());
+
+    client.drain().await.unwrap();
+    eventually("the replica to turn stale", || ready(sub.is_stale())).await;
+    let claims = TokenClaims::new("never-revoked", now_secs() + 3600);
+    assert_eq!(
+        sub.check_local(&claims),
+        LocalCheck::NeedsConfirm(ConfirmReason::Stale)
+    );
+    eventually("the task to be restarted", || {
+        ready(sub.stats().sync_restarts >= 1)
     })
     .await;
 }
