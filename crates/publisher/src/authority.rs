@@ -18,6 +18,8 @@ use crate::stats;
 
 /// Largest confirm request accepted (a `jti` is at most 256 bytes).
 const MAX_REQUEST_BYTES: usize = 4096;
+/// Confirm requests answered at once by one publisher.
+const CONFIRM_WORKERS: usize = 64;
 
 /// Looks a `jti` up in the exact records; counts the answer.
 pub(crate) fn lookup(shared: &Shared, jti: &str) -> (u64, Option<Record>) {
@@ -124,16 +126,21 @@ pub(crate) async fn serve(
         }
     };
     tracing::info!(subject = %shared.config.namespace.confirm_subject(), "authority serving over NATS");
-    loop {
-        let request = tokio::select! {
-            _ = stop.wait_for(|s| *s) => None,
-            request = endpoint.next() => request,
-        };
-        let Some(request) = request else { break };
-        let response = answer(&shared, &request.message.payload);
-        if let Err(e) = request.respond(response).await {
-            tracing::debug!(error = %e, "could not send a confirm response");
+    // Several requests in the air at once: a slow reply path never holds up the
+    // next answer. Across publisher instances, the service's queue group spreads
+    // the requests.
+    let serving = (&mut endpoint).for_each_concurrent(CONFIRM_WORKERS, |request| {
+        let shared = shared.clone();
+        async move {
+            let response = answer(&shared, &request.message.payload);
+            if let Err(e) = request.respond(response).await {
+                tracing::debug!(error = %e, "could not send a confirm response");
+            }
         }
+    });
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        () = serving => {}
     }
     let _ = endpoint.stop().await;
     let _ = service.stop().await;

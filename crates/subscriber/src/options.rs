@@ -239,14 +239,15 @@ impl SubscriberOptions {
     /// Starts the replica on an existing connection. Must be called within a tokio
     /// runtime (it spawns the background task).
     pub fn with_client(self, client: async_nats::Client) -> Subscriber {
-        let authority = self.authority.clone().unwrap_or_else(|| {
-            Arc::new(NatsAuthority::new(
-                client.clone(),
-                self.namespace.clone(),
-                self.key,
-            ))
-        });
-        Subscriber::start(self, client, authority)
+        let (authority, invalid_answers) = match self.authority.clone() {
+            Some(authority) => (authority, None),
+            None => {
+                let nats = NatsAuthority::new(client.clone(), self.namespace.clone(), self.key);
+                let invalid = nats.invalid_counter();
+                (Arc::new(nats) as Arc<dyn Authority>, Some(invalid))
+            }
+        };
+        Subscriber::start(self, client, authority, invalid_answers)
     }
 }
 

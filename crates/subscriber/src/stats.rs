@@ -97,6 +97,9 @@ pub struct Stats {
     /// Authority answers of "not revoked" at a version older than the replica's: not
     /// trusted, asked again until the confirm timeout.
     pub confirms_behind: u64,
+    /// Answers on the confirm subject that did not verify or did not answer the
+    /// request (a rogue responder, garbage): skipped while waiting for a valid one.
+    pub confirm_invalid_answers: u64,
     /// Checks made while not ready or stale.
     pub stale_checks: u64,
     /// Checks accepted only because the policy is fail-open.

@@ -126,6 +126,8 @@ struct Inner {
     authority: Arc<dyn Authority>,
     policy: Policy,
     confirm_timeout: Duration,
+    /// The default authority's count of answers that did not verify.
+    invalid_answers: Option<Arc<AtomicU64>>,
     client: async_nats::Client,
     /// Dropped with the last handle, which stops the background task.
     _shutdown: oneshot::Sender<()>,
@@ -170,6 +172,7 @@ impl Subscriber {
         options: SubscriberOptions,
         client: async_nats::Client,
         authority: Arc<dyn Authority>,
+        invalid_answers: Option<Arc<AtomicU64>>,
     ) -> Subscriber {
         // Placeholder until the snapshot arrives; default parameters always validate.
         let empty = Filter::new(FilterParams::default())
@@ -207,6 +210,7 @@ impl Subscriber {
                 authority,
                 policy: options.policy,
                 confirm_timeout: options.confirm_timeout,
+                invalid_answers,
                 client,
                 _shutdown: shutdown_tx,
             }),
@@ -300,6 +304,11 @@ impl Subscriber {
             let now = shared.epoch.elapsed().as_millis() as f64;
             ((now - in_sync as f64) / 1000.0).max(0.0)
         });
+        stats.confirm_invalid_answers = self
+            .inner
+            .invalid_answers
+            .as_ref()
+            .map_or(0, |n| n.load(Relaxed));
         stats.version = filter.version();
         stats.publisher_version = shared.publisher_version.load(Relaxed);
         stats.live_entries = filter.live_entries();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 use crate::common::{FakePublisher, Responder, eventually, jtis, now_ms, now_secs, within};
+use futures::StreamExt as _;
 use futures::future::join_all;
 use revocast_core::{Heartbeat, Message};
 use revocast_subscriber::{
@@ -159,6 +160,8 @@ async fn authority_fails(policy: Policy, mode: Responder) -> Result<Verdict, Err
     let stats = sub.stats();
     assert_eq!(stats.confirm_errors, 1, "{stats:?}");
     assert_eq!(stats.filter_hits, 1);
+    let invalid = u64::from(matches!(mode, Responder::Forged | Responder::WrongNonce));
+    assert_eq!(stats.confirm_invalid_answers, invalid, "{stats:?}");
     result
 }
 
@@ -186,22 +189,17 @@ async fn authority_timeout_fail_open_accepts() {
     );
 }
 
+/// Forged answers are skipped, counted, and never decide: with nothing valid, the
+/// wait ends at the confirm timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_authority_answers_are_not_trusted() {
-    let err = authority_fails(Policy::FailClosed, Responder::Forged)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Unavailable(AuthorityError::InvalidAnswer(_))),
-        "{err:?}"
-    );
-    let err = authority_fails(Policy::FailClosed, Responder::WrongNonce)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Unavailable(AuthorityError::InvalidAnswer(_))),
-        "{err:?}"
-    );
+    for mode in [Responder::Forged, Responder::WrongNonce] {
+        let err = authority_fails(Policy::FailClosed, mode).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Unavailable(AuthorityError::Timeout(_))),
+            "{mode:?}: {err:?}"
+        );
+    }
 }
 
 /// An authority that has not applied the delta that made the filter hit answers
@@ -241,6 +239,43 @@ async fn an_answer_older_than_the_replica_is_not_trusted() {
     publisher.set_responder(Responder::Honest);
     let verdict = sub.check(&claims).await.unwrap();
     assert!(verdict.is_revoked(), "{verdict:?}");
+}
+
+/// Anyone may answer on the confirm subject; the first answer is not the one that
+/// counts. A rogue responder that always answers first must not decide the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_responder_answering_first_does_not_decide() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "rogue").await;
+    let rogue = async_nats::connect(server.url()).await.unwrap();
+    let mut requests = rogue
+        .subscribe(publisher.namespace.confirm_subject())
+        .await
+        .unwrap();
+    rogue.flush().await.unwrap();
+    let answering = rogue.clone();
+    let _rogue_task = tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            if let Some(reply) = request.reply {
+                let _ = answering.publish(reply, "not a signed answer".into()).await;
+            }
+        }
+    });
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, LONG)
+        .await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&["contested".to_owned()], exp).await;
+    eventually("synced", || ready(sub.version() == publisher.version())).await;
+    // The honest answer comes second.
+    publisher.set_responder(Responder::Slow(Duration::from_millis(100)));
+    let verdict = sub
+        .check(&TokenClaims::new("contested", exp))
+        .await
+        .unwrap();
+    assert!(verdict.is_revoked(), "{verdict:?}");
+    let stats = sub.stats();
+    assert_eq!(stats.confirm_invalid_answers, 1, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
