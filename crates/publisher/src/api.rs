@@ -516,10 +516,9 @@ async fn post_cutoff(
 
 /// Builds the stats report.
 pub(crate) fn report(shared: &Shared) -> PublisherStats {
-    let (filter, records) = {
-        let ledger = shared.ledger();
-        (ledger.filter.stats(), ledger.records.len() as u64)
-    };
+    let records = shared.ledger().records.len() as u64;
+    // Counting set bits is proportional to the filter: outside the ledger lock.
+    let filter = shared.filter().stats();
     let s = &shared.counters;
     PublisherStats {
         namespace: shared.config.namespace.to_string(),
@@ -536,7 +535,7 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
         confirms: s.confirms(),
         nats: NatsReport {
             state: shared.nats_state().to_owned(),
-            url: shared.config.nats.url.clone(),
+            url: revocast_core::subjects::redact_urls(&shared.config.nats.url),
         },
     }
 }

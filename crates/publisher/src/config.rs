@@ -36,7 +36,7 @@ pub struct NatsOptions {
 impl std::fmt::Debug for NatsOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsOptions")
-            .field("url", &self.url)
+            .field("url", &revocast_core::subjects::redact_urls(&self.url))
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("token", &self.token.as_ref().map(|_| ".."))
@@ -265,7 +265,10 @@ impl Config {
         for url in servers {
             if let Err(e) = url.parse::<async_nats::ServerAddr>() {
                 return Err(Error::NatsOptions {
-                    what: format!("invalid NATS URL {url:?}"),
+                    what: format!(
+                        "invalid NATS URL {:?}",
+                        revocast_core::subjects::redact_urls(url)
+                    ),
                     source: std::sync::Arc::new(e),
                 });
             }

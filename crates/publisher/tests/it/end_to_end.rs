@@ -537,6 +537,25 @@ async fn nats_user_and_password() {
     within("shutdown", refused.shutdown()).await.unwrap();
 }
 
+/// Credentials written into the NATS URL never show in the unauthenticated stats.
+/// (The server here requires none, so the connection works either way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_nats_url_are_redacted_from_stats() {
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.nats.url = format!("nats://revocast:hunter2@127.0.0.1:{}", server.port());
+    let publisher = start(cfg).await;
+    let (status, stats) = Http::new(publisher.url()).get("/v1/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stats["nats"]["url"],
+        format!("nats://***@127.0.0.1:{}", server.port()),
+        "{stats}"
+    );
+    assert!(!stats.to_string().contains("hunter2"), "{stats}");
+    publisher.shutdown().await.unwrap();
+}
+
 /// The clock in the configuration is the one the publisher signs with: a publisher
 /// an hour ahead of the machine stamps its deltas and heartbeats an hour ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
