@@ -159,7 +159,8 @@ pub struct OAuthRevokeForm {
 }
 
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
-/// `revoked: true` and the record, or HTTP 404 with `revoked: false`. Read it with
+/// `revoked: true`, or HTTP 404 with `revoked: false`. The record's details (`exp`,
+/// `sub`, `revoked_at`, `reason`) come only with the admin token. Read it with
 /// [`RevocationStatus::from_answer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationStatus {
@@ -167,16 +168,16 @@ pub struct RevocationStatus {
     pub jti: String,
     /// Whether it is revoked.
     pub revoked: bool,
-    /// The token's `exp` (revoked only).
+    /// The token's `exp` (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    /// The token's `sub`, when the revocation gave one.
+    /// The token's `sub`, when the revocation gave one (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// When it was committed, unix seconds (revoked only).
+    /// When it was committed, unix seconds (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
-    /// Why, when the revocation said.
+    /// Why, when the revocation said (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The authority's filter version when it answered.

@@ -92,7 +92,8 @@ pub struct ConfirmResponse {
     pub exp: Option<u64>,
     /// When it was revoked, unix seconds.
     pub revoked_at: Option<u64>,
-    /// Why, as given to the revoke call.
+    /// Why, as given to the revoke call. The publisher leaves it out (anyone allowed
+    /// on the confirm subject may ask); kept in the format for other authorities.
     pub reason: Option<String>,
 }
 

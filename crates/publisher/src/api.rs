@@ -407,8 +407,12 @@ async fn post_revocations(
 }
 
 /// `GET /v1/revocations/{jti}`: the authority's answer over HTTP.
+/// `GET /v1/revocations/{jti}`: the authority's answer. Anyone may ask whether a
+/// `jti` is revoked; the record's details (`exp`, `sub`, `reason`, `revoked_at`) are
+/// only for callers with the admin token (or when none is configured).
 async fn get_revocation(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     jti: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let Path(jti) =
@@ -416,8 +420,11 @@ async fn get_revocation(
     revocast_core::check_jti(&jti)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
-    let (version, record) = authority::lookup(&shared, &jti);
+    let (version, mut record) = authority::lookup(&shared, &jti);
     let revoked = record.is_some();
+    if authorize(&shared, &headers).is_err() {
+        record = None;
+    }
     let answer = axum::Json(RevocationStatus {
         jti,
         revoked,

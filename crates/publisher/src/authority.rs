@@ -57,7 +57,8 @@ pub(crate) fn answer(
         version,
         exp: record.as_ref().map(|r| r.exp),
         revoked_at: record.as_ref().map(|r| r.revoked_at),
-        reason: record.and_then(|r| r.reason),
+        // Anyone may ask over NATS: the reason is for the admin API only.
+        reason: None,
     };
     Ok(Bytes::from(
         shared.signer.encode(&Message::ConfirmResponse(response)),

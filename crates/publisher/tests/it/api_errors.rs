@@ -273,7 +273,7 @@ async fn oauth_revoke_reads_the_token_and_verifies_it_when_a_key_is_set() {
         (400, json!("invalid_token")),
         "{body}"
     );
-    let (status, body) = http.get("/v1/revocations/oauth-1").await;
+    let (status, body) = http.get_admin("/v1/revocations/oauth-1").await;
     assert_eq!(status, 200);
     assert_eq!(body["sub"], "carol");
     assert_eq!(body["exp"], exp);

@@ -363,7 +363,7 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
         (503, json!("not_durable")),
         "{body}"
     );
-    let (status, body) = http.get("/v1/revocations/foreign").await;
+    let (status, body) = http.get_admin("/v1/revocations/foreign").await;
     assert_eq!(
         (status, body["reason"].clone()),
         (200, json!("elsewhere")),

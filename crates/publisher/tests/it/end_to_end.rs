@@ -147,11 +147,19 @@ async fn authority_answers_over_nats_and_http() {
         .await;
     assert_eq!(status, 200);
 
-    // HTTP.
+    // HTTP: without the admin token, only what the authority's clients need.
     let (status, body) = http.get("/v1/revocations/stolen").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"jti": "stolen", "revoked": true, "version": 1}),
+        "sub, reason and times need the admin token"
+    );
+    let (status, body) = http.get_admin("/v1/revocations/stolen").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked"], true);
     assert_eq!(body["exp"], exp);
+    assert_eq!(body["sub"], "bob");
     assert_eq!(body["reason"], "device lost");
     assert!(body["revoked_at"].as_u64().unwrap() >= now() - 60);
     let (status, body) = http.get("/v1/revocations/fine").await;
@@ -185,7 +193,8 @@ async fn authority_answers_over_nats_and_http() {
         );
         assert_eq!(answer.version, 1);
         if revoked {
-            assert_eq!(answer.reason.as_deref(), Some("device lost"));
+            // Anyone may ask over NATS: no reason in the answer.
+            assert_eq!(answer.reason, None);
             assert_eq!(answer.exp, Some(exp));
         }
     }
@@ -250,9 +259,9 @@ async fn authority_answers_over_nats_and_http() {
     assert_eq!(endpoint["num_errors"], 2, "{stats}");
     assert_eq!(endpoint["data"]["malformed"], 2, "{stats}");
 
-    // Confirms are counted by answer (HTTP and NATS alike).
+    // Confirms are counted by answer (HTTP, with and without the token, and NATS).
     let stats = publisher.stats();
-    assert_eq!(stats.confirms.revoked, 2);
+    assert_eq!(stats.confirms.revoked, 3);
     assert_eq!(stats.confirms.not_revoked, 2);
     assert_eq!(stats.confirms.malformed, 2);
     publisher.shutdown().await.unwrap();
@@ -329,7 +338,7 @@ async fn restart_rebuilds_from_snapshot_and_stream() {
     assert_eq!(publisher.version(), 5);
     let http = Http::new(publisher.url());
     for i in 0..5 {
-        let (status, body) = http.get(&format!("/v1/revocations/before-{i}")).await;
+        let (status, body) = http.get_admin(&format!("/v1/revocations/before-{i}")).await;
         assert_eq!(status, 200, "before-{i}: {body}");
         assert_eq!(body["reason"], "test");
     }
@@ -506,7 +515,7 @@ async fn the_same_jti_with_an_exp_in_another_bucket_is_added_again() {
     }
     assert!(replica.contains("twice", Some(first)));
     assert!(replica.contains("twice", Some(later)));
-    let (_, body) = http.get("/v1/revocations/twice").await;
+    let (_, body) = http.get_admin("/v1/revocations/twice").await;
     assert_eq!(body["exp"], later);
     publisher.shutdown().await.unwrap();
 }
@@ -585,7 +594,7 @@ async fn the_configured_clock_is_the_publishers_time() {
         delta.committed_at_ms / 1000
     );
     let (_, body) = Http::new(publisher.url())
-        .get(&revocation_path("ahead"))
+        .get_admin(&revocation_path("ahead"))
         .await;
     let answer: RevocationStatus = serde_json::from_value(body).unwrap();
     assert!(answer.revoked_at.unwrap() >= before + 3_600, "{answer:?}");
