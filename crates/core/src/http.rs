@@ -77,8 +77,14 @@ pub fn encode_path_segment(segment: impl AsRef<[u8]>) -> String {
 pub struct Revocation {
     /// The token's `jti`.
     pub jti: String,
-    /// The token's `exp`, unix seconds.
-    pub exp: u64,
+    /// The token's `exp`, unix seconds. Absent when unknown (a `jti` from a log line):
+    /// the revocation then goes into every bucket a live token's `exp` can fall in,
+    /// from the oldest not yet dropped to now plus the longest token lifetime
+    /// ([`Committed::buckets`] says how many). A wrong `exp` puts the entry in the
+    /// wrong bucket, where a check with the token's real `exp` never looks: leave it
+    /// out rather than guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
     /// The token's `sub`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -92,7 +98,17 @@ impl Revocation {
     pub fn new(jti: impl Into<String>, exp: u64) -> Revocation {
         Revocation {
             jti: jti.into(),
-            exp,
+            exp: Some(exp),
+            sub: None,
+            reason: None,
+        }
+    }
+
+    /// A revocation of `jti` whose `exp` is unknown: every live bucket gets it.
+    pub fn without_exp(jti: impl Into<String>) -> Revocation {
+        Revocation {
+            jti: jti.into(),
+            exp: None,
             sub: None,
             reason: None,
         }
@@ -127,8 +143,11 @@ pub struct RevocationBatch {
 pub struct Committed {
     /// Filter version (= stream sequence) holding the call's changes.
     pub version: u64,
-    /// Entries this call added.
+    /// Revocations this call added.
     pub revoked: u64,
+    /// Filter entries this call added: one per revocation with an `exp`, one per live
+    /// bucket for a revocation without.
+    pub buckets: u64,
     /// `jti`s that were already revoked (success, no new entry).
     pub duplicates: u64,
     /// Tokens already expired, beyond leeway: nothing to revoke (no-op).

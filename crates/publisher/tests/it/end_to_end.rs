@@ -43,7 +43,7 @@ async fn revocations_become_contiguous_signed_deltas() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"version": 2, "revoked": 2, "duplicates": 1, "expired": 1, "noop": false})
+        json!({"version": 2, "revoked": 2, "buckets": 2, "duplicates": 1, "expired": 1, "noop": false})
     );
     // Revoking the same jti again is a success without a new delta.
     let (status, body) = http
@@ -544,6 +544,45 @@ async fn nats_user_and_password() {
         "{err}"
     );
     within("shutdown", refused.shutdown()).await.unwrap();
+}
+
+/// The auth team often knows only a `jti` (from a log line): a revocation without
+/// `exp` goes into every bucket a live token's `exp` can fall in, and says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_without_exp_goes_into_every_live_bucket() {
+    let server = NatsServer::start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let params = revocast_core::FilterParams::default();
+    let t = now();
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "from-a-log-line"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let last = params.bucket_of(now() + params.max_token_lifetime + params.leeway);
+    let first = params.first_live_bucket(t);
+    let buckets = body["buckets"].as_u64().unwrap();
+    // The hour may turn between the two readings of the clock.
+    assert!(
+        (last - first..=last - first + 2).contains(&buckets),
+        "{buckets} buckets for {first}..={last}: {body}"
+    );
+    assert_eq!(body["revoked"], 1, "{body}");
+    let mut replica = Filter::new(params.clone()).unwrap();
+    for d in stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await {
+        replica.apply(&d).unwrap();
+    }
+    for exp in [t, t + 60, t + 3_600, t + params.max_token_lifetime] {
+        assert!(replica.contains("from-a-log-line", Some(exp)), "exp {exp}");
+    }
+    // Again: nothing new.
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "from-a-log-line"}))
+        .await;
+    assert_eq!((status, body["noop"].clone()), (200, json!(true)), "{body}");
+    let (status, body) = http.get("/v1/revocations/from-a-log-line").await;
+    assert_eq!((status, body["revoked"].clone()), (200, json!(true)));
+    publisher.shutdown().await.unwrap();
 }
 
 /// Credentials written into the NATS URL never show in the unauthenticated stats.
