@@ -177,6 +177,45 @@ pub struct OAuthRevokeForm {
     pub token_type_hint: Option<String>,
 }
 
+/// The query of `GET /v1/revocations/{jti}`: what else the caller knows of the token,
+/// so that the authority applies the subject and global cutoffs too (a replica that
+/// cannot vouch for a token sends them all). Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenQuery {
+    /// The token's `exp`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The token's `iat`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+impl TokenQuery {
+    /// The query string (without `?`), percent-encoded; empty when nothing is known.
+    ///
+    /// ```
+    /// use revocast_core::http::TokenQuery;
+    /// let q = TokenQuery { exp: Some(9), sub: Some("a b".into()), iat: None };
+    /// assert_eq!(q.to_query_string(), "exp=9&sub=a%20b");
+    /// ```
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(exp) = self.exp {
+            parts.push(format!("exp={exp}"));
+        }
+        if let Some(sub) = &self.sub {
+            parts.push(format!("sub={}", encode_path_segment(sub)));
+        }
+        if let Some(iat) = self.iat {
+            parts.push(format!("iat={iat}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
 /// `revoked: true`, or HTTP 404 with `revoked: false`. The record's details (`exp`,
 /// `sub`, `revoked_at`, `reason`) come only with the admin token. Read it with

@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Form, Path, State};
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use revocast_core::http::{
     self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, OAuthRevokeForm, PublisherStats,
-    Readiness, Revocation, RevocationStatus,
+    Readiness, Revocation, RevocationStatus, TokenQuery,
 };
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
@@ -415,14 +415,27 @@ async fn get_revocation(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     jti: Result<Path<String>, PathRejection>,
+    token: Result<Query<TokenQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(jti) =
         jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
     revocast_core::check_jti(&jti)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
-    let (version, mut record) = authority::lookup(&shared, &jti);
-    let revoked = record.is_some();
+    let Query(token) = token
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let answer = authority::lookup(
+        &shared,
+        &revocast_core::Probe {
+            jti: &jti,
+            exp: token.exp,
+            sub: token.sub.as_deref(),
+            iat: token.iat,
+        },
+    );
+    let revoked = answer.revoked();
+    let version = answer.version;
+    let mut record = answer.record;
     if authorize(&shared, &headers).is_err() {
         record = None;
     }

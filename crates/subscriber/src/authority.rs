@@ -28,6 +28,10 @@ pub struct ConfirmQuery<'a> {
     pub jti: &'a str,
     /// The token's `exp`.
     pub exp: Option<u64>,
+    /// The token's `sub`: the authority applies subject cutoffs with it.
+    pub sub: Option<&'a str>,
+    /// The token's `iat`: the authority compares it with the cutoffs.
+    pub iat: Option<u64>,
     /// The raw token, when the check started from one (introspection needs it).
     pub token: Option<&'a str>,
 }
@@ -153,6 +157,8 @@ impl Authority for NatsAuthority {
                 jti: query.jti.to_owned(),
                 exp: query.exp,
                 nonce,
+                sub: query.sub.map(str::to_owned),
+                iat: query.iat,
             };
             let payload = encode_request(&self.namespace, &request);
             let inbox = self.client.new_inbox();
@@ -235,7 +241,16 @@ mod http_authorities {
             query: ConfirmQuery<'a>,
         ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
             Box::pin(async move {
-                let url = format!("{}{}", self.base, http::revocation_path(query.jti));
+                let token = http::TokenQuery {
+                    exp: query.exp,
+                    sub: query.sub.map(str::to_owned),
+                    iat: query.iat,
+                };
+                let mut url = format!("{}{}", self.base, http::revocation_path(query.jti));
+                let params = token.to_query_string();
+                if !params.is_empty() {
+                    url = format!("{url}?{params}");
+                }
                 let mut request = self.client.get(url);
                 if let Some(token) = &self.bearer {
                     request = request.bearer_auth(token);

@@ -289,6 +289,8 @@ mod tests {
         ConfirmQuery {
             jti,
             exp: None,
+            sub: None,
+            iat: None,
             token: None,
         }
     }

@@ -424,6 +424,8 @@ impl Subscriber {
         let query = ConfirmQuery {
             jti: &claims.jti,
             exp: Some(claims.exp),
+            sub: claims.sub.as_deref(),
+            iat: claims.iat,
             token,
         };
         let (answer, via) = shared

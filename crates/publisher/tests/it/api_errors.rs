@@ -124,6 +124,7 @@ async fn bad_requests_get_json_4xx_and_the_publisher_keeps_serving() {
         case("not an object", "POST", rev)
             .json(json!(["a"]))
             .expect(422, "invalid_revocation"),
+        case("iat not a number", "GET", "/v1/revocations/a?iat=soon").expect(400, "invalid_query"),
         case("exp not a number", "POST", rev)
             .json(json!({"jti": "a", "exp": "tomorrow"}))
             .expect(422, "invalid_revocation"),

@@ -177,6 +177,8 @@ async fn nats_restart_under_the_publisher() {
             jti: "after".into(),
             exp: None,
             nonce: 9,
+            sub: None,
+            iat: None,
         },
     );
     let answer = eventually("the authority over NATS", || {

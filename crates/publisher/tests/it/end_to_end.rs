@@ -178,6 +178,8 @@ async fn authority_answers_over_nats_and_http() {
                 jti: jti.into(),
                 exp: Some(exp),
                 nonce,
+                sub: None,
+                iat: None,
             },
         );
         let reply = within(
@@ -218,6 +220,8 @@ async fn authority_answers_over_nats_and_http() {
             jti: "x".into(),
             exp: None,
             nonce: 1,
+            sub: None,
+            iat: None,
         },
     );
     let reply = within(
@@ -582,6 +586,70 @@ async fn a_revocation_without_exp_goes_into_every_live_bucket() {
     assert_eq!((status, body["noop"].clone()), (200, json!(true)), "{body}");
     let (status, body) = http.get("/v1/revocations/from-a-log-line").await;
     assert_eq!((status, body["revoked"].clone()), (200, json!(true)));
+    publisher.shutdown().await.unwrap();
+}
+
+/// A replica that cannot vouch for a token (stale, bootstrapping) sends it to the
+/// authority, which must apply the cutoffs too, not only the `jti` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_applies_subject_and_global_cutoffs() {
+    let server = NatsServer::start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let t = now();
+    let (status, body) = http
+        .post("/v1/cutoffs", json!({"sub": "mallory", "not_before": t}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ask = |query: String| {
+        let http = http.clone();
+        async move {
+            http.get(&format!("/v1/revocations/any-token?{query}"))
+                .await
+        }
+    };
+    let (status, body) = ask(format!("sub=mallory&iat={}", t - 10)).await;
+    assert_eq!(
+        (status, body["revoked"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    // Issued after the cutoff, or another subject: not revoked.
+    let (status, _) = ask(format!("sub=mallory&iat={}", t + 10)).await;
+    assert_eq!(status, 404);
+    let (status, _) = ask(format!("sub=alice&iat={}", t - 10)).await;
+    assert_eq!(status, 404);
+
+    // Over NATS, the same.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let ns = publisher.namespace().clone();
+    let verifier = Verifier::new(publisher.public_key(), ns.clone());
+    let ask_nats = |sub: &str, iat: u64| {
+        let request = ConfirmRequest {
+            jti: "any-token".into(),
+            exp: Some(t + 600),
+            nonce: 7,
+            sub: Some(sub.into()),
+            iat: Some(iat),
+        };
+        let payload = encode_request(&ns, &request);
+        let client = client.clone();
+        let subject = ns.confirm_subject();
+        let verifier = verifier.clone();
+        async move {
+            let reply = client.request(subject, payload.into()).await.unwrap();
+            verifier.decode_confirm_response(&reply.payload).unwrap()
+        }
+    };
+    assert!(ask_nats("mallory", t - 10).await.revoked);
+    assert!(!ask_nats("mallory", t + 10).await.revoked);
+
+    // A global cutoff: every token issued before it.
+    let (status, body) = http.post("/v1/cutoffs", json!({"not_before": t})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = ask(format!("sub=alice&iat={}", t - 10)).await;
+    assert_eq!(status, 200);
+    assert!(ask_nats("alice", t - 10).await.revoked);
     publisher.shutdown().await.unwrap();
 }
 
