@@ -92,8 +92,14 @@ pub fn encode_path_segment(segment: impl AsRef<[u8]>) -> String {
 pub struct Revocation {
     /// The token's `jti`.
     pub jti: String,
-    /// The token's `exp`, unix seconds.
-    pub exp: u64,
+    /// The token's `exp`, unix seconds. Absent when unknown (a `jti` from a log line):
+    /// the revocation then goes into every bucket a live token's `exp` can fall in,
+    /// from the oldest not yet dropped to now plus the longest token lifetime
+    /// ([`Committed::buckets`] says how many). A wrong `exp` puts the entry in the
+    /// wrong bucket, where a check with the token's real `exp` never looks: leave it
+    /// out rather than guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
     /// The token's `sub`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -107,7 +113,17 @@ impl Revocation {
     pub fn new(jti: impl Into<String>, exp: u64) -> Revocation {
         Revocation {
             jti: jti.into(),
-            exp,
+            exp: Some(exp),
+            sub: None,
+            reason: None,
+        }
+    }
+
+    /// A revocation of `jti` whose `exp` is unknown: every live bucket gets it.
+    pub fn without_exp(jti: impl Into<String>) -> Revocation {
+        Revocation {
+            jti: jti.into(),
+            exp: None,
             sub: None,
             reason: None,
         }
@@ -142,8 +158,11 @@ pub struct RevocationBatch {
 pub struct Committed {
     /// Filter version (= stream sequence) holding the call's changes.
     pub version: u64,
-    /// Entries this call added.
+    /// Revocations this call added.
     pub revoked: u64,
+    /// Filter entries this call added: one per revocation with an `exp`, one per live
+    /// bucket for a revocation without.
+    pub buckets: u64,
     /// `jti`s that were already revoked (success, no new entry).
     pub duplicates: u64,
     /// Tokens already expired, beyond leeway: nothing to revoke (no-op).
@@ -296,8 +315,48 @@ pub struct AuthorizationServerMetadata {
 /// `revocast-sidecar`'s `POST /introspect` reads it: the same fields as RFC 7009's.
 pub type IntrospectionForm = OAuthRevokeForm;
 
+/// The query of `GET /v1/revocations/{jti}`: what else the caller knows of the token,
+/// so that the authority applies the subject and global cutoffs too (a replica that
+/// cannot vouch for a token sends them all). Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenQuery {
+    /// The token's `exp`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The token's `iat`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+impl TokenQuery {
+    /// The query string (without `?`), percent-encoded; empty when nothing is known.
+    ///
+    /// ```
+    /// use revocast_core::http::TokenQuery;
+    /// let q = TokenQuery { exp: Some(9), sub: Some("a b".into()), iat: None };
+    /// assert_eq!(q.to_query_string(), "exp=9&sub=a%20b");
+    /// ```
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(exp) = self.exp {
+            parts.push(format!("exp={exp}"));
+        }
+        if let Some(sub) = &self.sub {
+            parts.push(format!("sub={}", encode_path_segment(sub)));
+        }
+        if let Some(iat) = self.iat {
+            parts.push(format!("iat={iat}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
-/// `revoked: true` and the record, or HTTP 404 with `revoked: false`. Read it with
+/// `revoked: true`, or HTTP 404 with `revoked: false`. The record's details (`exp`,
+/// `sub`, `revoked_at`, `reason`) come only with the admin token. Read it with
 /// [`RevocationStatus::from_answer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationStatus {
@@ -305,16 +364,16 @@ pub struct RevocationStatus {
     pub jti: String,
     /// Whether it is revoked.
     pub revoked: bool,
-    /// The token's `exp` (revoked only).
+    /// The token's `exp` (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    /// The token's `sub`, when the revocation gave one.
+    /// The token's `sub`, when the revocation gave one (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// When it was committed, unix seconds (revoked only).
+    /// When it was committed, unix seconds (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
-    /// Why, when the revocation said.
+    /// Why, when the revocation said (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The authority's filter version when it answered.

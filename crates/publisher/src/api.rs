@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use revocast_core::http::{
     self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, PublisherStats, Readiness,
-    Revocation, RevocationStatus,
+    Revocation, RevocationStatus, TokenQuery,
 };
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
@@ -335,14 +335,15 @@ fn check_revocation(limits: &ExpLimits, r: &Revocation) -> Result<(), ApiError> 
         leeway,
     } = *limits;
     let latest = now.saturating_add(lifetime).saturating_add(leeway);
-    if r.exp > latest {
+    if let Some(exp) = r.exp
+        && exp > latest
+    {
         return Err(ApiError::unprocessable(
             "exp_too_far",
             format!(
-                "exp {} is {} s from now, beyond the longest token lifetime of {lifetime} s \
+                "exp {exp} is {} s from now, beyond the longest token lifetime of {lifetime} s \
                  (--max-token-lifetime); exp is unix seconds, not milliseconds",
-                r.exp,
-                r.exp - now
+                exp - now
             ),
         ));
     }
@@ -434,17 +435,37 @@ async fn post_revocations(
 }
 
 /// `GET /v1/revocations/{jti}`: the authority's answer over HTTP.
+/// `GET /v1/revocations/{jti}`: the authority's answer. Anyone may ask whether a
+/// `jti` is revoked; the record's details (`exp`, `sub`, `reason`, `revoked_at`) are
+/// only for callers with the admin token (or when none is configured).
 async fn get_revocation(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     jti: Result<Path<String>, PathRejection>,
+    token: Result<Query<TokenQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(jti) =
         jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
     revocast_core::check_jti(&jti)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
-    let (version, record) = authority::lookup(&shared, &jti);
-    let revoked = record.is_some();
+    let Query(token) = token
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let answer = authority::lookup(
+        &shared,
+        &revocast_core::Probe {
+            jti: &jti,
+            exp: token.exp,
+            sub: token.sub.as_deref(),
+            iat: token.iat,
+        },
+    );
+    let revoked = answer.revoked();
+    let version = answer.version;
+    let mut record = answer.record;
+    if authorize(&shared, &headers).is_err() {
+        record = None;
+    }
     let answer = axum::Json(RevocationStatus {
         jti,
         revoked,
@@ -519,10 +540,9 @@ async fn commit_cutoff(
 
 /// Builds the stats report.
 pub(crate) fn report(shared: &Shared) -> PublisherStats {
-    let (filter, records) = {
-        let ledger = shared.ledger();
-        (ledger.filter.stats(), ledger.records.len() as u64)
-    };
+    let records = shared.ledger().records.len() as u64;
+    // Counting set bits is proportional to the filter: outside the ledger lock.
+    let filter = shared.filter().stats();
     let s = &shared.counters;
     PublisherStats {
         namespace: shared.config.namespace.to_string(),
@@ -539,7 +559,7 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
         confirms: s.confirms(),
         nats: NatsReport {
             state: shared.nats_state().to_owned(),
-            url: shared.config.nats.url.clone(),
+            url: revocast_core::subjects::redact_urls(&shared.config.nats.url),
         },
     }
 }
@@ -680,7 +700,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"version": 7, "revoked": 2, "duplicates": 0, "expired": 0, "noop": false})
+            json!({"version": 7, "revoked": 2, "buckets": 0, "duplicates": 0, "expired": 0, "noop": false})
         );
     }
 
@@ -690,7 +710,7 @@ mod tests {
         let cases = [
             (revoke(None, "{"), StatusCode::BAD_REQUEST, "invalid_json"),
             (
-                revoke(None, r#"{"jti":""}"#),
+                revoke(None, r#"{"exp":1}"#),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_revocation",
             ),

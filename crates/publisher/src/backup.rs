@@ -146,7 +146,7 @@ pub async fn export(
         .map(|(jti, record)| ExportedRevocation {
             revocation: Revocation {
                 jti: jti.clone(),
-                exp: record.exp,
+                exp: Some(record.exp),
                 sub: record.sub.clone(),
                 reason: record.reason.clone(),
             },
@@ -254,7 +254,7 @@ mod tests {
             revocations: vec![ExportedRevocation {
                 revocation: Revocation {
                     jti: "a".into(),
-                    exp: 5_000,
+                    exp: Some(5_000),
                     sub: Some("alice".into()),
                     reason: Some("stolen, \"really\"".into()),
                 },
@@ -287,10 +287,7 @@ mod tests {
         for (bad, why) in [
             ("nope", "bad JSON line"),
             ("[1]", "not an object"),
-            (
-                "{\"jti\":\"a\"}",
-                "bad revocation line: missing field `exp`",
-            ),
+            ("{\"jti\":5}", "bad revocation line: invalid type"),
             ("{\"cutoff\":{\"sub\":\"x\"}}", "bad cutoff line"),
             ("{\"revocast_export\":1}", "bad export header"),
             (

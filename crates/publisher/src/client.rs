@@ -409,7 +409,7 @@ fn csv_record(record: &csv::ByteRecord) -> Result<Revocation, String> {
         .map_err(|_| format!("exp {exp_text:?} is not unix seconds"))?;
     Ok(Revocation {
         jti,
-        exp,
+        exp: Some(exp),
         sub: field(2)?,
         reason: field(3)?,
     })
@@ -611,7 +611,8 @@ mod tests {
             "{\"jti\":\"a\",\"exp\":5}\n\n{\"jti\":\"\",\"exp\":5}\nnot json\n{\"jti\":\"b\"}\n";
         let lines = parse_import(text, ImportFormat::Auto, Some(Path::new("x.txt")));
         let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
-        assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, false)]);
+        // A line without exp is a revocation into every live bucket.
+        assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, true)]);
         assert_eq!(
             detect("a,1", Some(Path::new("f.jsonl"))),
             ImportFormat::JsonLines

@@ -10,6 +10,7 @@ use revocast_core::{FilterParams, Namespace};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::keys::KeySource;
+use crate::pause::PausePoint;
 
 /// How to reach and authenticate to NATS.
 #[derive(Clone, Default)]
@@ -35,7 +36,7 @@ pub struct NatsOptions {
 impl std::fmt::Debug for NatsOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsOptions")
-            .field("url", &self.url)
+            .field("url", &revocast_core::subjects::redact_urls(&self.url))
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("token", &self.token.as_ref().map(|_| ".."))
@@ -247,6 +248,9 @@ pub struct Config {
     /// Where the publisher reads the time ([`SystemClock`] by default; tests inject
     /// a skewed one).
     pub clock: Arc<dyn Clock>,
+    /// Holds the writer right after a commit's live broadcast, when armed (tests
+    /// only: it lets them look inside the window between the commit's steps).
+    pub pause_after_broadcast: PausePoint,
 }
 
 impl std::fmt::Debug for Config {
@@ -277,6 +281,7 @@ impl std::fmt::Debug for Config {
             .field("commit_timeout", &self.commit_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("clock", &self.clock)
+            .field("pause_after_broadcast", &self.pause_after_broadcast)
             .finish()
     }
 }
@@ -350,6 +355,7 @@ impl Config {
             commit_timeout: defaults::COMMIT_TIMEOUT,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
+            pause_after_broadcast: PausePoint::default(),
         }
     }
 
@@ -391,7 +397,10 @@ impl Config {
         for url in servers {
             if let Err(e) = url.parse::<async_nats::ServerAddr>() {
                 return Err(Error::NatsOptions {
-                    what: format!("invalid NATS URL {url:?}"),
+                    what: format!(
+                        "invalid NATS URL {:?}",
+                        revocast_core::subjects::redact_urls(url)
+                    ),
                     source: std::sync::Arc::new(e),
                 });
             }

@@ -31,6 +31,7 @@
 //! - [`keys`]: [`KeySource`] and the signing key file (`keygen`, created on first
 //!   start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
+//! - [`pause`]: [`PausePoint`], where tests hold the writer at an exact step.
 //! - [`clock`]: [`Clock`], the time every timestamp and expiry comes from (set in
 //!   [`Config`]; tests inject a skewed one).
 #![warn(missing_docs)]
@@ -49,6 +50,7 @@ pub mod keys;
 mod ledger;
 mod logout;
 mod nats;
+pub mod pause;
 mod server;
 mod ssf;
 mod state;
@@ -62,5 +64,6 @@ pub use config::{BatchLimits, Config, NatsOptions, OAuthClient, TrustConfig, Tru
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;
+pub use pause::PausePoint;
 pub use revocast_core::http::{Committed, PublisherStats, Revocation};
 pub use server::{Publisher, run};

@@ -282,9 +282,10 @@ struct RevokeArgs {
     /// The token's jti.
     #[arg(long, env = "REVOCAST_JTI")]
     jti: String,
-    /// The token's exp: unix seconds, or `+DURATION` from now (e.g. `+1h`).
+    /// The token's exp: unix seconds, or `+DURATION` from now (e.g. `+1h`). Without
+    /// it the jti goes into every bucket a live token's exp can fall in.
     #[arg(long, env = "REVOCAST_EXP", value_parser = parse_time, allow_hyphen_values = true)]
-    exp: u64,
+    exp: Option<u64>,
     /// The token's sub.
     #[arg(long, env = "REVOCAST_SUB")]
     sub: Option<String>,

@@ -61,7 +61,10 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
     opts.connect(revocast_core::subjects::server_urls(&options.url))
         .await
         .map_err(|e| Error::NatsOptions {
-            what: format!("NATS URL {:?}", options.url),
+            what: format!(
+                "NATS URL {:?}",
+                revocast_core::subjects::redact_urls(&options.url)
+            ),
             source: std::sync::Arc::new(e),
         })
 }

@@ -130,6 +130,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The filter at the current version, for work proportional to its size: the
+    /// ledger lock is held only to clone the `Arc`, so the writer is never held up.
+    pub(crate) fn filter(&self) -> Arc<revocast_core::Filter> {
+        self.ledger().filter.clone()
+    }
+
     pub(crate) fn ledger_mut(&self) -> RwLockWriteGuard<'_, Ledger> {
         self.ledger
             .write()

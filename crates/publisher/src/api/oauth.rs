@@ -214,7 +214,7 @@ pub(super) async fn revoke(
     };
     let item = http::Revocation {
         jti,
-        exp,
+        exp: Some(exp),
         sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
         reason: Some(match caller {
             Caller::Admin => "oauth_revoke".to_owned(),

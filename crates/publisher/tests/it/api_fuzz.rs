@@ -556,6 +556,8 @@ fn random_requests_get_4xx_never_5xx_and_lose_no_acknowledged_revocation() {
                     jti: jti.clone(),
                     exp: Some(*exp),
                     nonce: 7,
+                    sub: None,
+                    iat: None,
                 };
                 let reply = nats
                     .request(

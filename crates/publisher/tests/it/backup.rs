@@ -80,7 +80,7 @@ async fn an_export_restores_onto_a_new_nats_and_reads_back_the_same() {
     ] {
         let revocation = Revocation {
             jti: jti.into(),
-            exp,
+            exp: Some(exp),
             sub: sub.map(Into::into),
             reason: reason.map(Into::into),
         };
@@ -143,7 +143,7 @@ async fn an_export_restores_onto_a_new_nats_and_reads_back_the_same() {
         "{stdout}"
     );
     let restored = Http::new(new.url());
-    let (status, body) = restored.get("/v1/revocations/bk-3").await;
+    let (status, body) = restored.get_admin("/v1/revocations/bk-3").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reason"], "quote \" and, comma");
     let (_, stats) = restored.get("/v1/stats").await;

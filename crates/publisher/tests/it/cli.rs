@@ -341,7 +341,7 @@ async fn revoke_cutoff_stats_and_import_through_the_cli() {
             "{jti}"
         );
     }
-    let (_, body) = http.get("/v1/revocations/imp-2").await;
+    let (_, body) = http.get_admin("/v1/revocations/imp-2").await;
     assert_eq!(body["reason"], "lost, phone");
 
     let jsonl = dir.path().join("revoked.jsonl");

@@ -110,7 +110,7 @@ async fn clients_authenticate_and_revoke_only_their_own_tokens() {
     let done: Committed = serde_json::from_value(body).unwrap();
     assert_eq!((done.version, done.revoked), (1, 1));
     assert_eq!(headers["cache-control"], "no-store");
-    let (status, record) = http.get("/v1/revocations/t-basic").await;
+    let (status, record) = http.get_admin("/v1/revocations/t-basic").await;
     assert_eq!(status, 200);
     assert_eq!(record["reason"], "oauth_revoke by app-1");
 
