@@ -1,8 +1,9 @@
 //! Shared Signals: what a verified security event token (RFC 8417) pushed by a
 //! trusted transmitter (RFC 8935) asks of revocast. CAEP `session-revoked` and RISC
 //! `sessions-revoked`, `account-disabled`, `account-purged` and
-//! `credential-compromise` about a user become a subject cutoff at the event's time;
-//! other event types are accepted and counted, not applied.
+//! `credential-compromise` about a user become a subject cutoff at the event's time,
+//! and about one token (a `jwt_id` subject) a revocation of that `jti` in every live
+//! bucket; other event types are accepted and counted, not applied.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -59,6 +60,8 @@ pub(crate) struct SetClaims {
 pub(crate) struct Effects {
     /// Subject cutoffs: `(sub, not_before)`.
     pub(crate) cutoffs: Vec<(String, u64)>,
+    /// Tokens revoked by `jti` (their `exp` unknown: every live bucket).
+    pub(crate) tokens: Vec<String>,
     /// Event types accepted but not applied.
     pub(crate) ignored: Vec<String>,
 }
@@ -110,8 +113,18 @@ pub(crate) fn interpret(
             .ok_or_else(|| {
                 SsfError::request(format!("event {event_type} has no subject (sub_id)"))
             })?;
-        let sub = user_of(subject, issuer)
+        let target = target_of(subject, issuer)
             .map_err(|why| SsfError::request(format!("event {event_type}: {why}")))?;
+        let sub = match target {
+            Target::User(sub) => sub,
+            Target::Token(jti) => {
+                revocast_core::check_jti(&jti).map_err(|e| {
+                    SsfError::request(format!("event {event_type}: jwt_id subject {e}"))
+                })?;
+                effects.tokens.push(jti);
+                continue;
+            }
+        };
         revocast_core::check_sub(&sub)
             .map_err(|e| SsfError::request(format!("event {event_type}: subject {e}")))?;
         let at = payload
@@ -129,6 +142,37 @@ pub(crate) fn interpret(
         effects.cutoffs.push((sub, at.min(now)));
     }
     Ok(effects)
+}
+
+/// What a subject identifier (RFC 9493) names.
+enum Target {
+    /// A user: the `sub` of their tokens.
+    User(String),
+    /// One token: its `jti`.
+    Token(String),
+}
+
+fn target_of(subject: &Value, issuer: &str) -> Result<Target, String> {
+    if subject.get("format").and_then(Value::as_str) == Some("jwt_id") {
+        let subject = subject
+            .as_object()
+            .ok_or("the subject is not a JSON object")?;
+        let iss = subject
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or("the subject has no iss")?;
+        if iss != issuer {
+            return Err(format!(
+                "the token is of issuer {iss:?}, not of the transmitter {issuer:?}"
+            ));
+        }
+        let jti = subject
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or("the subject has no jti")?;
+        return Ok(Target::Token(jti.to_owned()));
+    }
+    user_of(subject, issuer).map(Target::User)
 }
 
 /// The `sub` of the user a subject identifier (RFC 9493) names.
@@ -163,11 +207,7 @@ fn user_of(subject: &Value, issuer: &str) -> Result<String, String> {
             }
             user_of(&subject["user"], issuer)
         }
-        Some("jwt_id") => Err(
-            "a jwt_id subject (one token) cannot be revoked without its \
-                               exp yet; revoke it with POST /v1/revocations"
-                .to_owned(),
-        ),
+        Some("jwt_id") => Err("a jwt_id subject names a token, not a user".to_owned()),
         Some(other) => Err(format!(
             "subject format {other:?} does not name a token's sub (use iss_sub or opaque)"
         )),
@@ -234,6 +274,22 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_id_subject_revokes_that_token() {
+        let effects = interpret(
+            Some("secevent+jwt"),
+            set(
+                json!({CUTOFF_EVENTS[4]: {}}),
+                Some(json!({"format": "jwt_id", "iss": ISS, "jti": "tok-1"})),
+            ),
+            ISS,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(effects.tokens, vec!["tok-1".to_owned()]);
+        assert!(effects.cutoffs.is_empty());
+    }
+
+    #[test]
     fn every_malformed_set_is_refused_whole_with_its_reason() {
         let typ = Some("secevent+jwt");
         let cases: Vec<(Option<&str>, SetClaims)> = vec![
@@ -276,7 +332,21 @@ mod tests {
                 typ,
                 set(
                     json!({REVOKED: {}}),
-                    Some(json!({"format": "jwt_id", "iss": ISS, "jti": "t"})),
+                    Some(json!({"format": "jwt_id", "iss": "https://other", "jti": "t"})),
+                ),
+            ),
+            (
+                typ,
+                set(
+                    json!({REVOKED: {}}),
+                    Some(json!({"format": "jwt_id", "iss": ISS})),
+                ),
+            ),
+            (
+                typ,
+                set(
+                    json!({REVOKED: {"subject": {"user": {"format": "jwt_id", "iss": ISS, "jti": "t"}}}}),
+                    None,
                 ),
             ),
             (

@@ -204,17 +204,18 @@ pub(super) async fn revoke(
              a client revokes only its own tokens",
         ));
     }
-    let (Some(jti), Some(exp)) = (claims.jti, claims.exp) else {
+    let Some(jti) = claims.jti else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_token_type",
-            "revocast revokes JWTs by their jti until their exp; this token lacks one of \
-             them (revoke by subject with POST /v1/cutoffs)",
+            "revocast revokes JWTs by their jti; this token has none (revoke its subject \
+             with POST /v1/cutoffs)",
         ));
     };
+    // Without `exp` the revocation goes into every live bucket, as for the admin API.
     let item = http::Revocation {
         jti,
-        exp: Some(exp),
+        exp: claims.exp,
         sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
         reason: Some(match caller {
             Caller::Admin => "oauth_revoke".to_owned(),

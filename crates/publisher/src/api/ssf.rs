@@ -16,7 +16,8 @@ use revocast_core::http::SsfErrorBody;
 use revocast_verifier::VerifyError;
 use subtle::ConstantTimeEq as _;
 
-use super::{ApiError, commit_cutoff, require_ready};
+use super::{ApiError, commit_cutoff, require_ready, submit};
+use crate::commit::Command;
 use crate::ssf::{self, SetClaims, SsfError};
 use crate::state::Shared;
 use crate::stats;
@@ -173,6 +174,23 @@ async fn receive(
     )
     .map_err(Answer::Refused)?;
     require_ready(shared)?;
+    if !effects.tokens.is_empty() {
+        let items = effects
+            .tokens
+            .iter()
+            .map(|jti| revocast_core::http::Revocation {
+                jti: jti.clone(),
+                exp: None,
+                sub: None,
+                reason: Some("shared signals".to_owned()),
+            })
+            .collect();
+        submit(shared, |reply| Command::Revoke { items, reply }).await?;
+        stats::add(
+            &shared.counters.ssf_events_applied,
+            effects.tokens.len() as u64,
+        );
+    }
     for (sub, not_before) in effects.cutoffs {
         commit_cutoff(shared, Some(sub), not_before).await?;
         stats::add(&shared.counters.ssf_events_applied, 1);

@@ -104,6 +104,17 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         }),
     );
     assert_eq!(push(&http, auth, ct, &risc).await.0, 202);
+    // One token (a jwt_id subject): revoked by its jti, in every live bucket.
+    let one_token = idp.token_with_typ(
+        Some("secevent+jwt"),
+        json!({
+            "aud": AUDIENCE, "iat": now(), "jti": "set-3",
+            "events": {CREDENTIAL_COMPROMISE: {}},
+            "sub_id": {"format": "jwt_id", "iss": idp.issuer(), "jti": "stolen-token"},
+        }),
+    );
+    assert_eq!(push(&http, auth, ct, &one_token).await.0, 202);
+    assert_eq!(http.get("/v1/revocations/stolen-token").await.0, 200);
     // The partner's transmitter, on its own stream.
     let partner_set = partner.token_with_typ(
         Some("secevent+jwt"),
@@ -239,7 +250,7 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         .await
         .unwrap();
     for line in [
-        "revocast_ssf_events_total{outcome=\"applied\"} 3".to_owned(),
+        "revocast_ssf_events_total{outcome=\"applied\"} 4".to_owned(),
         "revocast_ssf_events_total{outcome=\"ignored\"} 1".to_owned(),
         format!("revocast_ssf_sets_refused_total {}", cases.len()),
     ] {
