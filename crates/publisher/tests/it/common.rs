@@ -53,6 +53,18 @@ impl Http {
     }
 
     /// GET with the admin token `tok`.
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_admin(&self, path: &str) -> (u16, Value) {
         self.send(
             self.client

@@ -169,15 +169,7 @@ async fn a_logout_from_the_idp_cuts_the_subject_off_on_every_replica() {
         .await
         .unwrap();
     assert!(!carol.is_revoked());
-    let metrics = http
-        .client
-        .get(format!("{}/metrics", http.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http.metrics().await;
     assert!(
         metrics.contains("revocast_backchannel_logouts_total{outcome=\"applied\"} 1"),
         "{metrics}"

@@ -240,15 +240,7 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         .await
         .unwrap();
     assert!(!check.is_revoked());
-    let metrics = http
-        .client
-        .get(format!("{}/metrics", http.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http.metrics().await;
     for line in [
         "revocast_ssf_events_total{outcome=\"applied\"} 4".to_owned(),
         "revocast_ssf_events_total{outcome=\"ignored\"} 1".to_owned(),
