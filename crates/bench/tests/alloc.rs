@@ -34,8 +34,10 @@ fn growth_by_realloc_counts_once() {
     let region = Region::start();
     grown.reserve_exact(3 << 20); // from 1 MiB of capacity to 3 MiB
     let bytes = region.net_bytes();
+    // The harness's own threads may free a few bytes inside the window (a run saw
+    // 2 MiB - 24 bytes): a double count would read 4 MiB or more.
     assert!(
-        (2 << 20..(2 << 20) + (1 << 19)).contains(&bytes),
+        ((2 << 20) - (64 << 10)..(2 << 20) + (1 << 19)).contains(&bytes),
         "{bytes} bytes for 2 MiB more"
     );
     drop(grown);
