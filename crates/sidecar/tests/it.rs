@@ -258,7 +258,7 @@ async fn identity_headers_take_the_configured_prefix() {
         Some("orders:read orders:write")
     );
     assert_eq!(header(&response, "x-auth-subject"), None);
-    // A subject that cannot be a header value is left out, the rest stays.
+    // A subject that cannot be a header value is sent empty, the rest stays.
     let token = idp
         .token(json!({"sub": "line\nbreak", "aud": AUD, "jti": "pfx-2", "exp": now_secs() + 60}));
     let response = sidecar
@@ -269,8 +269,11 @@ async fn identity_headers_take_the_configured_prefix() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "x-user-subject"), None);
+    assert_eq!(header(&response, "x-user-subject"), Some(""));
     assert_eq!(header(&response, "x-user-jti"), Some("pfx-2"));
+    // Claims the token lacks: empty headers, never absent.
+    assert_eq!(header(&response, "x-user-scope"), Some(""));
+    assert_eq!(header(&response, "x-user-client-id"), Some(""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,16 +628,30 @@ fn bad_flags_are_refused_with_a_message() {
                 command.env_remove(name);
             }
         }
-        command.envs(env.iter().copied()).args(args).output().unwrap()
+        command
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap()
     };
     // Empty variables name nothing: here the static key is the only key set, and the
     // sidecar gets as far as NATS (nobody listens on port 1).
     let output = run(
-        &["--publisher-key", key, "--jwt-hs256-secret", "s", "--nats", "nats://127.0.0.1:1"],
+        &[
+            "--publisher-key",
+            key,
+            "--jwt-hs256-secret",
+            "s",
+            "--nats",
+            "nats://127.0.0.1:1",
+        ],
         &[("REVOCAST_ISSUER", ""), ("REVOCAST_AUDIENCE", "")],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("NATS"), "{stderr}");
+    assert!(
+        !output.status.success() && stderr.contains("NATS"),
+        "{stderr}"
+    );
     for (args, want) in cases {
         let output = run(args, &[]);
         assert!(!output.status.success(), "{args:?} was accepted");

@@ -4,6 +4,7 @@
 //! - [`nats`]: real `nats-server` processes with JetStream ([`NatsServer`],
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
+//! - [`caddy`]: [`Caddy`], the same for a real caddy.
 //! - [`nginx`]: [`Nginx`], a real nginx with a generated configuration on a loopback
 //!   port, killed on drop; [`nginx_bin`] is `None` when it is not installed.
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
@@ -24,6 +25,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod caddy;
 #[cfg(feature = "idp")]
 mod idp;
 pub mod nats;
@@ -33,6 +35,7 @@ pub mod proxy;
 mod stack;
 pub mod wait;
 
+pub use caddy::{Caddy, caddy_bin};
 #[cfg(feature = "idp")]
 pub use idp::OpenIdProvider;
 pub use nats::{
