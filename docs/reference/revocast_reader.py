@@ -230,7 +230,7 @@ def bit_positions(h, k):
 # Bytes: the envelope and bincode-encoded bodies (FORMAT.md, "Encoding")
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KINDS = {1: "snapshot", 2: "delta", 3: "heartbeat", 4: "confirm request", 5: "confirm response"}
 
 

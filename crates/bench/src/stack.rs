@@ -228,7 +228,7 @@ pub struct Loaded {
 pub fn revocation(family: Family, start: u64, i: u64) -> Revocation {
     Revocation {
         jti: workload::jti(family, i),
-        exp: workload::exp(start, i),
+        exp: Some(workload::exp(start, i)),
         sub: None,
         reason: None,
     }

@@ -10,6 +10,10 @@
 //! | `POST` [`REVOCATIONS`] | [`Revocation`] or [`RevocationBatch`] | [`Committed`] |
 //! | `GET` [`revocation_path`] | | [`RevocationStatus`] (200 revoked, 404 not) |
 //! | `POST` [`OAUTH_REVOKE`] (RFC 7009 form) | [`OAuthRevokeForm`] | [`Committed`] |
+//! | `POST` [`OAUTH_INTROSPECT`] (RFC 7662 form) | [`OAuthRevokeForm`] | [`Introspection`] |
+//! | `GET` [`OAUTH_METADATA`] (RFC 8414) | | [`AuthorizationServerMetadata`] |
+//! | `POST` [`OIDC_BACKCHANNEL_LOGOUT`] (form) | [`LogoutForm`] | [`Committed`] |
+//! | `POST` [`SSF_EVENTS`] (`application/secevent+jwt`) | a SET | 202, empty ([`SsfErrorBody`] on 400) |
 //! | `POST` [`CUTOFFS`] | [`CutoffRequest`] | [`Committed`] |
 //! | `GET` [`STATS`] | | [`PublisherStats`] |
 //! | `GET` [`HEALTHZ`] | | [`Health`] |
@@ -32,6 +36,17 @@ pub const REVOCATIONS: &str = "/v1/revocations";
 pub const REVOCATION_ROUTE: &str = "/v1/revocations/{jti}";
 /// `POST`: an RFC 7009 revocation of the JWT in the form's `token`.
 pub const OAUTH_REVOKE: &str = "/oauth/revoke";
+/// `POST`: an RFC 7662 introspection of the JWT in the form's `token`.
+pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
+/// `GET`: RFC 8414 authorization server metadata (the OAuth endpoints and their
+/// client authentication methods).
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+/// `POST`: an OpenID Connect back-channel logout ([`LogoutForm`]).
+pub const OIDC_BACKCHANNEL_LOGOUT: &str = "/oidc/backchannel-logout";
+/// `POST`: a security event token pushed by a Shared Signals transmitter (RFC 8935),
+/// `Content-Type: application/secevent+jwt`; answered 202, or 400 with an
+/// [`SsfErrorBody`].
+pub const SSF_EVENTS: &str = "/ssf/events";
 /// `POST`: a [`CutoffRequest`].
 pub const CUTOFFS: &str = "/v1/cutoffs";
 /// `GET`: the [`PublisherStats`].
@@ -77,8 +92,14 @@ pub fn encode_path_segment(segment: impl AsRef<[u8]>) -> String {
 pub struct Revocation {
     /// The token's `jti`.
     pub jti: String,
-    /// The token's `exp`, unix seconds.
-    pub exp: u64,
+    /// The token's `exp`, unix seconds. Absent when unknown (a `jti` from a log line):
+    /// the revocation then goes into every bucket a live token's `exp` can fall in,
+    /// from the oldest not yet dropped to now plus the longest token lifetime
+    /// ([`Committed::buckets`] says how many). A wrong `exp` puts the entry in the
+    /// wrong bucket, where a check with the token's real `exp` never looks: leave it
+    /// out rather than guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
     /// The token's `sub`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -92,7 +113,17 @@ impl Revocation {
     pub fn new(jti: impl Into<String>, exp: u64) -> Revocation {
         Revocation {
             jti: jti.into(),
-            exp,
+            exp: Some(exp),
+            sub: None,
+            reason: None,
+        }
+    }
+
+    /// A revocation of `jti` whose `exp` is unknown: every live bucket gets it.
+    pub fn without_exp(jti: impl Into<String>) -> Revocation {
+        Revocation {
+            jti: jti.into(),
+            exp: None,
             sub: None,
             reason: None,
         }
@@ -127,8 +158,11 @@ pub struct RevocationBatch {
 pub struct Committed {
     /// Filter version (= stream sequence) holding the call's changes.
     pub version: u64,
-    /// Entries this call added.
+    /// Revocations this call added.
     pub revoked: u64,
+    /// Filter entries this call added: one per revocation with an `exp`, one per live
+    /// bucket for a revocation without.
+    pub buckets: u64,
     /// `jti`s that were already revoked (success, no new entry).
     pub duplicates: u64,
     /// Tokens already expired, beyond leeway: nothing to revoke (no-op).
@@ -148,47 +182,78 @@ pub struct CutoffRequest {
     pub not_before: u64,
 }
 
-/// The form of `POST /oauth/revoke` (RFC 7009 section 2.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The form of `POST /oauth/revoke` (RFC 7009 section 2.1) and of `POST
+/// /oauth/introspect` (RFC 7662 section 2.1).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthRevokeForm {
-    /// The JWT to revoke.
+    /// The JWT to revoke or introspect.
     pub token: String,
     /// Accepted and ignored: the token is always read as a JWT access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type_hint: Option<String>,
-}
-
-/// The form of an RFC 7662 introspection request (section 2.1), as the
-/// `revocast-sidecar`'s `POST /introspect` reads it: the same fields as RFC 7009's.
-pub type IntrospectionForm = OAuthRevokeForm;
-
-/// An RFC 7662 introspection answer (section 2.2). An inactive token is exactly
-/// `{"active": false}`: [`Introspection::inactive`] leaves every other member out.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Introspection {
-    /// Whether the token is valid and not revoked.
-    pub active: bool,
-    /// `sub`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// `exp`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
-    /// `iat`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    /// `iss`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// `client_id`.
+    /// `client_secret_post` (RFC 6749 section 2.3.1): the client's id...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// `scope`, space-separated.
+    /// ...and its secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl OAuthRevokeForm {
+    /// A form with only `token`.
+    pub fn new(token: impl Into<String>) -> OAuthRevokeForm {
+        OAuthRevokeForm {
+            token: token.into(),
+            token_type_hint: None,
+            client_id: None,
+            client_secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuthRevokeForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the token nor the secret belongs in a log.
+        f.debug_struct("OAuthRevokeForm")
+            .field("token", &"..")
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// The answer of `POST /oauth/introspect` (RFC 7662 section 2.2). An inactive token
+/// (invalid, expired, revoked, cut off) is exactly `{"active": false}`: nothing else
+/// is said about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Introspection {
+    /// Whether the token verifies, is unexpired and is not revoked or cut off.
+    pub active: bool,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The client the token was issued to (its `client_id`, else its `azp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Space-separated scopes (`scope`, or `scp` as a list joined).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// `jti`.
+    /// The token's `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// The token's `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The token's `jti`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Always `Bearer` for an active token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
 }
 
 impl Introspection {
@@ -198,8 +263,100 @@ impl Introspection {
     }
 }
 
+/// The form of `POST /oidc/backchannel-logout` (OpenID Connect Back-Channel Logout
+/// 1.0, section 2.5).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutForm {
+    /// The logout token: a JWT signed by a trusted identity provider.
+    pub logout_token: String,
+}
+
+impl std::fmt::Debug for LogoutForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutForm")
+            .field("logout_token", &"..")
+            .finish()
+    }
+}
+
+/// The error body of RFC 8935 section 2.3 (`/ssf/events`): `err` is one of
+/// `invalid_request`, `invalid_key`, `invalid_issuer`, `invalid_audience`,
+/// `authentication_failed`, `access_denied`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsfErrorBody {
+    /// The error code.
+    pub err: String,
+    /// Why, for people.
+    pub description: String,
+}
+
+/// RFC 8414 authorization server metadata, as `GET` [`OAUTH_METADATA`] serves it:
+/// where to revoke and introspect, and how clients authenticate there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationServerMetadata {
+    /// The publisher's public base URL.
+    pub issuer: String,
+    /// `<issuer>/oauth/revoke`.
+    pub revocation_endpoint: String,
+    /// `client_secret_basic` and `client_secret_post`.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// `<issuer>/oauth/introspect`, when the publisher can verify tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    /// As for revocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// Empty: the publisher has no authorization endpoint (RFC 8414 makes the field
+    /// required).
+    pub response_types_supported: Vec<String>,
+}
+
+/// The form of an RFC 7662 introspection request (section 2.1), as the
+/// `revocast-sidecar`'s `POST /introspect` reads it: the same fields as RFC 7009's.
+pub type IntrospectionForm = OAuthRevokeForm;
+
+/// The query of `GET /v1/revocations/{jti}`: what else the caller knows of the token,
+/// so that the authority applies the subject and global cutoffs too (a replica that
+/// cannot vouch for a token sends them all). Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenQuery {
+    /// The token's `exp`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// The token's `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The token's `iat`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+impl TokenQuery {
+    /// The query string (without `?`), percent-encoded; empty when nothing is known.
+    ///
+    /// ```
+    /// use revocast_core::http::TokenQuery;
+    /// let q = TokenQuery { exp: Some(9), sub: Some("a b".into()), iat: None };
+    /// assert_eq!(q.to_query_string(), "exp=9&sub=a%20b");
+    /// ```
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(exp) = self.exp {
+            parts.push(format!("exp={exp}"));
+        }
+        if let Some(sub) = &self.sub {
+            parts.push(format!("sub={}", encode_path_segment(sub)));
+        }
+        if let Some(iat) = self.iat {
+            parts.push(format!("iat={iat}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// The authority's answer for one `jti` (`GET /v1/revocations/{jti}`): HTTP 200 with
-/// `revoked: true` and the record, or HTTP 404 with `revoked: false`. Read it with
+/// `revoked: true`, or HTTP 404 with `revoked: false`. The record's details (`exp`,
+/// `sub`, `revoked_at`, `reason`) come only with the admin token. Read it with
 /// [`RevocationStatus::from_answer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationStatus {
@@ -207,16 +364,16 @@ pub struct RevocationStatus {
     pub jti: String,
     /// Whether it is revoked.
     pub revoked: bool,
-    /// The token's `exp` (revoked only).
+    /// The token's `exp` (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    /// The token's `sub`, when the revocation gave one.
+    /// The token's `sub`, when the revocation gave one (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// When it was committed, unix seconds (revoked only).
+    /// When it was committed, unix seconds (revoked, admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
-    /// Why, when the revocation said.
+    /// Why, when the revocation said (admin token only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The authority's filter version when it answered.

@@ -19,6 +19,43 @@ pub fn server_urls(urls: &str) -> Vec<&str> {
         .collect()
 }
 
+/// `urls` (one URL or a comma-separated list) with any credentials replaced by
+/// `***`: `nats://user:pass@host:4222` becomes `nats://***@host:4222`. For stats and
+/// logs, which must never show a password or a token.
+///
+/// ```
+/// use revocast_core::subjects::redact_urls;
+/// assert_eq!(
+///     redact_urls("nats://u:p@a:4222, tls://token@b:4222,nats://c:4222"),
+///     "nats://***@a:4222,tls://***@b:4222,nats://c:4222"
+/// );
+/// ```
+pub fn redact_urls(urls: &str) -> String {
+    server_urls(urls)
+        .into_iter()
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    // The authority ends at the first '/', '?' or '#'; its user info at the last '@'.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{tail}"),
+        None => format!("{host}{tail}"),
+    }
+}
+
 /// A validated namespace: 1 to 64 characters from `a-z A-Z 0-9 - _`, so it fits in
 /// subjects, stream names and object store bucket names alike.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +145,25 @@ impl std::str::FromStr for Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted_from_urls() {
+        for (url, shown) in [
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://user:pa%40ss@host:4222", "nats://***@host:4222"),
+            ("nats://user:p@ss@host:4222", "nats://***@host:4222"),
+            ("tls://s3cret-token@host", "tls://***@host"),
+            ("user:pass@host:4222", "***@host:4222"),
+            (
+                "ws://u:p@host:80/path@x?q=a@b",
+                "ws://***@host:80/path@x?q=a@b",
+            ),
+            ("nats://a:1, nats://u:p@b:2", "nats://a:1,nats://***@b:2"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_urls(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn names() {

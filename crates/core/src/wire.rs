@@ -36,7 +36,7 @@ use crate::subjects::Namespace;
 /// First four bytes of every revocast message.
 pub const MAGIC: [u8; 4] = *b"RVCB";
 /// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// Default largest message a decoder accepts (snapshots of tens of millions of entries).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Memory a confirm request's body may claim while it decodes.
@@ -75,6 +75,11 @@ pub struct ConfirmRequest {
     pub exp: Option<u64>,
     /// Random; echoed in the signed response.
     pub nonce: u64,
+    /// The token's `sub`, if any: the authority applies subject cutoffs with it.
+    pub sub: Option<String>,
+    /// The token's `iat`, if any: the authority compares it with the cutoffs (without
+    /// it, `exp - max_token_lifetime` stands in, as on replicas).
+    pub iat: Option<u64>,
 }
 
 /// The authority's signed answer.
@@ -92,7 +97,8 @@ pub struct ConfirmResponse {
     pub exp: Option<u64>,
     /// When it was revoked, unix seconds.
     pub revoked_at: Option<u64>,
-    /// Why, as given to the revoke call.
+    /// Why, as given to the revoke call. The publisher leaves it out (anyone allowed
+    /// on the confirm subject may ask); kept in the format for other authorities.
     pub reason: Option<String>,
 }
 

@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Form, Path, State};
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use revocast_core::http::{
-    self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, OAuthRevokeForm, PublisherStats,
-    Readiness, Revocation, RevocationStatus,
+    self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, PublisherStats, Readiness,
+    Revocation, RevocationStatus, TokenQuery,
 };
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
@@ -26,9 +26,12 @@ use tokio::sync::oneshot;
 use crate::authority;
 use crate::commit::{Command, CommitError};
 use crate::error::and_cause;
-use crate::jwt;
 use crate::state::Shared;
 use crate::stats::{self, Gauges};
+
+mod logout;
+mod oauth;
+mod ssf;
 
 /// How far in the future a cutoff may be set (clock skew); anything later would lock
 /// out tokens not issued yet, which is always a mistake (often milliseconds for seconds).
@@ -40,6 +43,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// The `WWW-Authenticate` challenge of a 401 (`Bearer` unless set).
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -48,7 +53,14 @@ impl ApiError {
             status,
             error,
             description: description.into(),
+            challenge: None,
         }
+    }
+
+    /// A 401 with this `WWW-Authenticate` challenge instead of `Bearer`.
+    fn challenge(mut self, challenge: &'static str) -> ApiError {
+        self.challenge = Some(challenge);
+        self
     }
 
     fn unprocessable(error: &'static str, description: impl Into<String>) -> ApiError {
@@ -122,10 +134,18 @@ impl IntoResponse for ApiError {
         }
         let body = axum::Json(ErrorBody::new(self.error, self.description));
         let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let challenge = self.challenge.unwrap_or("Bearer");
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is passing (not ready yet, NATS unreachable, shutting
+            // down): retrying soon is right, and safe.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -139,7 +159,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(http::REVOCATIONS, post(post_revocations))
         .route(http::REVOCATION_ROUTE, get(get_revocation))
-        .route(http::OAUTH_REVOKE, post(oauth_revoke))
+        .route(http::OAUTH_REVOKE, post(oauth::revoke))
+        .route(http::OAUTH_INTROSPECT, post(oauth::introspect))
+        .route(http::OAUTH_METADATA, get(oauth::metadata))
+        .route(
+            http::OIDC_BACKCHANNEL_LOGOUT,
+            post(logout::backchannel_logout),
+        )
+        .route(http::SSF_EVENTS, post(ssf::events))
         .route(http::CUTOFFS, post(post_cutoff))
         .route(http::STATS, get(get_stats))
         .route(http::METRICS, get(get_metrics))
@@ -308,14 +335,15 @@ fn check_revocation(limits: &ExpLimits, r: &Revocation) -> Result<(), ApiError> 
         leeway,
     } = *limits;
     let latest = now.saturating_add(lifetime).saturating_add(leeway);
-    if r.exp > latest {
+    if let Some(exp) = r.exp
+        && exp > latest
+    {
         return Err(ApiError::unprocessable(
             "exp_too_far",
             format!(
-                "exp {} is {} s from now, beyond the longest token lifetime of {lifetime} s \
+                "exp {exp} is {} s from now, beyond the longest token lifetime of {lifetime} s \
                  (--max-token-lifetime); exp is unix seconds, not milliseconds",
-                r.exp,
-                r.exp - now
+                exp - now
             ),
         ));
     }
@@ -407,17 +435,37 @@ async fn post_revocations(
 }
 
 /// `GET /v1/revocations/{jti}`: the authority's answer over HTTP.
+/// `GET /v1/revocations/{jti}`: the authority's answer. Anyone may ask whether a
+/// `jti` is revoked; the record's details (`exp`, `sub`, `reason`, `revoked_at`) are
+/// only for callers with the admin token (or when none is configured).
 async fn get_revocation(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     jti: Result<Path<String>, PathRejection>,
+    token: Result<Query<TokenQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(jti) =
         jti.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.body_text()))?;
     revocast_core::check_jti(&jti)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_jti", e.to_string()))?;
     require_ready(&shared)?;
-    let (version, record) = authority::lookup(&shared, &jti);
-    let revoked = record.is_some();
+    let Query(token) = token
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let answer = authority::lookup(
+        &shared,
+        &revocast_core::Probe {
+            jti: &jti,
+            exp: token.exp,
+            sub: token.sub.as_deref(),
+            iat: token.iat,
+        },
+    );
+    let revoked = answer.revoked();
+    let version = answer.version;
+    let mut record = answer.record;
+    if authorize(&shared, &headers).is_err() {
+        record = None;
+    }
     let answer = axum::Json(RevocationStatus {
         jti,
         revoked,
@@ -432,38 +480,6 @@ async fn get_revocation(
     } else {
         (StatusCode::NOT_FOUND, axum::Extension(Answer), answer).into_response()
     })
-}
-
-/// `POST /oauth/revoke` (RFC 7009 shape): revokes the JWT in `token=`.
-async fn oauth_revoke(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    form: Result<Form<OAuthRevokeForm>, FormRejection>,
-) -> ApiResult {
-    authorize(&shared, &headers)?;
-    let Form(form) = form.map_err(ApiError::from_form)?;
-    require_ready(&shared)?;
-    let claims = jwt::claims(shared.jwt.as_ref(), form.token.trim())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", e.to_string()))?;
-    let jti = claims
-        .jti
-        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no jti claim"))?;
-    let exp = claims
-        .exp
-        .ok_or_else(|| ApiError::unprocessable("missing_claim", "the token has no exp claim"))?;
-    let item = Revocation {
-        jti,
-        exp,
-        sub: claims.sub.filter(|s| revocast_core::check_sub(s).is_ok()),
-        reason: Some("oauth_revoke".to_owned()),
-    };
-    check_revocation(&ExpLimits::of(&shared), &item)?;
-    let done = submit(&shared, |reply| Command::Revoke {
-        items: vec![item],
-        reply,
-    })
-    .await?;
-    Ok(committed(done))
 }
 
 /// `POST /v1/cutoffs`: reject tokens of `sub` (or all tokens) issued before `not_before`.
@@ -489,37 +505,44 @@ async fn post_cutoff(
             ),
         ));
     }
+    Ok(committed(
+        commit_cutoff(&shared, body.sub, body.not_before).await?,
+    ))
+}
+
+/// Commits a cutoff: a no-op success when every token it could catch has expired.
+async fn commit_cutoff(
+    shared: &Shared,
+    sub: Option<String>,
+    not_before: u64,
+) -> Result<Committed, ApiError> {
+    let now = shared.now_secs();
     let (live, version) = {
         let ledger = shared.ledger();
         let p = ledger.filter.params();
-        (
-            p.cutoff_is_live(body.not_before, now),
-            ledger.filter.version(),
-        )
+        (p.cutoff_is_live(not_before, now), ledger.filter.version())
     };
     if !live {
         // Every token issued before it has expired already.
-        return Ok(committed(Committed {
+        return Ok(Committed {
             version,
             noop: true,
             ..Committed::default()
-        }));
+        });
     }
-    let done = submit(&shared, |reply| Command::Cutoff {
-        sub: body.sub,
-        not_before: body.not_before,
+    submit(shared, |reply| Command::Cutoff {
+        sub,
+        not_before,
         reply,
     })
-    .await?;
-    Ok(committed(done))
+    .await
 }
 
 /// Builds the stats report.
 pub(crate) fn report(shared: &Shared) -> PublisherStats {
-    let (filter, records) = {
-        let ledger = shared.ledger();
-        (ledger.filter.stats(), ledger.records.len() as u64)
-    };
+    let records = shared.ledger().records.len() as u64;
+    // Counting set bits is proportional to the filter: outside the ledger lock.
+    let filter = shared.filter().stats();
     let s = &shared.counters;
     PublisherStats {
         namespace: shared.config.namespace.to_string(),
@@ -536,7 +559,7 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
         confirms: s.confirms(),
         nats: NatsReport {
             state: shared.nats_state().to_owned(),
-            url: shared.config.nats.url.clone(),
+            url: revocast_core::subjects::redact_urls(&shared.config.nats.url),
         },
     }
 }
@@ -546,19 +569,7 @@ async fn get_stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let gauges = {
-        let ledger = shared.ledger();
-        Gauges {
-            ready: shared.is_ready(),
-            connected: shared.nats_state() == "connected",
-            version: ledger.filter.version(),
-            live_entries: ledger.filter.live_entries(),
-            records: ledger.records.len() as u64,
-            bitmap_bytes: ledger.filter.bitmap_bytes(),
-            subject_cutoffs: ledger.filter.subject_cutoffs().len() as u64,
-            uptime_seconds: shared.started.elapsed().as_secs_f64(),
-        }
-    };
+    let gauges = Gauges::read(&shared);
     let text = stats::render_metrics(&shared.counters, &gauges);
     (
         [(
@@ -689,7 +700,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"version": 7, "revoked": 2, "duplicates": 0, "expired": 0, "noop": false})
+            json!({"version": 7, "revoked": 2, "buckets": 0, "duplicates": 0, "expired": 0, "noop": false})
         );
     }
 
@@ -699,7 +710,7 @@ mod tests {
         let cases = [
             (revoke(None, "{"), StatusCode::BAD_REQUEST, "invalid_json"),
             (
-                revoke(None, r#"{"jti":""}"#),
+                revoke(None, r#"{"exp":1}"#),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_revocation",
             ),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::service::ServiceExt as _;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use revocast_core::{ConfirmResponse, Message, decode_request, subjects};
+use revocast_core::{ConfirmResponse, Lookup, Message, Probe, decode_request, subjects};
 use revocast_nats::Backoff;
 use tokio::sync::watch;
 
@@ -18,20 +18,52 @@ use crate::stats;
 
 /// Largest confirm request accepted (a `jti` is at most 256 bytes).
 const MAX_REQUEST_BYTES: usize = 4096;
+/// Confirm requests answered at once by one publisher.
+const CONFIRM_WORKERS: usize = 64;
 
-/// Looks a `jti` up in the exact records; counts the answer.
-pub(crate) fn lookup(shared: &Shared, jti: &str) -> (u64, Option<Record>) {
+/// The authority's answer about one token.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The ledger's version when it answered.
+    pub(crate) version: u64,
+    /// The `jti`'s record, if revoked by `jti`.
+    pub(crate) record: Option<Record>,
+    /// Whether a subject or the global cutoff revokes the token.
+    pub(crate) cut_off: bool,
+}
+
+impl Answer {
+    pub(crate) fn revoked(&self) -> bool {
+        self.record.is_some() || self.cut_off
+    }
+}
+
+/// Looks a token up: the exact `jti` records, then the subject and global cutoffs
+/// (a replica that cannot vouch for a token sends it here with its `sub` and `iat`).
+/// Counts the answer.
+pub(crate) fn lookup(shared: &Shared, probe: &Probe<'_>) -> Answer {
     let ledger = shared.ledger();
-    let record = ledger.records.get(jti).cloned();
+    let record = ledger.records.get(probe.jti).cloned();
+    // Cutoff maps are exact and small; a filter hit on the jti is irrelevant here
+    // (the records answer for it).
+    let cut_off = matches!(
+        ledger.filter.lookup(probe),
+        Lookup::SubjectCutoff | Lookup::GlobalCutoff
+    );
     let version = ledger.filter.version();
     drop(ledger);
-    let counter = if record.is_some() {
+    let answer = Answer {
+        version,
+        record,
+        cut_off,
+    };
+    let counter = if answer.revoked() {
         &shared.counters.confirms_revoked
     } else {
         &shared.counters.confirms_not_revoked
     };
     stats::add(counter, 1);
-    (version, record)
+    answer
 }
 
 /// Answers one encoded confirm request: a signed response, or a service error.
@@ -47,15 +79,26 @@ pub(crate) fn answer(
                 code: 400,
             }
         })?;
-    let (version, record) = lookup(shared, &request.jti);
+    let answer = lookup(
+        shared,
+        &Probe {
+            jti: &request.jti,
+            exp: request.exp,
+            sub: request.sub.as_deref(),
+            iat: request.iat,
+        },
+    );
+    let revoked = answer.revoked();
+    let (version, record) = (answer.version, answer.record);
     let response = ConfirmResponse {
         jti: request.jti,
         nonce: request.nonce,
-        revoked: record.is_some(),
+        revoked,
         version,
         exp: record.as_ref().map(|r| r.exp),
         revoked_at: record.as_ref().map(|r| r.revoked_at),
-        reason: record.and_then(|r| r.reason),
+        // Anyone may ask over NATS: the reason is for the admin API only.
+        reason: None,
     };
     Ok(Bytes::from(
         shared.signer.encode(&Message::ConfirmResponse(response)),
@@ -124,16 +167,21 @@ pub(crate) async fn serve(
         }
     };
     tracing::info!(subject = %shared.config.namespace.confirm_subject(), "authority serving over NATS");
-    loop {
-        let request = tokio::select! {
-            _ = stop.wait_for(|s| *s) => None,
-            request = endpoint.next() => request,
-        };
-        let Some(request) = request else { break };
-        let response = answer(&shared, &request.message.payload);
-        if let Err(e) = request.respond(response).await {
-            tracing::debug!(error = %e, "could not send a confirm response");
+    // Several requests in the air at once: a slow reply path never holds up the
+    // next answer. Across publisher instances, the service's queue group spreads
+    // the requests.
+    let serving = (&mut endpoint).for_each_concurrent(CONFIRM_WORKERS, |request| {
+        let shared = shared.clone();
+        async move {
+            let response = answer(&shared, &request.message.payload);
+            if let Err(e) = request.respond(response).await {
+                tracing::debug!(error = %e, "could not send a confirm response");
+            }
         }
+    });
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        () = serving => {}
     }
     let _ = endpoint.stop().await;
     let _ = service.stop().await;

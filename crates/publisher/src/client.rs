@@ -23,6 +23,8 @@ use revocast_core::http::{
     self, AnswerError, Committed, CutoffRequest, ErrorBody, Readiness, Revocation, RevocationBatch,
     RevocationStatus,
 };
+
+use crate::backup::{self, BackupLine};
 use revocast_nats::Backoff;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -257,19 +259,20 @@ impl ApiClient {
 pub enum ImportFormat {
     /// By file extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), else by content.
     Auto,
-    /// One JSON object per line: `{"jti", "exp", "sub"?, "reason"?}`.
+    /// One JSON object per line: `{"jti", "exp", "sub"?, "reason"?}`, and the
+    /// header and cutoff lines of an export ([`crate::backup`]).
     JsonLines,
     /// `jti,exp[,sub,reason]`, with an optional header line starting with `jti`.
     Csv,
 }
 
-/// One input line, parsed: a revocation or why the line is bad.
+/// One input line, parsed: what it holds or why the line is bad.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportLine {
     /// 1-based line number in the file.
     pub line: u64,
-    /// The revocation, or the reason the line was rejected.
-    pub item: Result<Revocation, String>,
+    /// What the line holds, or the reason it was rejected.
+    pub item: Result<BackupLine, String>,
 }
 
 /// Parses an import file's text. Bad lines come back as errors; they never stop the
@@ -287,9 +290,13 @@ pub fn parse_import(text: &str, format: ImportFormat, path: Option<&Path>) -> Ve
         .into_iter()
         .map(|l| ImportLine {
             line: l.line,
-            item: l
-                .item
-                .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())),
+            item: l.item.and_then(|item| match item {
+                BackupLine::Revocation(r) => r
+                    .validate()
+                    .map(|()| BackupLine::Revocation(r))
+                    .map_err(|e| e.to_string()),
+                other => Ok(other),
+            }),
         })
         .collect()
 }
@@ -319,7 +326,7 @@ fn parse_json_lines(text: &str) -> Vec<ImportLine> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| ImportLine {
             line: i as u64 + 1,
-            item: serde_json::from_str::<Revocation>(l).map_err(|e| format!("bad JSON line: {e}")),
+            item: backup::parse_line(l),
         })
         .collect()
 }
@@ -365,7 +372,7 @@ fn parse_csv(text: &str) -> Vec<ImportLine> {
                 }
                 out.push(ImportLine {
                     line,
-                    item: csv_record(&record),
+                    item: csv_record(&record).map(BackupLine::Revocation),
                 });
             }
             Err(e) => {
@@ -402,7 +409,7 @@ fn csv_record(record: &csv::ByteRecord) -> Result<Revocation, String> {
         .map_err(|_| format!("exp {exp_text:?} is not unix seconds"))?;
     Ok(Revocation {
         jti,
-        exp,
+        exp: Some(exp),
         sub: field(2)?,
         reason: field(3)?,
     })
@@ -419,6 +426,8 @@ pub struct ImportSummary {
     pub duplicates: u64,
     /// Of those, already expired (no-op).
     pub expired: u64,
+    /// Of those, cutoffs set.
+    pub cutoffs: u64,
     /// Rejected lines: line number and why.
     pub rejected: Vec<(u64, String)>,
     /// Highest filter version reported.
@@ -437,11 +446,12 @@ impl ImportSummary {
     }
 }
 
-/// Sends parsed lines in bulk calls of `batch_size`. A call refused for its content
-/// (422) is retried line by line so that only the bad lines are rejected; a
-/// publisher that is unreachable after retries, or refuses the token, stops the
-/// import (see [`ImportSummary::aborted`]). `progress` is called with the number of
-/// lines handled so far.
+/// Sends parsed lines: revocations in bulk calls of `batch_size`, then cutoffs one
+/// by one (an export's header line is only counted as handled). A call refused for
+/// its content (422) is retried line by line so that only the bad lines are
+/// rejected; a publisher that is unreachable after retries, or refuses the token,
+/// stops the import (see [`ImportSummary::aborted`]). `progress` is called with the
+/// number of lines handled so far.
 pub async fn import(
     api: &ApiClient,
     lines: Vec<ImportLine>,
@@ -451,12 +461,15 @@ pub async fn import(
     let mut summary = ImportSummary::default();
     let mut done = 0u64;
     let mut batch: Vec<(u64, Revocation)> = Vec::new();
+    let mut cutoffs: Vec<(u64, CutoffRequest)> = Vec::new();
     let mut lines = lines.into_iter().peekable();
     while lines.peek().is_some() || !batch.is_empty() {
         while batch.len() < batch_size.max(1) {
             let Some(line) = lines.next() else { break };
             match line.item {
-                Ok(r) => batch.push((line.line, r)),
+                Ok(BackupLine::Revocation(r)) => batch.push((line.line, r)),
+                Ok(BackupLine::Cutoff(c)) => cutoffs.push((line.line, c)),
+                Ok(BackupLine::Header(_)) => done += 1,
                 Err(why) => {
                     summary.rejected.push((line.line, why));
                     done += 1;
@@ -495,6 +508,28 @@ pub async fn import(
         }
         done += batch.len() as u64;
         batch.clear();
+        progress(done);
+    }
+    for (line, c) in &cutoffs {
+        match with_retries(|| api.cutoff(c.sub.as_deref(), c.not_before)).await {
+            Ok(done) => {
+                summary.accepted += 1;
+                summary.cutoffs += 1;
+                summary.version = summary.version.max(done.version);
+            }
+            Err(ClientError::Api { status, body })
+                if (400..500).contains(&status) && status != 401 =>
+            {
+                summary
+                    .rejected
+                    .push((*line, format!("{}: {}", body.error, body.error_description)));
+            }
+            Err(e) => {
+                summary.aborted = Some(e.to_string());
+                return summary;
+            }
+        }
+        done += 1;
         progress(done);
     }
     progress(done);
@@ -556,10 +591,14 @@ mod tests {
                 (8, true)
             ]
         );
-        let b = lines[1].item.as_ref().unwrap();
+        let revocation = |i: usize| match lines[i].item.as_ref().unwrap() {
+            BackupLine::Revocation(r) => r.clone(),
+            other => panic!("line {i}: {other:?}"),
+        };
+        let b = revocation(1);
         assert_eq!(b.sub.as_deref(), Some("alice"));
         assert_eq!(b.reason.as_deref(), Some("lost, phone"));
-        let e = lines[5].item.as_ref().unwrap();
+        let e = revocation(5);
         assert_eq!(
             (e.sub.as_deref(), e.reason.as_deref()),
             (None, Some("stolen"))
@@ -572,7 +611,8 @@ mod tests {
             "{\"jti\":\"a\",\"exp\":5}\n\n{\"jti\":\"\",\"exp\":5}\nnot json\n{\"jti\":\"b\"}\n";
         let lines = parse_import(text, ImportFormat::Auto, Some(Path::new("x.txt")));
         let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.line, l.item.is_ok())).collect();
-        assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, false)]);
+        // A line without exp is a revocation into every live bucket.
+        assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, true)]);
         assert_eq!(
             detect("a,1", Some(Path::new("f.jsonl"))),
             ImportFormat::JsonLines

@@ -50,7 +50,15 @@ impl Command {
     pub(crate) fn cost(&self) -> (usize, usize) {
         match self {
             Command::Revoke { items, .. } => {
-                (items.len(), items.iter().map(cost).sum::<usize>() + 64)
+                let adds = items
+                    .iter()
+                    .map(|r| if r.exp.is_some() { 1 } else { UNKNOWN_EXP_ADDS })
+                    .sum();
+                let bytes = items
+                    .iter()
+                    .map(|r| cost(r) * if r.exp.is_some() { 1 } else { UNKNOWN_EXP_ADDS })
+                    .sum::<usize>();
+                (adds, bytes + 64)
             }
             Command::Cutoff { sub, .. } => (1, sub.as_ref().map_or(0, String::len) + 24),
         }
@@ -77,6 +85,11 @@ impl Command {
         let _ = reply.send(result);
     }
 }
+
+/// What a revocation without `exp` is counted as in the batch limits: a day of
+/// one-hour buckets, the default lifetime (the real count depends on the filter's
+/// parameters; the byte budget is checked again when the delta is planned).
+const UNKNOWN_EXP_ADDS: usize = 26;
 
 /// Rough encoded bytes of one revocation in a delta.
 fn cost(r: &Revocation) -> usize {

@@ -10,6 +10,7 @@ use revocast_core::{FilterParams, Namespace};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::keys::KeySource;
+use crate::pause::PausePoint;
 
 /// How to reach and authenticate to NATS.
 #[derive(Clone, Default)]
@@ -35,7 +36,7 @@ pub struct NatsOptions {
 impl std::fmt::Debug for NatsOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsOptions")
-            .field("url", &self.url)
+            .field("url", &revocast_core::subjects::redact_urls(&self.url))
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("token", &self.token.as_ref().map(|_| ".."))
@@ -44,6 +45,124 @@ impl std::fmt::Debug for NatsOptions {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .finish()
+    }
+}
+
+/// An OAuth client allowed to call `/oauth/revoke` and `/oauth/introspect` with its
+/// own credentials (`client_secret_basic` or `client_secret_post`). It may revoke only
+/// tokens issued to it (their `client_id` or `azp`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    /// The client id.
+    pub id: String,
+    /// The client secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"..")
+            .finish()
+    }
+}
+
+impl std::str::FromStr for OAuthClient {
+    type Err = String;
+
+    /// `ID:SECRET`: the id up to the first `:`, the secret after it (it may hold `:`).
+    fn from_str(s: &str) -> Result<OAuthClient, String> {
+        let Some((id, secret)) = s.split_once(':') else {
+            return Err("expected ID:SECRET (the client id, a colon, the secret)".to_owned());
+        };
+        let (id, secret) = (id.trim(), secret.trim());
+        if id.is_empty() {
+            return Err("the client id before ':' is empty".to_owned());
+        }
+        if secret.is_empty() {
+            return Err(format!("client {id:?} has an empty secret"));
+        }
+        if id.chars().any(char::is_control) || secret.chars().any(char::is_control) {
+            return Err(format!("client {id:?}: control characters in id or secret"));
+        }
+        Ok(OAuthClient {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+}
+
+/// An identity provider whose OpenID Connect back-channel logout tokens the publisher
+/// accepts: keys by OpenID discovery from `issuer`, tokens addressed to one of
+/// `audiences` (the client ids the IdP sends logout tokens for).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    /// The issuer URL, exactly as the IdP's discovery document and tokens name it.
+    pub issuer: String,
+    /// The `aud` values accepted (at least one).
+    pub audiences: Vec<String>,
+    /// The bearer token its Shared Signals transmitter pushes events with (RFC 8935);
+    /// `None`: no Shared Signals from this issuer.
+    #[serde(default)]
+    pub ssf_token: Option<String>,
+}
+
+impl TrustedIssuer {
+    /// An issuer whose logout tokens are addressed to `audience`, without Shared
+    /// Signals.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> TrustedIssuer {
+        TrustedIssuer {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            ssf_token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TrustedIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedIssuer")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+/// The trusted issuers file (`--trust-config`): several identity providers, each with
+/// its audiences and, optionally, its Shared Signals token.
+///
+/// ```json
+/// {"issuers": [
+///   {"issuer": "https://idp.example.com/realms/main", "audiences": ["revocast-rp"],
+///    "ssf_token": "a long random token"},
+///   {"issuer": "https://login.partner.example", "audiences": ["revocast"]}
+/// ]}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// The issuers.
+    pub issuers: Vec<TrustedIssuer>,
+}
+
+impl TrustConfig {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<TrustConfig, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the trusted issuers file {}: {e}",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "trusted issuers file {}: {e} (expected {{\"issuers\": [{{\"issuer\": URL, \
+                 \"audiences\": [ID, ...], \"ssf_token\": TOKEN (optional)}}]}})",
+                path.display()
+            ))
+        })
     }
 }
 
@@ -106,6 +225,14 @@ pub struct Config {
     /// Key that `/oauth/revoke` verifies tokens with: a PEM public key (RSA, EC or
     /// Ed25519), a path to one, or an HS256 secret. `None`: claims are read unverified.
     pub jwt_verify_key: Option<String>,
+    /// OAuth clients of `/oauth/revoke` and `/oauth/introspect` (they need
+    /// `jwt_verify_key`: a client's right to revoke is read from the token's claims).
+    pub oauth_clients: Vec<OAuthClient>,
+    /// Identity providers trusted for back-channel logout and Shared Signals.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// The publisher's public base URL (`https://revocast.example.com`), which the RFC
+    /// 8414 metadata advertises. `None`: taken from each request's `Host` header.
+    pub public_url: Option<String>,
     /// Group commit limits.
     pub batch: BatchLimits,
     /// Most revocations in one bulk call.
@@ -121,6 +248,9 @@ pub struct Config {
     /// Where the publisher reads the time ([`SystemClock`] by default; tests inject
     /// a skewed one).
     pub clock: Arc<dyn Clock>,
+    /// Holds the writer right after a commit's live broadcast, when armed (tests
+    /// only: it lets them look inside the window between the commit's steps).
+    pub pause_after_broadcast: PausePoint,
 }
 
 impl std::fmt::Debug for Config {
@@ -142,12 +272,16 @@ impl std::fmt::Debug for Config {
                 "jwt_verify_key",
                 &self.jwt_verify_key.as_ref().map(|_| ".."),
             )
+            .field("oauth_clients", &self.oauth_clients)
+            .field("trusted_issuers", &self.trusted_issuers)
+            .field("public_url", &self.public_url)
             .field("batch", &self.batch)
             .field("max_bulk", &self.max_bulk)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("commit_timeout", &self.commit_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("clock", &self.clock)
+            .field("pause_after_broadcast", &self.pause_after_broadcast)
             .finish()
     }
 }
@@ -212,12 +346,16 @@ impl Config {
             expiry_interval: defaults::EXPIRY_INTERVAL,
             stream_replicas: defaults::STREAM_REPLICAS,
             jwt_verify_key: None,
+            oauth_clients: Vec::new(),
+            trusted_issuers: Vec::new(),
+            public_url: None,
             batch: BatchLimits::default(),
             max_bulk: defaults::MAX_BULK,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             commit_timeout: defaults::COMMIT_TIMEOUT,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
+            pause_after_broadcast: PausePoint::default(),
         }
     }
 
@@ -259,7 +397,10 @@ impl Config {
         for url in servers {
             if let Err(e) = url.parse::<async_nats::ServerAddr>() {
                 return Err(Error::NatsOptions {
-                    what: format!("invalid NATS URL {url:?}"),
+                    what: format!(
+                        "invalid NATS URL {:?}",
+                        revocast_core::subjects::redact_urls(url)
+                    ),
                     source: std::sync::Arc::new(e),
                 });
             }
@@ -273,8 +414,76 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(str::is_empty) {
             return bad("admin token must not be empty");
         }
+        if !self.oauth_clients.is_empty() && self.jwt_verify_key.is_none() {
+            return bad(
+                "OAuth clients need a token verification key (--jwt-verify-key): a client \
+                 may revoke only tokens issued to it, and without verification it could \
+                 name another client in a forged token",
+            );
+        }
+        let mut ids = std::collections::HashSet::new();
+        for client in &self.oauth_clients {
+            if !ids.insert(client.id.as_str()) {
+                return bad(&format!("OAuth client {:?} is configured twice", client.id));
+            }
+        }
+        let mut issuers = std::collections::HashSet::new();
+        for trusted in &self.trusted_issuers {
+            if !issuers.insert(trusted.issuer.as_str()) {
+                return bad(&format!(
+                    "trusted issuer {} is configured twice",
+                    trusted.issuer
+                ));
+            }
+            check_public_url(&trusted.issuer)
+                .map_err(|e| Error::Config(format!("trusted issuer {e}")))?;
+            if trusted.audiences.is_empty() || trusted.audiences.iter().any(String::is_empty) {
+                return bad(&format!(
+                    "trusted issuer {} needs an audience (--trust-audience: the client id \
+                     its logout tokens are addressed to)",
+                    trusted.issuer
+                ));
+            }
+        }
+        let mut tokens = std::collections::HashSet::new();
+        for trusted in &self.trusted_issuers {
+            if let Some(token) = &trusted.ssf_token {
+                if token.is_empty() {
+                    return bad(&format!(
+                        "trusted issuer {}: empty Shared Signals token",
+                        trusted.issuer
+                    ));
+                }
+                if !tokens.insert(token.as_str()) {
+                    return bad("two trusted issuers share a Shared Signals token: each \
+                                transmitter needs its own");
+                }
+            }
+        }
+        if let Some(url) = &self.public_url {
+            check_public_url(url).map_err(|e| Error::Config(format!("public URL {e}")))?;
+        }
         Ok(())
     }
+}
+
+/// A public base URL: `http` or `https`, a host, no query or fragment.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{url:?}: {why}"));
+    let uri: axum::http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return bad(&e.to_string()),
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return bad("must start with http:// or https://");
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return bad("has no host");
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return bad("must not carry a query or a fragment");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -294,10 +503,111 @@ mod tests {
         let mut many = config.clone();
         many.nats.url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into();
         many.validate().unwrap();
+        let mut clients = config.clone();
+        clients.oauth_clients = vec!["app:s3cret".parse().unwrap()];
+        assert!(clients.validate().is_err(), "clients without a key");
+        clients.jwt_verify_key = Some("secret".into());
+        clients.validate().unwrap();
+        clients.oauth_clients.push("app:other".parse().unwrap());
+        assert!(clients.validate().is_err(), "the same id twice");
+        for url in ["https://revocast.example.com", "http://127.0.0.1:8080/base"] {
+            let mut good = config.clone();
+            good.public_url = Some(url.into());
+            good.validate().unwrap();
+        }
+        for url in [
+            "revocast.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+            "",
+        ] {
+            let mut bad = config.clone();
+            bad.public_url = Some(url.into());
+            assert!(bad.validate().is_err(), "{url:?}");
+        }
         for url in ["", "nats://127.0.0.1:port", ","] {
             let mut bad = config.clone();
             bad.nats.url = url.into();
             assert!(bad.validate().is_err(), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn the_trusted_issuers_file_is_read_and_malformed_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        std::fs::write(
+            &path,
+            r#"{"issuers": [{"issuer": "https://a.example", "audiences": ["rp"], "ssf_token": "t"},
+                            {"issuer": "https://b.example", "audiences": ["rp", "rp2"]}]}"#,
+        )
+        .unwrap();
+        let loaded = TrustConfig::load(&path).unwrap();
+        assert_eq!(loaded.issuers.len(), 2);
+        assert_eq!(loaded.issuers[0].ssf_token.as_deref(), Some("t"));
+        assert!(
+            !format!("{loaded:?}").contains("\"t\""),
+            "tokens are not printed"
+        );
+        let mut config = Config::for_tests("nats://127.0.0.1:4222").unwrap();
+        config.trusted_issuers = loaded.issuers.clone();
+        config.validate().unwrap();
+        let bad_files = [
+            "",
+            "[]",
+            r#"{"issuers": [{"issuer": "https://a.example"}]}"#,
+            r#"{"issuers": [{"issuer": "https://a.example", "audiences": ["rp"], "typo": 1}]}"#,
+            r#"{"issuers": "https://a.example"}"#,
+        ];
+        for text in bad_files {
+            std::fs::write(&path, text).unwrap();
+            let error = TrustConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("trust.json") && error.contains("expected"),
+                "{text}: {error}"
+            );
+        }
+        assert!(TrustConfig::load(&dir.path().join("missing.json")).is_err());
+        // What parses but cannot work is refused by `validate`.
+        let issuer = |issuer: &str, audiences: &[&str], token: Option<&str>| TrustedIssuer {
+            issuer: issuer.into(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            ssf_token: token.map(str::to_owned),
+        };
+        let bad_sets = [
+            vec![issuer("https://a.example", &[], None)],
+            vec![issuer("https://a.example", &[""], None)],
+            vec![issuer("a.example", &["rp"], None)],
+            vec![issuer("https://a.example", &["rp"], Some(""))],
+            vec![
+                issuer("https://a.example", &["rp"], None),
+                issuer("https://a.example", &["x"], None),
+            ],
+            vec![
+                issuer("https://a.example", &["rp"], Some("t")),
+                issuer("https://b.example", &["rp"], Some("t")),
+            ],
+        ];
+        for set in bad_sets {
+            config.trusted_issuers = set.clone();
+            assert!(config.validate().is_err(), "{set:?}");
+        }
+    }
+
+    #[test]
+    fn oauth_clients_parse_and_refuse_what_is_malformed() {
+        let client: OAuthClient = "app:hunter:2".parse().unwrap();
+        assert_eq!(
+            (client.id.as_str(), client.secret.as_str()),
+            ("app", "hunter:2")
+        );
+        assert!(
+            !format!("{client:?}").contains("hunter"),
+            "the secret is not printed"
+        );
+        for bad in ["", "app", "app:", ":secret", " : ", "a\u{7}:b"] {
+            assert!(bad.parse::<OAuthClient>().is_err(), "{bad:?}");
         }
     }
 }

@@ -80,12 +80,19 @@ fn jwt_key(reason: impl Into<String>) -> Error {
     }
 }
 
-/// The claims a revocation needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The claims a revocation or an introspection needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TokenClaims {
     pub(crate) jti: Option<String>,
     pub(crate) exp: Option<u64>,
     pub(crate) sub: Option<String>,
+    pub(crate) iat: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) iss: Option<String>,
+    /// `client_id` (RFC 9068), else `azp` (OpenID Connect).
+    pub(crate) client_id: Option<String>,
+    /// `scope` (RFC 9068, space-separated), else `scp` (a list, joined).
+    pub(crate) scope: Option<String>,
 }
 
 /// Why a token was refused.
@@ -94,9 +101,9 @@ pub(crate) enum TokenError {
     /// Not a JWT, or its claims are not a JSON object.
     #[error("not a JWT: {0}")]
     Malformed(#[source] jsonwebtoken::errors::Error),
-    /// `exp` is there but is not a whole, non-negative number of seconds.
-    #[error("not a JWT: exp is not a unix time")]
-    BadExp,
+    /// `exp`, `iat` or `nbf` is there but is not a whole, non-negative number of seconds.
+    #[error("not a JWT: {0} is not a unix time")]
+    BadTime(&'static str),
     /// The signature does not verify, or the algorithm does not fit the key.
     #[error("token does not verify with the configured key: {0}")]
     Unverified(#[source] jsonwebtoken::errors::Error),
@@ -127,22 +134,34 @@ pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, T
                 .claims
         }
     };
-    let exp = match map.get("exp") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
+    let time = |name: &'static str| -> Result<Option<u64>, TokenError> {
+        match map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
                 .or_else(|| {
                     v.as_f64()
-                        .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1e19)
                         .map(|f| f as u64)
                 })
-                .ok_or(TokenError::BadExp)?,
-        ),
+                .map(Some)
+                .ok_or(TokenError::BadTime(name)),
+        }
     };
     let string = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+    let scope = string("scope").or_else(|| {
+        let list = map.get("scp")?.as_array()?;
+        let words: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        Some(words.join(" "))
+    });
     Ok(TokenClaims {
         jti: string("jti"),
-        exp,
+        exp: time("exp")?,
         sub: string("sub"),
+        iat: time("iat")?,
+        nbf: time("nbf")?,
+        iss: string("iss"),
+        client_id: string("client_id").or_else(|| string("azp")),
+        scope,
     })
 }

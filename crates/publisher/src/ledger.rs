@@ -3,6 +3,7 @@
 //! that JetStream has stored.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use revocast_core::{Change, Delta, Filter, FilterError, FilterParams};
 use serde::Serialize;
@@ -21,9 +22,14 @@ pub struct Record {
 }
 
 /// Filter and records, always at the same version.
+///
+/// The filter is shared copy-on-write: readers that do work proportional to its size
+/// (stats, heartbeat digests, snapshots) take a clone of the `Arc` under the lock
+/// ([`crate::state::Shared::filter`]) and work outside it; the writer copies the
+/// filter only when such a reader still holds the old one.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    pub(crate) filter: Filter,
+    pub(crate) filter: Arc<Filter>,
     pub(crate) records: HashMap<String, Record>,
     /// Live revocations per bucket, for sizing new buckets.
     bucket_entries: BTreeMap<u64, BucketCount>,
@@ -54,7 +60,7 @@ impl BucketCount {
 impl Ledger {
     pub(crate) fn new(filter: Filter) -> Ledger {
         Ledger {
-            filter,
+            filter: Arc::new(filter),
             records: HashMap::new(),
             bucket_entries: BTreeMap::new(),
         }
@@ -62,7 +68,7 @@ impl Ledger {
 
     /// Applies a stored delta to the filter, then to the records.
     pub(crate) fn apply(&mut self, delta: &Delta) -> Result<(), FilterError> {
-        self.filter.apply(delta)?;
+        Arc::make_mut(&mut self.filter).apply(delta)?;
         self.note(delta);
         Ok(())
     }

@@ -26,9 +26,12 @@
 //! - `stats`: the live `Counters` behind `/v1/stats` and `/metrics`.
 //! - [`client`]: the HTTP client behind the `revoke`, `cutoff`, `stats` and `import`
 //!   commands.
+//! - [`backup`]: `export` (a namespace's records read from NATS, as JSON lines) and
+//!   the lines `import` reads back.
 //! - [`keys`]: [`KeySource`] and the signing key file (`keygen`, created on first
 //!   start).
 //! - `jwt`: claims of a JWT for `/oauth/revoke`.
+//! - [`pause`]: [`PausePoint`], where tests hold the writer at an exact step.
 //! - [`clock`]: [`Clock`], the time every timestamp and expiry comes from (set in
 //!   [`Config`]; tests inject a skewed one).
 #![warn(missing_docs)]
@@ -36,6 +39,7 @@
 
 mod api;
 mod authority;
+pub mod backup;
 pub mod client;
 pub mod clock;
 mod commit;
@@ -44,8 +48,11 @@ mod error;
 mod jwt;
 pub mod keys;
 mod ledger;
+mod logout;
 mod nats;
+pub mod pause;
 mod server;
+mod ssf;
 mod state;
 mod stats;
 mod tasks;
@@ -53,9 +60,10 @@ mod writer;
 
 pub use clock::{Clock, SystemClock};
 pub use commit::CommitError;
-pub use config::{BatchLimits, Config, NatsOptions};
+pub use config::{BatchLimits, Config, NatsOptions, OAuthClient, TrustConfig, TrustedIssuer};
 pub use error::Error;
 pub use keys::KeySource;
 pub use ledger::Record;
+pub use pause::PausePoint;
 pub use revocast_core::http::{Committed, PublisherStats, Revocation};
 pub use server::{Publisher, run};

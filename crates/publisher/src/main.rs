@@ -8,12 +8,17 @@ use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+use revocast_core::PublicKey;
 use revocast_core::duration::{HumanDuration, parse_duration};
 use revocast_core::{FilterParams, Namespace};
 use revocast_daemon::LogFormat;
-use revocast_publisher::client::{self, ApiClient, ImportFormat};
+use revocast_publisher::backup::{self, BackupLine};
+use revocast_publisher::client::{self, ApiClient, ImportFormat, ImportLine};
 use revocast_publisher::config::defaults;
-use revocast_publisher::{BatchLimits, Config, KeySource, NatsOptions, Revocation};
+use revocast_publisher::{
+    BatchLimits, Config, KeySource, NatsOptions, OAuthClient, Revocation, TrustConfig,
+    TrustedIssuer,
+};
 
 /// What a command failed with: printed once, by `main`.
 type Failure = Box<dyn std::error::Error>;
@@ -48,33 +53,18 @@ enum Command {
     Cutoff(CutoffArgs),
     /// Print the publisher's stats (JSON).
     Stats(ApiArgs),
-    /// Revoke tokens in bulk from JSON lines or CSV (`jti,exp[,sub,reason]`).
+    /// Revoke tokens in bulk from JSON lines or CSV (`jti,exp[,sub,reason]`), or
+    /// restore an export (revocations and cutoffs).
     Import(ImportArgs),
+    /// Write a namespace's live revocations and cutoffs, read from NATS, as JSON lines.
+    Export(Box<ExportArgs>),
 }
 
 #[derive(Debug, Args)]
-struct ServeArgs {
+struct NatsArgs {
     /// NATS server URL(s), comma separated.
     #[arg(long, env = "REVOCAST_NATS", default_value = defaults::NATS_URL)]
     nats: String,
-    /// HTTP listen address.
-    #[arg(long, env = "REVOCAST_LISTEN", default_value_t = defaults::LISTEN)]
-    listen: SocketAddr,
-    /// Namespace (1-64 of a-z A-Z 0-9 - _): which stream, bucket and subjects.
-    #[arg(long, env = "REVOCAST_NAMESPACE", default_value_t = Namespace::default())]
-    namespace: Namespace,
-    /// Directory for local files (the signing key by default).
-    #[arg(long, env = "REVOCAST_DATA_DIR", default_value = defaults::DATA_DIR)]
-    data_dir: PathBuf,
-    /// Signing key file [default: <data-dir>/signing.key, created on first start].
-    #[arg(long, env = "REVOCAST_SIGNING_KEY")]
-    signing_key: Option<PathBuf>,
-    /// Bearer token required by mutating routes.
-    #[arg(long, env = "REVOCAST_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// Allow a non-loopback listen address without an admin token.
-    #[arg(long, env = "REVOCAST_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new(), default_value_t = false)]
-    insecure_no_auth: bool,
     /// NATS user (with --nats-password).
     #[arg(long, env = "REVOCAST_NATS_USER")]
     nats_user: Option<String>,
@@ -96,6 +86,45 @@ struct ServeArgs {
     /// Client key (PEM) for mutual TLS to NATS.
     #[arg(long, env = "REVOCAST_NATS_TLS_KEY")]
     nats_tls_key: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    fn into_options(self) -> NatsOptions {
+        NatsOptions {
+            url: self.nats,
+            user: self.nats_user,
+            password: self.nats_password,
+            token: self.nats_token,
+            creds_file: self.nats_creds,
+            tls_ca: self.nats_tls_ca,
+            tls_cert: self.nats_tls_cert,
+            tls_key: self.nats_tls_key,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// HTTP listen address.
+    #[arg(long, env = "REVOCAST_LISTEN", default_value_t = defaults::LISTEN)]
+    listen: SocketAddr,
+    /// Namespace (1-64 of a-z A-Z 0-9 - _): which stream, bucket and subjects.
+    #[arg(long, env = "REVOCAST_NAMESPACE", default_value_t = Namespace::default())]
+    namespace: Namespace,
+    /// Directory for local files (the signing key by default).
+    #[arg(long, env = "REVOCAST_DATA_DIR", default_value = defaults::DATA_DIR)]
+    data_dir: PathBuf,
+    /// Signing key file [default: <data-dir>/signing.key, created on first start].
+    #[arg(long, env = "REVOCAST_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Bearer token required by mutating routes.
+    #[arg(long, env = "REVOCAST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Allow a non-loopback listen address without an admin token.
+    #[arg(long, env = "REVOCAST_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    insecure_no_auth: bool,
     /// Width of an expiry bucket (new namespaces only).
     #[arg(long, env = "REVOCAST_BUCKET_WIDTH", default_value_t = HumanDuration::from_secs(FilterParams::default().bucket_width))]
     bucket_width: HumanDuration,
@@ -126,6 +155,47 @@ struct ServeArgs {
     /// Key for verifying tokens given to /oauth/revoke: PEM text, a PEM file, or an HS256 secret.
     #[arg(long, env = "REVOCAST_JWT_VERIFY_KEY", hide_env_values = true)]
     jwt_verify_key: Option<String>,
+    /// An OAuth client of /oauth/revoke and /oauth/introspect, as ID:SECRET (repeat
+    /// the flag; in the environment, comma-separated). Needs --jwt-verify-key.
+    #[arg(
+        long = "oauth-client",
+        value_name = "ID:SECRET",
+        env = "REVOCAST_OAUTH_CLIENTS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    oauth_clients: Vec<OAuthClient>,
+    /// An identity provider whose OpenID Connect back-channel logout tokens are
+    /// accepted at /oidc/backchannel-logout (its issuer URL; keys by discovery).
+    #[arg(long, env = "REVOCAST_TRUST_ISSUER", requires = "trust_audiences")]
+    trust_issuer: Option<String>,
+    /// The client id(s) that issuer addresses its logout tokens to (repeat the flag;
+    /// in the environment, comma-separated).
+    #[arg(
+        long = "trust-audience",
+        value_name = "ID",
+        env = "REVOCAST_TRUST_AUDIENCES",
+        value_delimiter = ',',
+        requires = "trust_issuer"
+    )]
+    trust_audiences: Vec<String>,
+    /// Bearer token of the trusted issuer's Shared Signals transmitter: turns on
+    /// POST /ssf/events (RFC 8935 push).
+    #[arg(
+        long,
+        env = "REVOCAST_SSF_TOKEN",
+        hide_env_values = true,
+        requires = "trust_issuer"
+    )]
+    ssf_token: Option<String>,
+    /// A JSON file of trusted issuers, for several identity providers:
+    /// {"issuers": [{"issuer": URL, "audiences": [ID], "ssf_token": TOKEN}]}.
+    #[arg(long, env = "REVOCAST_TRUST_CONFIG")]
+    trust_config: Option<PathBuf>,
+    /// Public base URL of this publisher, advertised by the OAuth metadata
+    /// [default: http://<the request's Host header>].
+    #[arg(long, env = "REVOCAST_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Extra window for gathering revocations into one delta (0: commit what is queued at once).
     #[arg(long, env = "REVOCAST_BATCH_WAIT", default_value_t = HumanDuration(defaults::BATCH_WAIT))]
     batch_wait: HumanDuration,
@@ -154,16 +224,7 @@ impl ServeArgs {
         filter.max_token_lifetime = self.max_token_lifetime.0.as_secs();
         filter.leeway = self.leeway.0.as_secs();
         Config {
-            nats: NatsOptions {
-                url: self.nats,
-                user: self.nats_user,
-                password: self.nats_password,
-                token: self.nats_token,
-                creds_file: self.nats_creds,
-                tls_ca: self.nats_tls_ca,
-                tls_cert: self.nats_tls_cert,
-                tls_key: self.nats_tls_key,
-            },
+            nats: self.nats.into_options(),
             listen: self.listen,
             namespace: self.namespace,
             admin_token: self.admin_token,
@@ -175,6 +236,17 @@ impl ServeArgs {
             expiry_interval: self.expiry_interval.0,
             stream_replicas: self.stream_replicas,
             jwt_verify_key: self.jwt_verify_key,
+            oauth_clients: self.oauth_clients,
+            trusted_issuers: self
+                .trust_issuer
+                .map(|issuer| TrustedIssuer {
+                    issuer,
+                    audiences: self.trust_audiences,
+                    ssf_token: self.ssf_token,
+                })
+                .into_iter()
+                .collect(),
+            public_url: self.public_url,
             batch: BatchLimits {
                 max_wait: self.batch_wait.0,
                 max_adds: self.batch_max,
@@ -210,9 +282,10 @@ struct RevokeArgs {
     /// The token's jti.
     #[arg(long, env = "REVOCAST_JTI")]
     jti: String,
-    /// The token's exp: unix seconds, or `+DURATION` from now (e.g. `+1h`).
+    /// The token's exp: unix seconds, or `+DURATION` from now (e.g. `+1h`). Without
+    /// it the jti goes into every bucket a live token's exp can fall in.
     #[arg(long, env = "REVOCAST_EXP", value_parser = parse_time, allow_hyphen_values = true)]
-    exp: u64,
+    exp: Option<u64>,
     /// The token's sub.
     #[arg(long, env = "REVOCAST_SUB")]
     sub: Option<String>,
@@ -249,6 +322,10 @@ struct ImportArgs {
     /// Input format.
     #[arg(long, env = "REVOCAST_IMPORT_FORMAT", default_value = "auto", value_parser = ["auto", "jsonl", "csv"])]
     format: String,
+    /// Send nothing unless every line parses (always on for an export's file, which
+    /// is restored whole).
+    #[arg(long, env = "REVOCAST_IMPORT_STRICT", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    strict: bool,
     /// Revocations per bulk call.
     #[arg(
         long,
@@ -257,6 +334,30 @@ struct ImportArgs {
         value_parser = clap::value_parser!(u64).range(1..=defaults::MAX_BULK as u64)
     )]
     batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Namespace to export.
+    #[arg(long, env = "REVOCAST_NAMESPACE", default_value_t = Namespace::default())]
+    namespace: Namespace,
+    /// The publisher's public key (base64url), to verify what NATS holds
+    /// [default: the public half of --signing-key].
+    #[arg(long, env = "REVOCAST_PUBLISHER_KEY", allow_hyphen_values = true)]
+    publisher_key: Option<PublicKey>,
+    /// The publisher's signing key file, when --publisher-key is not given
+    /// [default: <data-dir>/signing.key].
+    #[arg(long, env = "REVOCAST_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Directory of the publisher's local files.
+    #[arg(long, env = "REVOCAST_DATA_DIR", default_value = defaults::DATA_DIR)]
+    data_dir: PathBuf,
+    /// Where to write the JSON lines (`-`: standard output). A file is written
+    /// whole or not at all.
+    #[arg(long, env = "REVOCAST_EXPORT_OUT", default_value = "-")]
+    out: PathBuf,
 }
 
 /// Unix seconds, `now`, `+DURATION` (from now) or `-DURATION` (before now).
@@ -308,6 +409,7 @@ fn main() -> ExitCode {
             Command::Cutoff(args) => cutoff(args).await,
             Command::Stats(args) => stats(args).await,
             Command::Import(args) => import(args).await,
+            Command::Export(args) => export(*args).await,
         }
     });
     match result {
@@ -320,7 +422,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    let config = args.into_config();
+    let trust_config = args.trust_config.clone();
+    let mut config = args.into_config();
+    if let Some(path) = trust_config {
+        config
+            .trusted_issuers
+            .extend(TrustConfig::load(&path)?.issuers);
+    }
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -386,6 +494,37 @@ async fn import(args: ImportArgs) -> Result<ExitCode, Failure> {
         _ => ImportFormat::Auto,
     };
     let lines = client::parse_import(&text, format, Some(&args.file));
+    let export = lines.iter().find_map(|l| match &l.item {
+        Ok(BackupLine::Header(h)) => Some(h.clone()),
+        _ => None,
+    });
+    let bad: Vec<&ImportLine> = lines.iter().filter(|l| l.item.is_err()).collect();
+    let whole = export.is_some() || backup::is_export(&text);
+    if (args.strict || whole) && !bad.is_empty() {
+        for line in &bad {
+            if let Err(why) = &line.item {
+                eprintln!("{}:{}: {why}", args.file.display(), line.line);
+            }
+        }
+        return Err(format!(
+            "nothing imported: {} of {} lines in {} do not parse ({}); fix or remove them",
+            bad.len(),
+            lines.len(),
+            args.file.display(),
+            if whole {
+                "an export is restored whole"
+            } else {
+                "--strict"
+            }
+        )
+        .into());
+    }
+    if let Some(header) = &export {
+        eprintln!(
+            "restoring an export of namespace {} at version {} ({} revocations, {} cutoffs)",
+            header.namespace, header.version, header.revocations, header.cutoffs
+        );
+    }
     let bar = indicatif::ProgressBar::new(lines.len() as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} lines ({per_sec}, eta {eta})",
@@ -397,8 +536,12 @@ async fn import(args: ImportArgs) -> Result<ExitCode, Failure> {
     })
     .await;
     bar.finish_and_clear();
+    let cutoffs = match summary.cutoffs {
+        0 => String::new(),
+        n => format!(", {n} cutoffs set"),
+    };
     println!(
-        "accepted {} lines ({} revoked, {} already revoked, {} already expired), rejected {}; version {}",
+        "accepted {} lines ({} revoked, {} already revoked, {} already expired{cutoffs}), rejected {}; version {}",
         summary.accepted,
         summary.added,
         summary.duplicates,
@@ -417,6 +560,53 @@ async fn import(args: ImportArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(EXIT_SOME_REJECTED)
     })
+}
+
+async fn export(args: ExportArgs) -> Result<ExitCode, Failure> {
+    let public_key = match args.publisher_key {
+        Some(key) => key,
+        None => {
+            let path = args
+                .signing_key
+                .unwrap_or_else(|| args.data_dir.join(defaults::KEY_FILE));
+            PublicKey(revocast_publisher::keys::read_key_file(&path)?.verifying_key())
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let export =
+        backup::export(&args.nats.into_options(), &args.namespace, public_key, now).await?;
+    if args.out.as_os_str() == "-" {
+        export.write_jsonl(std::io::stdout().lock())?;
+    } else {
+        // Written next to the target, then renamed: a failed export never leaves a
+        // truncated file where the last good one was.
+        let mut tmp = args.out.clone().into_os_string();
+        tmp.push(".partial");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let file = std::fs::File::create(&tmp)?;
+            let mut out = std::io::BufWriter::new(file);
+            export.write_jsonl(&mut out)?;
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .sync_all()?;
+            std::fs::rename(&tmp, &args.out)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", args.out.display())
+        })?;
+    }
+    eprintln!(
+        "exported namespace {} at version {}: {} revocations, {} cutoffs",
+        export.header.namespace,
+        export.header.version,
+        export.header.revocations,
+        export.header.cutoffs
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

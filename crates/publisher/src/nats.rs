@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream};
 use revocast_core::{
-    Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
+    DecodeError, Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
 };
 use revocast_nats::{ReadError, Store, StreamBounds};
 
@@ -61,7 +61,10 @@ pub(crate) async fn connect(options: &NatsOptions) -> Result<async_nats::Client,
     opts.connect(revocast_core::subjects::server_urls(&options.url))
         .await
         .map_err(|e| Error::NatsOptions {
-            what: format!("NATS URL {:?}", options.url),
+            what: format!(
+                "NATS URL {:?}",
+                revocast_core::subjects::redact_urls(&options.url)
+            ),
             source: std::sync::Arc::new(e),
         })
 }
@@ -227,20 +230,7 @@ pub(crate) async fn bootstrap(
     let namespace = &config.namespace;
     let store = Store::new(js.clone(), verifier.clone());
     let snapshot_store = ensure_object_store(&js, namespace, config.stream_replicas).await?;
-    let snapshot = match store.snapshot().await {
-        Ok(read) => read.map(|r| r.snapshot),
-        Err(e @ ReadError::BadSnapshot { .. }) => {
-            return Err(Error::inconsistent_by(
-                format!(
-                    "the snapshot object in bucket {} does not verify with this publisher's \
-                     key (another key wrote this namespace?)",
-                    namespace.snapshot_bucket()
-                ),
-                e,
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let snapshot = read_snapshot(&store, namespace).await?;
     let params = snapshot
         .as_ref()
         .map_or_else(|| config.filter.clone(), |s| s.state.params.clone());
@@ -252,7 +242,6 @@ pub(crate) async fn bootstrap(
         );
     }
     ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
-    let StreamBounds { first, last } = store.bounds().await?;
     let (filter, had_snapshot) = match snapshot {
         Some(s) => (
             Filter::from_state(s.state)
@@ -261,6 +250,79 @@ pub(crate) async fn bootstrap(
         ),
         None => (Filter::new(params).map_err(Error::Filter)?, false),
     };
+    let snapshot_version = filter.version();
+    let mut ledger = rebuild(&store, namespace, filter).await?;
+    let now = config.clock.now_secs();
+    let params = ledger.filter.params().clone();
+    ledger.forget_expired(&params, now);
+    let storage = Storage {
+        js,
+        objects: snapshot_store,
+        store,
+    };
+    let mut written = None;
+    if !had_snapshot || ledger.filter.version() > snapshot_version {
+        let bytes = encode_snapshot(signer, ledger.filter.to_state(), config.clock.now_ms());
+        put_snapshot(&storage.objects, &bytes).await?;
+        written = Some(bytes.len() as u64);
+    }
+    Ok((storage, ledger, written))
+}
+
+/// The namespace's snapshot, verified, or `None` when there is none yet.
+pub(crate) async fn read_snapshot(
+    store: &Store,
+    namespace: &Namespace,
+) -> Result<Option<Snapshot>, Error> {
+    match store.snapshot().await {
+        Ok(read) => Ok(read.map(|r| r.snapshot)),
+        Err(
+            e @ ReadError::BadSnapshot {
+                source: DecodeError::UnsupportedVersion { found, supported },
+            },
+        ) => {
+            let bucket = namespace.snapshot_bucket();
+            let what = if found > supported {
+                format!(
+                    "the snapshot in bucket {bucket} is in wire format version {found}, \
+                     written by a newer release of revocast; this release reads version \
+                     {supported}: run that release (or a later one) of the publisher. A \
+                     publisher cannot be rolled back past a format change"
+                )
+            } else {
+                format!(
+                    "the snapshot in bucket {bucket} is in wire format version {found}, \
+                     written by an older release of revocast; this release reads version \
+                     {supported}: with the older release, `revocast-publisher export` the \
+                     namespace, then start this release in a new namespace (or on a new \
+                     NATS) and `revocast-publisher import` the file (docs/OPERATIONS.md, \
+                     Upgrades)"
+                )
+            };
+            Err(Error::inconsistent_by(what, e))
+        }
+        Err(e @ ReadError::BadSnapshot { .. }) => Err(Error::inconsistent_by(
+            format!(
+                "the snapshot object in bucket {} does not verify with this publisher's \
+                 key (another key wrote this namespace?)",
+                namespace.snapshot_bucket()
+            ),
+            e,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The ledger at the stream's last version: `filter` (from the snapshot, or empty)
+/// brought up to date from the stream, and the records from every stored delta.
+/// Refuses a stream that cannot hold what the snapshot says (purged, or deltas
+/// missing after the snapshot).
+pub(crate) async fn rebuild(
+    store: &Store,
+    namespace: &Namespace,
+    filter: Filter,
+) -> Result<Ledger, Error> {
+    let StreamBounds { first, last } = store.bounds().await?;
     let snapshot_version = filter.version();
     if snapshot_version > last {
         return Err(Error::inconsistent(format!(
@@ -281,28 +343,14 @@ pub(crate) async fn bootstrap(
         )));
     }
     let mut ledger = Ledger::new(filter);
-    replay(&store, &mut ledger, first, last).await?;
+    replay(store, &mut ledger, first, last).await?;
     if ledger.filter.version() != last {
         return Err(Error::inconsistent(format!(
             "after replay the filter is at version {} but the stream ends at {last}",
             ledger.filter.version()
         )));
     }
-    let now = config.clock.now_secs();
-    let params = ledger.filter.params().clone();
-    ledger.forget_expired(&params, now);
-    let storage = Storage {
-        js,
-        objects: snapshot_store,
-        store,
-    };
-    let mut written = None;
-    if !had_snapshot || ledger.filter.version() > snapshot_version {
-        let bytes = encode_snapshot(signer, ledger.filter.to_state(), config.clock.now_ms());
-        put_snapshot(&storage.objects, &bytes).await?;
-        written = Some(bytes.len() as u64);
-    }
-    Ok((storage, ledger, written))
+    Ok(ledger)
 }
 
 /// Encodes and signs a snapshot of a filter state, taken at `now_ms`.

@@ -102,7 +102,7 @@ impl Server {
             %addr,
             namespace = %config.namespace,
             public_key = %shared.signer.public_key(),
-            nats = %config.nats.url,
+            nats = %revocast_core::subjects::redact_urls(&config.nats.url),
             "revocast publisher starting"
         );
         tokio::pin!(shutdown);

@@ -29,6 +29,56 @@ pub(crate) struct Shared {
     pub(crate) nats: OnceLock<async_nats::Client>,
     pub(crate) started: Instant,
     pub(crate) jwt: Option<JwtKey>,
+    /// Trusted identity providers (back-channel logout), when configured.
+    pub(crate) idp: Option<Idp>,
+}
+
+/// The verifier of the trusted identity providers' tokens and the logout replay guard.
+#[derive(Debug)]
+pub(crate) struct Idp {
+    pub(crate) verifier: revocast_verifier::Verifier,
+    /// Security event tokens carry no `exp`: their own verifier, when Shared Signals
+    /// are on.
+    pub(crate) sets: Option<revocast_verifier::Verifier>,
+    pub(crate) replays: std::sync::Mutex<crate::logout::ReplayGuard>,
+}
+
+impl Idp {
+    /// Starts fetching the trusted issuers' keys (inside a tokio runtime); `None`
+    /// without trusted issuers.
+    fn new(config: &Config) -> Result<Option<Idp>, crate::Error> {
+        if config.trusted_issuers.is_empty() {
+            return Ok(None);
+        }
+        let options = |require_exp: bool| {
+            config
+                .trusted_issuers
+                .iter()
+                .map(|trusted| {
+                    trusted.audiences.iter().fold(
+                        revocast_verifier::IssuerOptions::discover(&trusted.issuer)
+                            .require_exp(require_exp),
+                        |options, audience| options.audience(audience),
+                    )
+                })
+                .collect()
+        };
+        let build = |issuers| {
+            revocast_verifier::Verifier::new(issuers)
+                .map_err(|e| crate::Error::Config(format!("trusted issuers: {e}")))
+        };
+        let verifier = build(options(true))?;
+        let sets = if config.trusted_issuers.iter().any(|t| t.ssf_token.is_some()) {
+            Some(build(options(false))?)
+        } else {
+            None
+        };
+        Ok(Some(Idp {
+            verifier,
+            sets,
+            replays: std::sync::Mutex::default(),
+        }))
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -49,6 +99,7 @@ impl Shared {
         jwt: Option<JwtKey>,
     ) -> Result<(Arc<Shared>, mpsc::Receiver<Command>), crate::Error> {
         let verifier = Verifier::new(signer.public_key(), config.namespace.clone());
+        let idp = Idp::new(&config)?;
         let filter =
             revocast_core::Filter::new(config.filter.clone()).map_err(crate::Error::Filter)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -65,6 +116,7 @@ impl Shared {
                 nats: OnceLock::new(),
                 started: Instant::now(),
                 jwt,
+                idp,
             }),
             rx,
         ))
@@ -76,6 +128,12 @@ impl Shared {
         self.ledger
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The filter at the current version, for work proportional to its size: the
+    /// ledger lock is held only to clone the `Arc`, so the writer is never held up.
+    pub(crate) fn filter(&self) -> Arc<revocast_core::Filter> {
+        self.ledger().filter.clone()
     }
 
     pub(crate) fn ledger_mut(&self) -> RwLockWriteGuard<'_, Ledger> {

@@ -12,7 +12,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use revocast_core::FilterStats;
 use revocast_core::http::{ConfirmCounts, PublishedCounts, RevocationCounts, SnapshotCounts};
+use revocast_core::wire::FORMAT_VERSION;
+use revocast_nats::store::MAX_SNAPSHOT_BYTES;
+
+use crate::state::Shared;
 
 /// Live event counters. Every field only grows, except the `last_*` ones.
 #[derive(Debug)]
@@ -55,6 +60,19 @@ pub(crate) struct Counters {
     pub(crate) confirms_malformed: AtomicU64,
     /// API requests refused as client mistakes (4xx).
     pub(crate) requests_rejected: AtomicU64,
+    /// Tokens given to the OAuth endpoints that were not JWTs or did not verify
+    /// (answered as RFC 7009 and RFC 7662 say: 200, nothing revoked or inactive).
+    pub(crate) oauth_invalid_tokens: AtomicU64,
+    /// Back-channel logouts applied (subject cutoffs committed).
+    pub(crate) logouts_applied: AtomicU64,
+    /// Back-channel logout requests refused (invalid, replayed, untrusted).
+    pub(crate) logouts_refused: AtomicU64,
+    /// Shared Signals events applied (subject cutoffs committed).
+    pub(crate) ssf_events_applied: AtomicU64,
+    /// Shared Signals events of types revocast does not apply (accepted, counted).
+    pub(crate) ssf_events_ignored: AtomicU64,
+    /// Security event tokens refused (RFC 8935 400 answers).
+    pub(crate) ssf_sets_refused: AtomicU64,
     /// Time from the start of a commit to the JetStream ack.
     pub(crate) commit_seconds: Histogram,
 }
@@ -81,6 +99,12 @@ impl Default for Counters {
             confirms_not_revoked: AtomicU64::new(0),
             confirms_malformed: AtomicU64::new(0),
             requests_rejected: AtomicU64::new(0),
+            oauth_invalid_tokens: AtomicU64::new(0),
+            logouts_applied: AtomicU64::new(0),
+            logouts_refused: AtomicU64::new(0),
+            ssf_events_applied: AtomicU64::new(0),
+            ssf_events_ignored: AtomicU64::new(0),
+            ssf_sets_refused: AtomicU64::new(0),
             commit_seconds: Histogram::new([
                 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -149,7 +173,7 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
-    let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
     g.set(value);
     registry.register(name, help, g);
 }
@@ -167,14 +191,44 @@ fn labelled(registry: &mut Registry, name: &str, help: &str, label: &str, values
 /// What `/metrics` shows besides the counters: figures read from the ledger.
 #[derive(Debug)]
 pub(crate) struct Gauges {
+    pub(crate) namespace: String,
     pub(crate) ready: bool,
     pub(crate) connected: bool,
-    pub(crate) version: u64,
-    pub(crate) live_entries: u64,
     pub(crate) records: u64,
-    pub(crate) bitmap_bytes: u64,
-    pub(crate) subject_cutoffs: u64,
+    pub(crate) filter: FilterStats,
     pub(crate) uptime_seconds: f64,
+}
+
+impl Gauges {
+    /// Reads the gauges of a running publisher (holds the ledger's read lock briefly).
+    pub(crate) fn read(shared: &Shared) -> Gauges {
+        let ledger = shared.ledger();
+        Gauges {
+            namespace: shared.config.namespace.to_string(),
+            ready: shared.is_ready(),
+            connected: shared.nats_state() == "connected",
+            records: ledger.records.len() as u64,
+            filter: ledger.filter.stats(),
+            uptime_seconds: shared.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// A gauge family with one label, one sample per value.
+fn labelled_gauges(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (String, f64)>,
+) {
+    let family: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    for (value, n) in values {
+        family
+            .get_or_create(&vec![(label.to_owned(), value)])
+            .set(n);
+    }
+    registry.register(name, help, family);
 }
 
 /// Prometheus text exposition of the stats and gauges.
@@ -203,6 +257,38 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_requests_rejected",
         "API requests refused as client mistakes",
         revocations.requests_rejected,
+    );
+    counter(
+        &mut r,
+        "revocast_oauth_invalid_tokens",
+        "Tokens given to /oauth/revoke or /oauth/introspect that did not verify",
+        get(&stats.oauth_invalid_tokens),
+    );
+    labelled(
+        &mut r,
+        "revocast_backchannel_logouts",
+        "OpenID Connect back-channel logout requests, by outcome",
+        "outcome",
+        &[
+            ("applied", get(&stats.logouts_applied)),
+            ("refused", get(&stats.logouts_refused)),
+        ],
+    );
+    labelled(
+        &mut r,
+        "revocast_ssf_events",
+        "Shared Signals events received in valid SETs, by outcome",
+        "outcome",
+        &[
+            ("applied", get(&stats.ssf_events_applied)),
+            ("ignored", get(&stats.ssf_events_ignored)),
+        ],
+    );
+    counter(
+        &mut r,
+        "revocast_ssf_sets_refused",
+        "Security event tokens refused (invalid, unauthenticated, untrusted)",
+        get(&stats.ssf_sets_refused),
     );
     let deltas = stats.deltas();
     counter(
@@ -281,13 +367,13 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         &mut r,
         "revocast_filter_version",
         "Filter version",
-        g.version as f64,
+        g.filter.version as f64,
     );
     gauge(
         &mut r,
         "revocast_live_entries",
         "Entries in live buckets",
-        g.live_entries as f64,
+        g.filter.live_entries as f64,
     );
     gauge(
         &mut r,
@@ -299,13 +385,64 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         &mut r,
         "revocast_filter_bitmap_bytes",
         "Bytes of Bloom bitmaps",
-        g.bitmap_bytes as f64,
+        g.filter.bitmap_bytes as f64,
     );
     gauge(
         &mut r,
         "revocast_subject_cutoffs",
         "Subject cutoffs held",
-        g.subject_cutoffs as f64,
+        g.filter.subject_cutoffs as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_filter_target_fpr",
+        "Target false-positive rate of a check",
+        g.filter.target_fpr,
+    );
+    gauge(
+        &mut r,
+        "revocast_filter_estimated_fpr",
+        "Estimated false-positive rate of the worst bucket (a check with exp)",
+        g.filter.estimated_fpr,
+    );
+    // Buckets are named by their first exp (unix seconds): a handful of live ones,
+    // each replaced by the next as time passes.
+    labelled_gauges(
+        &mut r,
+        "revocast_bucket_estimated_fpr",
+        "Estimated false-positive rate of a check with an exp in this bucket",
+        "bucket",
+        g.filter
+            .buckets
+            .iter()
+            .map(|b| (b.exp_from.to_string(), b.estimated_fpr)),
+    );
+    labelled_gauges(
+        &mut r,
+        "revocast_bucket_entries",
+        "Entries in this expiry bucket",
+        "bucket",
+        g.filter
+            .buckets
+            .iter()
+            .map(|b| (b.exp_from.to_string(), b.entries as f64)),
+    );
+    gauge(
+        &mut r,
+        "revocast_snapshot_limit_bytes",
+        "Largest snapshot a replica accepts: past it, new replicas cannot start",
+        MAX_SNAPSHOT_BYTES as f64,
+    );
+    let info: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    info.get_or_create(&vec![
+        ("namespace".to_owned(), g.namespace.clone()),
+        ("format_version".to_owned(), FORMAT_VERSION.to_string()),
+    ])
+    .set(1.0);
+    r.register(
+        "revocast_publisher_info",
+        "1, labelled with the namespace and the wire format version this build writes",
+        info,
     );
     gauge(
         &mut r,

@@ -23,14 +23,14 @@ pub(crate) async fn heartbeats(
             _ = stop.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
         }
-        let beat = {
-            let ledger = shared.ledger();
-            Heartbeat {
-                version: ledger.filter.version(),
-                time_ms: shared.now_ms(),
-                digest: ledger.filter.digest(),
-            }
+        // The digest is computed once per version, outside the ledger lock.
+        let filter = shared.filter();
+        let beat = Heartbeat {
+            version: filter.version(),
+            time_ms: shared.now_ms(),
+            digest: filter.digest(),
         };
+        drop(filter);
         let bytes = shared.signer.encode(&Message::Heartbeat(beat));
         match client.publish(subject.clone(), bytes.into()).await {
             Ok(()) => stats::add(&shared.counters.heartbeats_sent, 1),
@@ -46,15 +46,15 @@ pub(crate) async fn write_snapshot(
     storage: &Storage,
 ) -> Result<bool, crate::Error> {
     let (version, state) = {
-        let ledger = shared.ledger();
-        let version = ledger.filter.version();
+        let filter = shared.filter();
+        let version = filter.version();
         if stats::get(&shared.counters.snapshots_published) > 0
             && stats::get(&shared.counters.last_snapshot_version) == version
         {
             return Ok(false);
         }
-        // Copy under the lock; encode and sign (the slow part) outside it.
-        (version, ledger.filter.to_state())
+        // Copy, encode and sign outside the ledger lock.
+        (version, filter.to_state())
     };
     let bytes = nats::encode_snapshot(&shared.signer, state, shared.now_ms());
     nats::put_snapshot(&storage.objects, &bytes).await?;

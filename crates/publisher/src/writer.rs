@@ -4,8 +4,10 @@
 //! whatever else is queued (and, with a `batch.max_wait` window, whatever arrives
 //! within it), up to the batch limits; revocations that arrive while a commit awaits
 //! its ack form the next batch. It stages one delta, signs it, and publishes it with
-//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream acknowledged sequence `V+1` does it
-//! apply the delta to the ledger and answer every caller of the batch.
+//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream
+//! acknowledged sequence `V+1` does it apply the delta to the ledger (so the authority
+//! knows it), then send it live to the replicas, then answer every caller of the batch.
+//! A replica can never hold a delta the authority does not.
 //!
 //! When a publish fails or its ack is lost, the writer does not guess: it reads the
 //! stream back until it knows whether `V+1` was stored (applying it if so) before it
@@ -266,21 +268,60 @@ impl Writer {
             match command {
                 Command::Revoke { items, .. } => {
                     for item in items {
-                        if params.is_expired(item.exp, now) {
+                        let Some(exp) = item.exp else {
+                            // Unknown exp: one entry in every bucket a live token's exp
+                            // can fall in, each with that bucket's last second as exp.
+                            let first = params.first_live_bucket(now);
+                            let last = params.bucket_of(
+                                now.saturating_add(params.max_token_lifetime)
+                                    .saturating_add(params.leeway),
+                            );
+                            let mut added = 0;
+                            for bucket in first..=last {
+                                let exp = bucket
+                                    .saturating_add(1)
+                                    .saturating_mul(params.bucket_width)
+                                    .saturating_sub(1);
+                                // A filter hit on a jti the authority holds is a hit
+                                // answered "revoked": nothing to add there.
+                                let known = ledger.records.contains_key(&item.jti)
+                                    && ledger.filter.contains(&item.jti, Some(exp));
+                                if known || !seen.insert((item.jti.as_str(), bucket)) {
+                                    continue;
+                                }
+                                staging.revoke_with(
+                                    &item.jti,
+                                    exp,
+                                    item.sub.as_deref(),
+                                    item.reason.as_deref(),
+                                    || seeds.next(),
+                                )?;
+                                added += 1;
+                            }
+                            if added == 0 {
+                                c.duplicates += 1;
+                            } else {
+                                c.revoked += 1;
+                                c.buckets += added;
+                            }
+                            continue;
+                        };
+                        if params.is_expired(exp, now) {
                             c.expired += 1;
-                        } else if ledger.holds(&item.jti, item.exp)
-                            || !seen.insert((item.jti.as_str(), params.bucket_of(item.exp)))
+                        } else if ledger.holds(&item.jti, exp)
+                            || !seen.insert((item.jti.as_str(), params.bucket_of(exp)))
                         {
                             c.duplicates += 1;
                         } else {
                             staging.revoke_with(
                                 &item.jti,
-                                item.exp,
+                                exp,
                                 item.sub.as_deref(),
                                 item.reason.as_deref(),
                                 || seeds.next(),
                             )?;
                             c.revoked += 1;
+                            c.buckets += 1;
                         }
                     }
                     c.noop = c.revoked == 0;
@@ -357,10 +398,14 @@ impl Writer {
         };
         let outcome = match self.publish(version, bytes.clone()).await {
             Ok(()) => {
-                self.broadcast(&bytes).await;
+                // The authority's state first: a replica that applies the live copy
+                // evicts its cached answers and asks the authority, which must
+                // already know.
                 self.shared.ledger_mut().apply(&delta).map_err(|e| {
                     Error::inconsistent_by(format!("own delta {version} does not apply"), e)
                 })?;
+                self.broadcast(&bytes).await;
+                self.shared.config.pause_after_broadcast.pass().await;
                 Ok(())
             }
             Err(why) => {

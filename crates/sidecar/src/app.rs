@@ -356,6 +356,7 @@ async fn introspect(
                 client_id: identity.client_id,
                 scope: identity.scope,
                 jti: Some(claims.jti),
+                token_type: Some("Bearer".to_owned()),
             }
         }
         Err(Rejection::Unavailable) => {

@@ -11,6 +11,11 @@
 //! The subscriber applies the confirm timeout, single-flight and the cache around any
 //! authority, so implementations only answer one question.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use async_nats::StatusCode;
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use revocast_core::{ConfirmRequest, Namespace, PublicKey, Verifier, encode_request};
 
@@ -23,6 +28,10 @@ pub struct ConfirmQuery<'a> {
     pub jti: &'a str,
     /// The token's `exp`.
     pub exp: Option<u64>,
+    /// The token's `sub`: the authority applies subject cutoffs with it.
+    pub sub: Option<&'a str>,
+    /// The token's `iat`: the authority compares it with the cutoffs.
+    pub iat: Option<u64>,
     /// The raw token, when the check started from one (introspection needs it).
     pub token: Option<&'a str>,
 }
@@ -61,12 +70,20 @@ pub trait Authority: Send + Sync + std::fmt::Debug + 'static {
 
 /// The publisher's confirm endpoint over NATS; verifies the signed answer against the
 /// pinned key and checks that it echoes the nonce and the `jti`.
+///
+/// Anyone allowed to subscribe to the confirm subject can answer too, and may answer
+/// first: the request gets its own reply inbox, and every answer that arrives there
+/// is read until one verifies. Answers that do not (garbage, another key, another
+/// request's nonce, an unsigned service error) are counted
+/// ([`NatsAuthority::invalid_answers`]) and skipped; if none verifies, the confirm
+/// timeout ends the wait.
 #[derive(Clone, Debug)]
 pub struct NatsAuthority {
     client: async_nats::Client,
     namespace: Namespace,
     subject: String,
     verifier: Verifier,
+    invalid: Arc<AtomicU64>,
 }
 
 impl NatsAuthority {
@@ -77,7 +94,53 @@ impl NatsAuthority {
             subject: namespace.confirm_subject(),
             verifier: Verifier::new(key, namespace.clone()).max_size(64 << 10),
             namespace,
+            invalid: Arc::default(),
         }
+    }
+
+    /// Answers skipped because they did not verify or did not answer the request
+    /// (shared by clones).
+    pub fn invalid_answers(&self) -> u64 {
+        self.invalid.load(Relaxed)
+    }
+
+    pub(crate) fn invalid_counter(&self) -> Arc<AtomicU64> {
+        self.invalid.clone()
+    }
+
+    /// Reads one message from the reply inbox.
+    fn read(
+        &self,
+        reply: &async_nats::Message,
+        jti: &str,
+        nonce: u64,
+    ) -> Result<Confirmation, AuthorityError> {
+        if let Some(status) = reply.status
+            && status.is_server_error()
+        {
+            return Err(AuthorityError::failed(format!(
+                "status {status}: {}",
+                reply.description.clone().unwrap_or_default()
+            )));
+        }
+        if let Some(headers) = &reply.headers
+            && let Some(err) = headers.get("Nats-Service-Error")
+        {
+            return Err(AuthorityError::failed(err.to_string()));
+        }
+        let answer = self
+            .verifier
+            .decode_confirm_response(&reply.payload)
+            .map_err(AuthorityError::invalid_answer)?;
+        if answer.nonce != nonce || answer.jti != jti {
+            return Err(AuthorityError::invalid_answer(
+                "answer does not echo the request's nonce and jti",
+            ));
+        }
+        Ok(Confirmation {
+            revoked: answer.revoked,
+            version: Some(answer.version),
+        })
     }
 }
 
@@ -94,39 +157,41 @@ impl Authority for NatsAuthority {
                 jti: query.jti.to_owned(),
                 exp: query.exp,
                 nonce,
+                sub: query.sub.map(str::to_owned),
+                iat: query.iat,
             };
             let payload = encode_request(&self.namespace, &request);
-            let reply = self
+            let inbox = self.client.new_inbox();
+            let mut replies = self
                 .client
-                .request(self.subject.clone(), payload.into())
+                .subscribe(inbox.clone())
                 .await
                 .map_err(AuthorityError::unreachable)?;
-            if let Some(status) = reply.status
-                && status.is_server_error()
-            {
-                return Err(AuthorityError::failed(format!(
-                    "status {status}: {}",
-                    reply.description.unwrap_or_default()
-                )));
+            self.client
+                .publish_with_reply(self.subject.clone(), inbox, payload.into())
+                .await
+                .map_err(AuthorityError::unreachable)?;
+            let mut last_invalid = None;
+            while let Some(reply) = replies.next().await {
+                if reply.status == Some(StatusCode::NO_RESPONDERS) {
+                    // Nobody at all listens: no valid answer can come.
+                    return Err(last_invalid.unwrap_or_else(|| {
+                        AuthorityError::unreachable("no responders on the confirm subject")
+                    }));
+                }
+                match self.read(&reply, query.jti, nonce) {
+                    Ok(confirmation) => return Ok(confirmation),
+                    Err(e) => {
+                        let n = self.invalid.fetch_add(1, Relaxed) + 1;
+                        if n.is_power_of_two() {
+                            tracing::warn!(error = %e, count = n, "skipped an authority answer that does not verify; waiting for a valid one");
+                        }
+                        last_invalid = Some(e);
+                    }
+                }
             }
-            if let Some(headers) = &reply.headers
-                && let Some(err) = headers.get("Nats-Service-Error")
-            {
-                return Err(AuthorityError::failed(err.to_string()));
-            }
-            let answer = self
-                .verifier
-                .decode_confirm_response(&reply.payload)
-                .map_err(AuthorityError::invalid_answer)?;
-            if answer.nonce != nonce || answer.jti != query.jti {
-                return Err(AuthorityError::invalid_answer(
-                    "answer does not echo the request's nonce and jti",
-                ));
-            }
-            Ok(Confirmation {
-                revoked: answer.revoked,
-                version: Some(answer.version),
-            })
+            Err(last_invalid
+                .unwrap_or_else(|| AuthorityError::unreachable("the reply subscription ended")))
         })
     }
 }
@@ -176,7 +241,16 @@ mod http_authorities {
             query: ConfirmQuery<'a>,
         ) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
             Box::pin(async move {
-                let url = format!("{}{}", self.base, http::revocation_path(query.jti));
+                let token = http::TokenQuery {
+                    exp: query.exp,
+                    sub: query.sub.map(str::to_owned),
+                    iat: query.iat,
+                };
+                let mut url = format!("{}{}", self.base, http::revocation_path(query.jti));
+                let params = token.to_query_string();
+                if !params.is_empty() {
+                    url = format!("{url}?{params}");
+                }
                 let mut request = self.client.get(url);
                 if let Some(token) = &self.bearer {
                     request = request.bearer_auth(token);

@@ -1,15 +1,22 @@
-//! The confirm cache: one slot per `jti`, shared by concurrent checks (single-flight)
-//! and kept for a TTL once answered.
+//! The confirm cache: answers kept for a TTL in a bounded cache, and one call in
+//! flight per `jti` shared by concurrent checks (single-flight).
 //!
-//! A slot is an `Arc<OnceCell>`: the first check of a `jti` inserts it and runs the
-//! authority call inside `get_or_init`; concurrent checks of the same `jti` find the
-//! slot and wait on the same cell. If the first caller is cancelled, a waiter takes
-//! over the call. Errors are shared with the waiters of that flight but not cached:
-//! the slot is removed, so the next check asks again.
+//! - Answers live in a [`quick_cache`] cache bounded by `cache_capacity`: when full it
+//!   evicts a few entries by its S3-FIFO policy (answers asked for again stay), never
+//!   everything at once. An answer older than the TTL is not used.
+//! - A flight is an `Arc<OnceCell>` in a map: the first check of a `jti` inserts it
+//!   and runs the authority call inside `get_or_init`; concurrent checks find it and
+//!   wait on the same cell. If the first caller is cancelled, a waiter takes over the
+//!   call. Each check holds a ticket; the last ticket to leave a flight that never got
+//!   an answer removes it, so cancelled calls leave nothing behind. The caller that
+//!   made the call removes the flight and caches the answer, unless a delta evicted
+//!   the `jti` meanwhile (the answer may predate the delta: it is given to the
+//!   flight's waiters but not kept). Errors are shared with the waiters of that
+//!   flight but never cached.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
@@ -18,11 +25,45 @@ use crate::authority::{Authority, ConfirmQuery, Confirmation};
 use crate::error::AuthorityError;
 use crate::stats::{Counters, bump};
 
-type Answer = (Result<Confirmation, AuthorityError>, Instant);
+type Flight = OnceCell<Result<Confirmation, AuthorityError>>;
+type Flights = HashMap<String, Arc<Flight>>;
 
-#[derive(Debug, Default)]
-struct Slot {
-    cell: OnceCell<Answer>,
+/// `behind` before any answer from the past arrived.
+const NONE_BEHIND: u64 = u64::MAX;
+/// Pauses between questions to an authority that answered from an older version.
+const BEHIND_RETRY_FIRST: Duration = Duration::from_millis(5);
+const BEHIND_RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Asks until the answer is "revoked", carries no version, or was computed at
+/// `replica_version` or later. An authority behind the replica has not applied a
+/// delta the replica holds (the one that made the filter hit, maybe): its "not
+/// revoked" proves nothing. Records the newest such version in `behind`.
+async fn ask_until_current(
+    authority: &dyn Authority,
+    query: ConfirmQuery<'_>,
+    replica_version: u64,
+    behind: &AtomicU64,
+    counters: &Counters,
+) -> Result<Confirmation, AuthorityError> {
+    let mut pause = BEHIND_RETRY_FIRST;
+    loop {
+        let answer = authority.confirm(query).await?;
+        match answer.version {
+            Some(version) if !answer.revoked && version < replica_version => {
+                bump(&counters.confirms_behind);
+                behind.store(version, Relaxed);
+                tracing::debug!(
+                    jti = query.jti,
+                    version,
+                    replica_version,
+                    "authority behind the replica; asking again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BEHIND_RETRY_MAX);
+            }
+            _ => return Ok(answer),
+        }
+    }
 }
 
 /// How a confirmation was obtained.
@@ -34,113 +75,177 @@ pub(crate) enum Via {
     Shared,
 }
 
-#[derive(Debug)]
 pub(crate) struct ConfirmCache {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Answers and when they were given.
+    answers: quick_cache::sync::Cache<String, (Confirmation, Instant)>,
+    /// Calls in flight, one per `jti`.
+    flights: Mutex<Flights>,
     ttl: Duration,
-    capacity: usize,
+}
+
+impl std::fmt::Debug for ConfirmCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmCache")
+            .field("answers", &self.answers.len())
+            .field("flights", &self.flights().len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// A check's place in a flight; leaving it (answered or cancelled) may end the flight.
+struct Ticket<'a> {
+    cache: &'a ConfirmCache,
+    jti: &'a str,
+    flight: Option<Arc<Flight>>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.cache.flights();
+        if let Some(flight) = self.flight.take() {
+            // Every clone is made and dropped under this lock, so the count is exact:
+            // the map's and this ticket's mean nobody else waits.
+            if Arc::strong_count(&flight) == 2
+                && flights
+                    .get(self.jti)
+                    .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            {
+                flights.remove(self.jti);
+            }
+            drop(flight);
+        }
+    }
 }
 
 impl ConfirmCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> ConfirmCache {
         ConfirmCache {
-            slots: Mutex::new(HashMap::new()),
+            answers: quick_cache::sync::Cache::new(capacity.max(1)),
+            flights: Mutex::new(HashMap::new()),
             ttl,
-            capacity: capacity.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn flights(&self) -> MutexGuard<'_, Flights> {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Asks `authority` about `query.jti`, through the cache. With `fresh_only`,
-    /// cached "not revoked" answers are not trusted (the replica is stale).
+    /// cached "not revoked" answers are not trusted (the replica is stale). A "not
+    /// revoked" computed at a version below `replica_version` (the replica's when it
+    /// asked) is neither trusted nor cached: the authority is asked again until the
+    /// timeout.
     pub(crate) async fn confirm(
         &self,
         query: ConfirmQuery<'_>,
         authority: &dyn Authority,
         timeout: Duration,
         fresh_only: bool,
+        replica_version: u64,
         counters: &Counters,
     ) -> (Result<Confirmation, AuthorityError>, Via) {
-        let slot = self.slot_for(query.jti, fresh_only);
+        if let Some((answer, at)) = self.answers.get(query.jti)
+            && at.elapsed() < self.ttl
+            && (answer.revoked || !fresh_only)
+        {
+            bump(&counters.confirm_cache_hits);
+            return (Ok(answer), Via::Shared);
+        }
+        let ticket = self.join(query.jti);
+        let Some(flight) = ticket.flight.as_ref() else {
+            unreachable!("a ticket holds its flight until dropped")
+        };
         let called = AtomicBool::new(false);
-        let (answer, _) = slot
-            .cell
+        let answer = flight
             .get_or_init(|| async {
                 called.store(true, Relaxed);
                 bump(&counters.confirms);
-                let result = match tokio::time::timeout(timeout, authority.confirm(query)).await {
+                let behind = AtomicU64::new(NONE_BEHIND);
+                let asking =
+                    ask_until_current(authority, query, replica_version, &behind, counters);
+                let result = match tokio::time::timeout(timeout, asking).await {
                     Ok(result) => result,
-                    Err(_) => Err(AuthorityError::Timeout(timeout)),
+                    Err(_) => match behind.load(Relaxed) {
+                        NONE_BEHIND => Err(AuthorityError::Timeout(timeout)),
+                        answered => Err(AuthorityError::Behind {
+                            answered,
+                            replica: replica_version,
+                        }),
+                    },
                 };
                 match &result {
                     Ok(c) if c.revoked => bump(&counters.confirms_revoked),
                     Ok(_) => bump(&counters.confirms_not_revoked),
                     Err(_) => bump(&counters.confirm_errors),
                 }
-                (result, Instant::now())
+                result
             })
-            .await;
+            .await
+            .clone();
         let called = called.load(Relaxed);
-        if called && answer.is_err() {
-            let mut slots = self.lock();
-            if slots.get(query.jti).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                slots.remove(query.jti);
-            }
-        }
-        if !called {
+        if called {
+            self.land(query.jti, flight, &answer);
+        } else {
             bump(&counters.confirm_cache_hits);
         }
-        (answer.clone(), if called { Via::Call } else { Via::Shared })
+        (answer, if called { Via::Call } else { Via::Shared })
     }
 
-    fn slot_for(&self, jti: &str, fresh_only: bool) -> Arc<Slot> {
-        let mut slots = self.lock();
-        if let Some(slot) = slots.get(jti) {
-            let usable = match slot.cell.get() {
-                None => true,
-                Some((Err(_), _)) => false,
-                Some((Ok(c), at)) => at.elapsed() < self.ttl && (c.revoked || !fresh_only),
-            };
-            if usable {
-                return slot.clone();
-            }
+    /// The flight for `jti`: the one in the air, or a new one.
+    fn join<'a>(&'a self, jti: &'a str) -> Ticket<'a> {
+        let mut flights = self.flights();
+        let flight = flights
+            .entry(jti.to_owned())
+            .or_insert_with(|| Arc::new(Flight::new()))
+            .clone();
+        Ticket {
+            cache: self,
+            jti,
+            flight: Some(flight),
         }
-        if slots.len() >= self.capacity {
-            let ttl = self.ttl;
-            slots.retain(|_, s| match s.cell.get() {
-                None => true,
-                Some((Ok(_), at)) => at.elapsed() < ttl,
-                Some((Err(_), _)) => false,
-            });
-            if slots.len() >= self.capacity {
-                // Still full of fresh answers: drop them all rather than scan for the
-                // oldest; in-flight slots stay so single-flight holds.
-                slots.retain(|_, s| s.cell.get().is_none());
-            }
-        }
-        let slot = Arc::new(Slot::default());
-        slots.insert(jti.to_owned(), slot.clone());
-        slot
     }
 
-    /// Forgets any answer about `jti` (a delta just revoked it).
+    /// Ends an answered flight and keeps its answer, unless a delta evicted the `jti`
+    /// while the call was in the air (then the flight is no longer in the map).
+    fn land(&self, jti: &str, flight: &Arc<Flight>, answer: &Result<Confirmation, AuthorityError>) {
+        let mut flights = self.flights();
+        if !flights.get(jti).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            return;
+        }
+        flights.remove(jti);
+        if let Ok(confirmation) = answer
+            && !self.ttl.is_zero()
+        {
+            // Under the flights lock, so that an eviction is ordered before or after.
+            self.answers
+                .insert(jti.to_owned(), (*confirmation, Instant::now()));
+        }
+    }
+
+    /// Forgets any answer about `jti` and detaches a call in flight (a delta just
+    /// revoked it).
     pub(crate) fn evict(&self, jti: &str) {
-        let mut slots = self.lock();
-        if !slots.is_empty() {
-            slots.remove(jti);
-        }
+        let mut flights = self.flights();
+        flights.remove(jti);
+        self.answers.remove(jti);
     }
 
     /// Forgets every answer (after a resync).
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut flights = self.flights();
+        flights.clear();
+        self.answers.clear();
     }
 
+    /// Nothing cached and nothing in flight: deltas need not evict.
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.answers.is_empty() && self.flights().is_empty()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.answers.len() + self.flights().len()
     }
 }
 
@@ -184,6 +289,8 @@ mod tests {
         ConfirmQuery {
             jti,
             exp: None,
+            sub: None,
+            iat: None,
             token: None,
         }
     }
@@ -199,7 +306,7 @@ mod tests {
         };
         let counters = Counters::default();
         let results =
-            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, &counters))).await;
+            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, 0, &counters))).await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(
             results.iter().filter(|(_, via)| *via == Via::Call).count(),
@@ -207,7 +314,7 @@ mod tests {
         );
         assert!(results.iter().all(|(r, _)| r.as_ref().unwrap().revoked));
         // Answered: later callers get the cached answer.
-        let (_, via) = cache.confirm(q("r1"), &auth, T, false, &counters).await;
+        let (_, via) = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
         assert_eq!(via, Via::Shared);
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(counters.confirm_cache_hits.load(SeqCst), 20);
@@ -219,7 +326,7 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         for _ in 0..3 {
-            let (r, via) = cache.confirm(q("e1"), &auth, T, false, &counters).await;
+            let (r, via) = cache.confirm(q("e1"), &auth, T, false, 0, &counters).await;
             assert!(r.is_err());
             assert_eq!(via, Via::Call);
         }
@@ -241,6 +348,7 @@ mod tests {
                 &auth,
                 Duration::from_millis(20),
                 false,
+                0,
                 &Counters::default(),
             )
             .await;
@@ -255,36 +363,71 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         let cache = ConfirmCache::new(Duration::from_secs(60), 100);
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         // A delta names it: the next check asks again.
         cache.evict("n1");
-        let _ = cache.confirm(q("n1"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 2);
         // Stale: "not revoked" is not trusted, "revoked" is.
-        let _ = cache.confirm(q("n1"), &auth, T, true, &counters).await;
+        let _ = cache.confirm(q("n1"), &auth, T, true, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 3);
-        let _ = cache.confirm(q("r1"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("r1"), &auth, T, true, &counters).await;
+        let _ = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("r1"), &auth, T, true, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 4);
         // A zero TTL caches nothing.
         let cache = ConfirmCache::new(Duration::ZERO, 100);
-        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
-        let _ = cache.confirm(q("n2"), &auth, T, false, &counters).await;
+        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
+        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
         assert_eq!(auth.calls.load(SeqCst), 6);
     }
 
     #[tokio::test]
-    async fn capacity_bounds_the_cache() {
+    async fn a_full_cache_evicts_some_answers_not_all() {
         let auth = Counting::default();
         let counters = Counters::default();
-        let cache = ConfirmCache::new(Duration::from_secs(60), 10);
-        for i in 0..100 {
-            let _ = cache
-                .confirm(q(&format!("n{i}")), &auth, T, false, &counters)
-                .await;
-            assert!(cache.lock().len() <= 10);
+        // Small enough for one shard: eviction order does not depend on hashing.
+        let cache = ConfirmCache::new(Duration::from_secs(60), 30);
+        let revoked: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+        for jti in revoked.iter().chain(revoked.iter()) {
+            let _ = cache.confirm(q(jti), &auth, T, false, 0, &counters).await;
         }
+        assert_eq!(auth.calls.load(SeqCst), 20);
+        for i in 0..20 {
+            let _ = cache
+                .confirm(q(&format!("n{i}")), &auth, T, false, 0, &counters)
+                .await;
+        }
+        assert!(cache.len() <= 30, "bounded: {}", cache.len());
+        // The revoked answers asked for twice are still there.
+        let before = auth.calls.load(SeqCst);
+        for jti in &revoked {
+            let (answer, _) = cache.confirm(q(jti), &auth, T, false, 0, &counters).await;
+            assert!(answer.unwrap().revoked);
+        }
+        let asked_again = auth.calls.load(SeqCst) - before;
+        assert!(asked_again <= 5, "{asked_again} of 20 answers were dropped");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_leaves_nothing_behind() {
+        let auth = Counting {
+            delay: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let counters = Counters::default();
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        for i in 0..50 {
+            let jti = format!("c{i}");
+            let call = cache.confirm(q(&jti), &auth, T, false, 0, &counters);
+            // The caller gives up (its request was cancelled) before the answer.
+            assert!(
+                tokio::time::timeout(Duration::from_millis(1), call)
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(cache.is_empty(), "{} slots leaked", cache.len());
     }
 }

@@ -40,6 +40,16 @@ pub enum AuthorityError {
     /// The authority answered with an error.
     #[error("authority error: {0}")]
     Failed(#[source] Cause),
+    /// Until the confirm timeout, the authority only answered "not revoked" at a
+    /// version older than the replica's: it has not applied a delta the replica holds,
+    /// so its answer may predate the revocation that caused the filter hit.
+    #[error("authority answered at version {answered}, behind the replica's {replica}")]
+    Behind {
+        /// The version of the authority's newest answer.
+        answered: u64,
+        /// The replica's version when it asked.
+        replica: u64,
+    },
 }
 
 impl AuthorityError {

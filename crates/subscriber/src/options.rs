@@ -156,7 +156,9 @@ impl SubscriberOptions {
         self
     }
 
-    /// How many authority answers are kept (default 100,000).
+    /// How many authority answers are kept (default 100,000). When full, the cache
+    /// evicts a few answers by the S3-FIFO policy of `quick_cache`; answers asked for
+    /// again stay longest.
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
@@ -237,14 +239,15 @@ impl SubscriberOptions {
     /// Starts the replica on an existing connection. Must be called within a tokio
     /// runtime (it spawns the background task).
     pub fn with_client(self, client: async_nats::Client) -> Subscriber {
-        let authority = self.authority.clone().unwrap_or_else(|| {
-            Arc::new(NatsAuthority::new(
-                client.clone(),
-                self.namespace.clone(),
-                self.key,
-            ))
-        });
-        Subscriber::start(self, client, authority)
+        let (authority, invalid_answers) = match self.authority.clone() {
+            Some(authority) => (authority, None),
+            None => {
+                let nats = NatsAuthority::new(client.clone(), self.namespace.clone(), self.key);
+                let invalid = nats.invalid_counter();
+                (Arc::new(nats) as Arc<dyn Authority>, Some(invalid))
+            }
+        };
+        Subscriber::start(self, client, authority, invalid_answers)
     }
 }
 

@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub confirms_not_revoked: AtomicU64,
     pub confirm_cache_hits: AtomicU64,
     pub confirm_errors: AtomicU64,
+    pub confirms_behind: AtomicU64,
     pub stale_checks: AtomicU64,
     pub fail_open_accepts: AtomicU64,
     pub fail_closed_rejects: AtomicU64,
@@ -32,6 +33,7 @@ pub(crate) struct Counters {
     pub digest_mismatches: AtomicU64,
     pub reconnects: AtomicU64,
     pub sync_errors: AtomicU64,
+    pub sync_restarts: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Rejected messages by [`revocast_core::DecodeError::reason`] (plus `replayed`).
     pub rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -92,6 +94,12 @@ pub struct Stats {
     pub confirm_cache_hits: u64,
     /// Authority calls that failed or timed out.
     pub confirm_errors: u64,
+    /// Authority answers of "not revoked" at a version older than the replica's: not
+    /// trusted, asked again until the confirm timeout.
+    pub confirms_behind: u64,
+    /// Answers on the confirm subject that did not verify or did not answer the
+    /// request (a rogue responder, garbage): skipped while waiting for a valid one.
+    pub confirm_invalid_answers: u64,
     /// Checks made while not ready or stale.
     pub stale_checks: u64,
     /// Checks accepted only because the policy is fail-open.
@@ -118,6 +126,9 @@ pub struct Stats {
     pub reconnects: u64,
     /// Failed bootstrap, catch-up or resync attempts (retried).
     pub sync_errors: u64,
+    /// Times the sync task ended (or panicked) and was started again; the replica is
+    /// stale from the moment it ends until a heartbeat proves it in sync.
+    pub sync_restarts: u64,
     /// Messages dropped, by reason (`bad_signature`, `truncated`, `replayed`, ...).
     pub rejected_messages: BTreeMap<String, u64>,
 }
@@ -141,6 +152,7 @@ impl Stats {
             confirms_not_revoked: get(&c.confirms_not_revoked),
             confirm_cache_hits: get(&c.confirm_cache_hits),
             confirm_errors: get(&c.confirm_errors),
+            confirms_behind: get(&c.confirms_behind),
             stale_checks: get(&c.stale_checks),
             fail_open_accepts: get(&c.fail_open_accepts),
             fail_closed_rejects: get(&c.fail_closed_rejects),
@@ -154,6 +166,7 @@ impl Stats {
             digest_mismatches: get(&c.digest_mismatches),
             reconnects: get(&c.reconnects),
             sync_errors: get(&c.sync_errors),
+            sync_restarts: get(&c.sync_restarts),
             bytes_received: get(&c.bytes_received),
             rejected_messages: rejected,
             ..Stats::default()

@@ -1,7 +1,7 @@
 //! [`Subscriber`]: the handle services hold, and the checks it answers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -25,10 +25,19 @@ pub(crate) struct Shared {
     /// The replica, replaced whole after each batch of deltas; checks load it without
     /// locking.
     pub filter: ArcSwap<Filter>,
-    /// Ready and not stale: the one flag the miss path reads.
+    /// Ready, within `max_staleness` of the last proven agreement, and not known to
+    /// be behind: the one flag the miss path reads. Changed only under `transitions`.
     pub fresh: AtomicBool,
     pub ready: AtomicBool,
+    /// Past `max_staleness` since the last proven agreement (or the sync task died).
     pub stale: AtomicBool,
+    /// Known behind the publisher: a gap, a digest mismatch or a heartbeat ahead,
+    /// until a heartbeat proves agreement again.
+    pub behind: AtomicBool,
+    /// Serialises the changes of `fresh`, `ready`, `stale` and `behind`, which come
+    /// from the sync task and its supervisor.
+    pub transitions: Mutex<()>,
+    pub max_staleness: Duration,
     pub ready_tx: watch::Sender<bool>,
     /// The version of the filter checks see, sent each time it changes.
     pub version_tx: watch::Sender<u64>,
@@ -43,22 +52,72 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn mark_in_sync(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.in_sync_ms.store(ms, Relaxed);
-        self.stale.store(false, Relaxed);
-        self.fresh.store(self.ready.load(Relaxed), Relaxed);
+    fn transition(&self, change: impl FnOnce()) {
+        let _serial = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        change();
+        let fresh =
+            self.ready.load(Relaxed) && !self.stale.load(Relaxed) && !self.behind.load(Relaxed);
+        self.fresh.store(fresh, Relaxed);
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A heartbeat proved the replica in sync now.
+    pub(crate) fn mark_in_sync(&self) {
+        self.transition(|| {
+            self.in_sync_ms.store(self.now_ms(), Relaxed);
+            self.stale.store(false, Relaxed);
+            self.behind.store(false, Relaxed);
+        });
+    }
+
+    /// The replica cannot vouch for anything (its sync task ended).
     pub(crate) fn mark_stale(&self) {
-        self.stale.store(true, Relaxed);
-        self.fresh.store(false, Relaxed);
+        self.transition(|| self.stale.store(true, Relaxed));
+    }
+
+    /// Marks the replica stale if `max_staleness` has passed since the last proven
+    /// agreement; returns whether it did.
+    pub(crate) fn mark_stale_if_due(&self) -> bool {
+        let mut marked = false;
+        self.transition(|| {
+            if self.ready.load(Relaxed)
+                && !self.stale.load(Relaxed)
+                && self.stale_at().is_some_and(|at| Instant::now() >= at)
+            {
+                self.stale.store(true, Relaxed);
+                marked = true;
+            }
+        });
+        marked
+    }
+
+    /// The replica knows it is behind the publisher (a gap, a digest mismatch, a
+    /// heartbeat ahead): checks stop trusting filter misses until a heartbeat proves
+    /// agreement again.
+    pub(crate) fn mark_behind(&self) {
+        self.transition(|| self.behind.store(true, Relaxed));
     }
 
     pub(crate) fn mark_ready(&self) {
-        self.ready.store(true, Relaxed);
+        self.transition(|| self.ready.store(true, Relaxed));
         self.mark_in_sync();
         self.ready_tx.send_replace(true);
+    }
+
+    /// When the last proven agreement runs out, once ready.
+    pub(crate) fn stale_at(&self) -> Option<Instant> {
+        match self.in_sync_ms.load(Relaxed) {
+            u64::MAX => None,
+            ms => Some(self.epoch + Duration::from_millis(ms) + self.max_staleness),
+        }
+    }
+
+    /// Ready, yet checks follow the policy (stale or known behind).
+    pub(crate) fn is_unfit(&self) -> bool {
+        self.ready.load(Relaxed) && !self.fresh.load(Relaxed)
     }
 }
 
@@ -67,6 +126,8 @@ struct Inner {
     authority: Arc<dyn Authority>,
     policy: Policy,
     confirm_timeout: Duration,
+    /// The default authority's count of answers that did not verify.
+    invalid_answers: Option<Arc<AtomicU64>>,
     client: async_nats::Client,
     /// Dropped with the last handle, which stops the background task.
     _shutdown: oneshot::Sender<()>,
@@ -99,7 +160,7 @@ impl std::fmt::Debug for Subscriber {
             .field("namespace", &shared.namespace.as_str())
             .field("version", &shared.filter.load().version())
             .field("ready", &shared.ready.load(Relaxed))
-            .field("stale", &shared.stale.load(Relaxed))
+            .field("stale", &shared.is_unfit())
             .field("policy", &self.inner.policy)
             .field("authority", &self.inner.authority)
             .finish()
@@ -111,6 +172,7 @@ impl Subscriber {
         options: SubscriberOptions,
         client: async_nats::Client,
         authority: Arc<dyn Authority>,
+        invalid_answers: Option<Arc<AtomicU64>>,
     ) -> Subscriber {
         // Placeholder until the snapshot arrives; default parameters always validate.
         let empty = Filter::new(FilterParams::default())
@@ -123,6 +185,9 @@ impl Subscriber {
             fresh: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             stale: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
+            transitions: Mutex::new(()),
+            max_staleness: options.max_staleness,
             ready_tx,
             version_tx,
             publisher_version: AtomicU64::new(0),
@@ -133,7 +198,7 @@ impl Subscriber {
             views: Views::default(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        tokio::spawn(sync::run(
+        tokio::spawn(sync::supervise(
             shared.clone(),
             client.clone(),
             sync::SyncConfig::new(&options),
@@ -145,6 +210,7 @@ impl Subscriber {
                 authority,
                 policy: options.policy,
                 confirm_timeout: options.confirm_timeout,
+                invalid_answers,
                 client,
                 _shutdown: shutdown_tx,
             }),
@@ -167,10 +233,12 @@ impl Subscriber {
         self.inner.shared.ready.load(Relaxed)
     }
 
-    /// Whether the replica is past `max_staleness` without a heartbeat proving it in
-    /// sync (the policy applies to every check).
+    /// Whether the policy applies to every check: the replica is ready but past
+    /// `max_staleness` without a heartbeat proving it in sync, or it knows it is
+    /// behind the publisher (a gap, a digest mismatch, a heartbeat ahead), or its
+    /// sync task ended and is being restarted.
     pub fn is_stale(&self) -> bool {
-        self.inner.shared.stale.load(Relaxed)
+        self.inner.shared.is_unfit()
     }
 
     /// The replica's filter version.
@@ -231,11 +299,16 @@ impl Subscriber {
         let in_sync = shared.in_sync_ms.load(Relaxed);
         stats.namespace = shared.namespace.to_string();
         stats.ready = ready;
-        stats.stale = shared.stale.load(Relaxed);
+        stats.stale = shared.is_unfit();
         stats.staleness_seconds = (ready && in_sync != u64::MAX).then(|| {
             let now = shared.epoch.elapsed().as_millis() as f64;
             ((now - in_sync as f64) / 1000.0).max(0.0)
         });
+        stats.confirm_invalid_answers = self
+            .inner
+            .invalid_answers
+            .as_ref()
+            .map_or(0, |n| n.load(Relaxed));
         stats.version = filter.version();
         stats.publisher_version = shared.publisher_version.load(Relaxed);
         stats.live_entries = filter.live_entries();
@@ -351,6 +424,8 @@ impl Subscriber {
         let query = ConfirmQuery {
             jti: &claims.jti,
             exp: Some(claims.exp),
+            sub: claims.sub.as_deref(),
+            iat: claims.iat,
             token,
         };
         let (answer, via) = shared
@@ -361,6 +436,7 @@ impl Subscriber {
                 inner.confirm_timeout,
                 // While not in sync, a cached "not revoked" may predate a missed delta.
                 reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
+                shared.filter.load().version(),
                 &shared.counters,
             )
             .await;

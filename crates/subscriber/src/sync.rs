@@ -7,8 +7,15 @@
 //!   holds it, from the newest snapshot);
 //! - a heartbeat ahead of the replica triggers a catch-up, one at the same version
 //!   with another digest a full resync, one that agrees proves the replica in sync;
-//! - past `max_staleness` without such proof, the replica is marked stale;
+//! - a gap, a digest mismatch or a heartbeat ahead marks the replica behind at once:
+//!   checks stop trusting filter misses until a heartbeat proves agreement again;
 //! - after a NATS reconnect, it catches up from the stream.
+//!
+//! A supervisor ([`supervise`]) runs the task and watches the clock apart from it:
+//! past `max_staleness` since the last proven agreement it marks the replica stale,
+//! however busy the task is (a catch-up or a resync may take minutes); when the task
+//! ends or panics, the replica is stale at once and the task starts again with
+//! backoff.
 //!
 //! The task and the readers share one `Arc<Filter>`: a batch of changes clones it
 //! once (`Arc::make_mut`), applies them, and publishes the new `Arc` through the
@@ -37,6 +44,8 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 4096;
 /// Most live messages handled before readers see the new filter.
 const MAX_BATCH: usize = 1024;
+/// A sync task that ran this long before it ended restarts without waiting.
+const RESTART_RESET: Duration = Duration::from_secs(60);
 /// How often fetching a snapshot that is older than the stream's start is retried.
 const SNAPSHOT_ATTEMPTS: u32 = 5;
 
@@ -87,8 +96,6 @@ struct Task {
     pending: BTreeMap<u64, Delta>,
     /// `time_ms` of the newest heartbeat accepted: older or equal ones are replays.
     last_heartbeat_ms: u64,
-    /// When the replica last knew itself in sync.
-    in_sync_at: Instant,
     /// The filter changed since readers last saw it.
     dirty: bool,
     /// Do a catch-up at the next tick (set when one failed or the connection returned).
@@ -97,13 +104,68 @@ struct Task {
     retry_at: Instant,
 }
 
-/// Runs until `shutdown` fires or its sender is dropped (the last handle went away).
-pub(crate) async fn run(
+/// Runs the sync task, restarting it when it ends, and marks the replica stale when
+/// `max_staleness` passes without a proven agreement. Stops when `shutdown` fires
+/// or its sender is dropped (the last handle went away).
+pub(crate) async fn supervise(
     shared: Arc<Shared>,
     client: async_nats::Client,
     config: SyncConfig,
     mut shutdown: oneshot::Receiver<()>,
 ) {
+    let namespace = config.namespace.clone();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let started = Instant::now();
+        let mut task = tokio::spawn(run(shared.clone(), client.clone(), config.clone()));
+        let ended = loop {
+            let now = std::time::Instant::now();
+            let wake = match shared.stale_at() {
+                Some(at) if !shared.stale.load(Relaxed) => at.max(now),
+                // Not ready, or stale already: look again soon.
+                _ => now + TICK,
+            };
+            tokio::select! {
+                _ = &mut shutdown => {
+                    task.abort();
+                    tracing::debug!(%namespace, "revocast replica task stopped");
+                    return;
+                }
+                ended = &mut task => break ended,
+                _ = sleep_until(Instant::from_std(wake)) => {
+                    if shared.mark_stale_if_due() {
+                        tracing::warn!(
+                            %namespace,
+                            version = shared.filter.load().version(),
+                            max_staleness = ?config.max_staleness,
+                            "revocast replica is stale: no heartbeat proved it in sync"
+                        );
+                    }
+                }
+            }
+        };
+        shared.mark_stale();
+        bump(&shared.counters.sync_restarts);
+        match ended {
+            Err(e) if e.is_panic() => {
+                tracing::error!(%namespace, error = %e, "revocast sync task panicked; the replica is stale until it is back");
+            }
+            _ => {
+                tracing::warn!(%namespace, "revocast sync task ended; the replica is stale until it is back");
+            }
+        }
+        if started.elapsed() > RESTART_RESET {
+            backoff.reset();
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = backoff.wait() => {}
+        }
+    }
+}
+
+/// Runs one sync task until its subscriptions end.
+async fn run(shared: Arc<Shared>, client: async_nats::Client, config: SyncConfig) {
     let filter = shared.filter.load_full();
     let store = revocast_nats::Store::new(
         async_nats::jetstream::new(client.clone()),
@@ -117,17 +179,11 @@ pub(crate) async fn run(
         filter,
         pending: BTreeMap::new(),
         last_heartbeat_ms: 0,
-        in_sync_at: Instant::now(),
         dirty: false,
         catch_up_due: false,
         retry_at: Instant::now(),
     };
-    let namespace = task.config.namespace.clone();
-    tokio::select! {
-        _ = &mut shutdown => {}
-        _ = task.run() => {}
-    }
-    tracing::debug!(%namespace, "revocast replica task stopped");
+    task.run().await;
 }
 
 impl Task {
@@ -151,7 +207,6 @@ impl Task {
             }
         }
         self.publish();
-        self.in_sync_at = Instant::now();
         self.shared.mark_ready();
         tracing::info!(namespace = %ns, version = self.filter.version(), "revocast replica ready");
 
@@ -161,8 +216,6 @@ impl Task {
         let nats_stats = self.client.statistics();
         let mut connects = nats_stats.connects.load(Relaxed);
         loop {
-            let stale_at = self.in_sync_at + self.config.max_staleness;
-            let stale = self.shared.stale.load(Relaxed);
             tokio::select! {
                 msg = deltas.next() => {
                     let Some(msg) = msg else { return };
@@ -181,15 +234,6 @@ impl Task {
                 msg = heartbeats.next() => {
                     let Some(msg) = msg else { return };
                     self.on_heartbeat(&msg.payload).await;
-                }
-                _ = sleep_until(stale_at), if !stale => {
-                    self.shared.mark_stale();
-                    tracing::warn!(
-                        namespace = %ns,
-                        version = self.filter.version(),
-                        max_staleness = ?self.config.max_staleness,
-                        "revocast replica is stale: no heartbeat proved it in sync"
-                    );
                 }
                 _ = tick.tick() => {
                     let connected = self.client.connection_state() == async_nats::connection::State::Connected;
@@ -271,6 +315,8 @@ impl Task {
             return;
         }
         if delta.version > version + 1 {
+            // A gap: what the filter misses may be in the deltas before this one.
+            self.shared.mark_behind();
             if self.pending.len() >= MAX_PENDING {
                 // Keep the nearest ones; the far ones come back from the stream.
                 self.pending.pop_last();
@@ -335,11 +381,16 @@ impl Task {
         }
         self.last_heartbeat_ms = hb.time_ms;
         bump(&self.shared.counters.heartbeats);
+        if hb.version > self.filter.version() {
+            // Behind from this moment, not from when the catch-up is done.
+            self.shared.mark_behind();
+        }
         self.shared.publisher_version.store(hb.version, Relaxed);
         if hb.version > self.filter.version() {
             self.catch_up().await;
         }
         if hb.version == self.filter.version() && self.filter.digest() != hb.digest {
+            self.shared.mark_behind();
             bump(&self.shared.counters.digest_mismatches);
             tracing::warn!(
                 version = hb.version,
@@ -353,7 +404,6 @@ impl Task {
         let agrees =
             version > hb.version || (version == hb.version && self.filter.digest() == hb.digest);
         if agrees {
-            self.in_sync_at = Instant::now();
             self.shared.mark_in_sync();
         }
     }

@@ -170,6 +170,22 @@ impl OpenIdProvider {
             .expect("signing with a test key")
     }
 
+    /// Signs `claims` (with `iss` added if absent) with the current key and this `typ`
+    /// header (none when `None`): logout tokens (`logout+jwt`), security event tokens
+    /// (`secevent+jwt`), or a wrong one.
+    pub fn token_with_typ(&self, typ: Option<&str>, mut claims: Value) -> String {
+        if let Some(map) = claims.as_object_mut() {
+            map.entry("iss")
+                .or_insert_with(|| Value::String(self.issuer()));
+        }
+        let signing = self.config().signing;
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(kid(signing));
+        jsonwebtoken::encode(&header, &claims, &self.shared.keys[signing])
+            .expect("signing with a test key")
+    }
+
     /// An RFC 9068 access token valid for `ttl_secs`: `iss`, `sub`, `aud`, `exp`,
     /// `iat`, `jti`, `client_id`, `scope`.
     pub fn access_token(&self, sub: &str, aud: &str, jti: &str, ttl_secs: u64) -> String {

@@ -5,6 +5,8 @@
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
 //! - [`caddy`]: [`Caddy`], the same for a real caddy.
+//! - [`prometheus`]: a real Prometheus server ([`Prometheus`]) on a random loopback
+//!   port with a generated configuration, and [`promtool`].
 //! - [`nginx`]: [`Nginx`], a real nginx with a generated configuration on a loopback
 //!   port, killed on drop; [`nginx_bin`] is `None` when it is not installed.
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
@@ -30,6 +32,7 @@ pub mod caddy;
 mod idp;
 pub mod nats;
 pub mod nginx;
+pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
@@ -43,6 +46,10 @@ pub use nats::{
     ping, try_nats_server_bin,
 };
 pub use nginx::{Nginx, nginx_bin};
+pub use prometheus::{
+    Prometheus, PrometheusBuilder, PrometheusMissing, promtool, try_prometheus_bin,
+    try_promtool_bin,
+};
 pub use proxy::Proxy;
 #[cfg(feature = "stack")]
 pub use stack::{Stack, start_publisher};

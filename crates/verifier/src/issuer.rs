@@ -37,6 +37,7 @@ pub struct IssuerOptions {
     source: KeySource,
     audiences: Vec<String>,
     require_at_jwt: bool,
+    require_exp: bool,
     leeway: u64,
     refresh: Refresh,
 }
@@ -65,6 +66,7 @@ impl IssuerOptions {
             source,
             audiences: Vec::new(),
             require_at_jwt: false,
+            require_exp: true,
             leeway: 30,
             refresh: Refresh::default(),
         }
@@ -81,6 +83,13 @@ impl IssuerOptions {
     /// same issuer out.
     pub fn require_at_jwt(mut self, required: bool) -> Self {
         self.require_at_jwt = required;
+        self
+    }
+
+    /// Whether tokens must carry `exp` (default true). Security event tokens (RFC
+    /// 8417) usually have none; an `exp` that is there is checked either way.
+    pub fn require_exp(mut self, required: bool) -> Self {
+        self.require_exp = required;
         self
     }
 
@@ -131,7 +140,11 @@ impl IssuerOptions {
             leeway: self.leeway,
             ..Validation::default()
         };
-        let mut required = vec!["exp"];
+        let mut required = if self.require_exp {
+            vec!["exp"]
+        } else {
+            Vec::new()
+        };
         match &self.issuer {
             Some(issuer) => {
                 base.set_issuer(&[issuer]);

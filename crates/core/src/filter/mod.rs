@@ -192,6 +192,16 @@ impl Filter {
         }
     }
 
+    /// Only the exact part of [`Filter::lookup`]: whether a subject cutoff or the
+    /// global cutoff rejects the token. The authority uses it beside its exact
+    /// records, where a Bloom hit would be a false positive.
+    pub fn cutoff(&self, probe: &Probe<'_>) -> Option<Lookup> {
+        if self.global_cutoff.is_none() && self.subject_cutoffs.is_empty() {
+            return None;
+        }
+        self.cutoff_lookup(probe)
+    }
+
     /// Bloom lookup of a `jti`: in its `exp` bucket, or in every bucket without `exp`.
     #[inline]
     pub fn contains(&self, jti: &str, exp: Option<u64>) -> bool {

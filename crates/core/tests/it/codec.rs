@@ -59,6 +59,8 @@ fn requests_are_unsigned_and_namespaced() {
         jti: "abc".into(),
         exp: Some(1),
         nonce: 77,
+        sub: None,
+        iat: None,
     };
     let bytes = encode_request(&namespace(), &request);
     assert_eq!(decode_request(&bytes, &namespace(), 4096).unwrap(), request);

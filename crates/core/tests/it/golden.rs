@@ -140,6 +140,8 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Message)> {
         jti: "jti-7".into(),
         exp: Some(EXP + 7),
         nonce: 0x1234_5678_9abc_def0,
+        sub: Some("alice".into()),
+        iat: Some(EXP - 3_600),
     };
     let signer = signer();
     vec![
@@ -228,7 +230,7 @@ fn golden_snapshot_rebuilds_the_filter_with_the_same_digest() {
 fn an_unknown_format_version_is_rejected() {
     for (name, _, _) in vectors() {
         let mut bytes = golden(name).to_vec();
-        bytes[4] = 1;
+        bytes[4] = 2;
         let err = match name {
             "confirm_request.bin" => decode_request(&bytes, &namespace(), 4096).unwrap_err(),
             _ => verifier().decode(&bytes).unwrap_err(),
@@ -237,8 +239,8 @@ fn an_unknown_format_version_is_rejected() {
             matches!(
                 err,
                 DecodeError::UnsupportedVersion {
-                    found: 1,
-                    supported: 2
+                    found: 2,
+                    supported: 3
                 }
             ),
             "{name}: {err}"

@@ -91,6 +91,7 @@ fn revocations_in(value: &Value) -> Vec<(String, u64)> {
 const ROUTES: &[&str] = &[
     "/v1/revocations",
     "/oauth/revoke",
+    "/oauth/introspect",
     "/v1/cutoffs",
     "/v1/stats",
     "/metrics",
@@ -348,6 +349,8 @@ fn aimed() -> impl Strategy<Value = FuzzRequest> {
         ("POST", "/v1/revocations"),
         ("POST", "/v1/cutoffs"),
         ("POST", "/oauth/revoke"),
+        ("POST", "/oauth/introspect"),
+        ("GET", "/.well-known/oauth-authorization-server"),
         ("GET", "/v1/stats"),
         ("GET", "/metrics"),
     ]);
@@ -357,7 +360,7 @@ fn aimed() -> impl Strategy<Value = FuzzRequest> {
     ];
     (route, auth, extra_headers(), body(), any::<u8>()).prop_map(
         |((method, path), auth, extra, body, pick)| {
-            let right = if path == "/oauth/revoke" {
+            let right = if path.starts_with("/oauth/") {
                 "application/x-www-form-urlencoded"
             } else {
                 "application/json"
@@ -553,6 +556,8 @@ fn random_requests_get_4xx_never_5xx_and_lose_no_acknowledged_revocation() {
                     jti: jti.clone(),
                     exp: Some(*exp),
                     nonce: 7,
+                    sub: None,
+                    iat: None,
                 };
                 let reply = nats
                     .request(

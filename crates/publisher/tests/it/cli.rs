@@ -151,6 +151,61 @@ async fn bad_flags_give_clear_errors() {
             "invalid NATS URL",
         ),
         (
+            vec!["serve".into(), "--oauth-client".into(), "app-1".into()],
+            vec![],
+            "expected ID:SECRET",
+        ),
+        (
+            vec!["serve".into()],
+            vec![("REVOCAST_OAUTH_CLIENTS", "app-1:s1,app-2:")],
+            "\"app-2\" has an empty secret",
+        ),
+        (
+            vec!["serve".into(), "--oauth-client".into(), "app-1:s1".into()],
+            vec![],
+            "OAuth clients need a token verification key",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--public-url".into(),
+                "revocast.example.com".into(),
+            ],
+            vec![],
+            "must start with http:// or https://",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--trust-issuer".into(),
+                "https://idp.example".into(),
+            ],
+            vec![],
+            "--trust-audience",
+        ),
+        (
+            vec!["serve".into()],
+            vec![
+                ("REVOCAST_TRUST_ISSUER", "idp.example"),
+                ("REVOCAST_TRUST_AUDIENCES", "rp"),
+            ],
+            "trusted issuer \"idp.example\": must start with http:// or https://",
+        ),
+        (
+            vec!["serve".into(), "--ssf-token".into(), "t".into()],
+            vec![],
+            "--trust-issuer",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--trust-config".into(),
+                "/no/such/trust.json".into(),
+            ],
+            vec![],
+            "cannot read the trusted issuers file /no/such/trust.json",
+        ),
+        (
             vec!["serve".into(), "--wat".into()],
             vec![],
             "unexpected argument '--wat'",
@@ -286,7 +341,7 @@ async fn revoke_cutoff_stats_and_import_through_the_cli() {
             "{jti}"
         );
     }
-    let (_, body) = http.get("/v1/revocations/imp-2").await;
+    let (_, body) = http.get_admin("/v1/revocations/imp-2").await;
     assert_eq!(body["reason"], "lost, phone");
 
     let jsonl = dir.path().join("revoked.jsonl");

@@ -52,6 +52,16 @@ impl Http {
             .await
     }
 
+    /// GET with the admin token `tok`.
+    pub async fn get_admin(&self, path: &str) -> (u16, Value) {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth("tok"),
+        )
+        .await
+    }
+
     /// POST JSON with the admin token `tok`.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(

@@ -177,6 +177,8 @@ async fn nats_restart_under_the_publisher() {
             jti: "after".into(),
             exp: None,
             nonce: 9,
+            sub: None,
+            iat: None,
         },
     );
     let answer = eventually("the authority over NATS", || {
@@ -363,7 +365,7 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
         (503, json!("not_durable")),
         "{body}"
     );
-    let (status, body) = http.get("/v1/revocations/foreign").await;
+    let (status, body) = http.get_admin("/v1/revocations/foreign").await;
     assert_eq!(
         (status, body["reason"].clone()),
         (200, json!("elsewhere")),

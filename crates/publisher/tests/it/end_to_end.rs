@@ -43,7 +43,7 @@ async fn revocations_become_contiguous_signed_deltas() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"version": 2, "revoked": 2, "duplicates": 1, "expired": 1, "noop": false})
+        json!({"version": 2, "revoked": 2, "buckets": 2, "duplicates": 1, "expired": 1, "noop": false})
     );
     // Revoking the same jti again is a success without a new delta.
     let (status, body) = http
@@ -128,6 +128,29 @@ async fn revocations_become_contiguous_signed_deltas() {
         metrics.contains("revocast_commit_seconds_bucket"),
         "{metrics}"
     );
+    // What the alert rules compare: the filter's rates, the snapshot's size against
+    // the limit, the namespace and format of this publisher.
+    let info = format!(
+        "revocast_publisher_info{{namespace=\"{}\",format_version=\"{}\"}} 1",
+        publisher.namespace(),
+        revocast_core::wire::FORMAT_VERSION
+    );
+    let limit = format!(
+        "revocast_snapshot_limit_bytes {}",
+        revocast_nats::store::MAX_SNAPSHOT_BYTES
+    );
+    for expected in [
+        info.as_str(),
+        limit.as_str(),
+        "revocast_filter_target_fpr 0.001",
+        "revocast_filter_estimated_fpr ",
+        "revocast_bucket_entries{bucket=\"",
+        "revocast_bucket_estimated_fpr{bucket=\"",
+        "revocast_nats_connected 1",
+        "revocast_commits_failed_total 0",
+    ] {
+        assert!(metrics.contains(expected), "{expected}: {metrics}");
+    }
 
     publisher.shutdown().await.unwrap();
 }
@@ -147,11 +170,19 @@ async fn authority_answers_over_nats_and_http() {
         .await;
     assert_eq!(status, 200);
 
-    // HTTP.
+    // HTTP: without the admin token, only what the authority's clients need.
     let (status, body) = http.get("/v1/revocations/stolen").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"jti": "stolen", "revoked": true, "version": 1}),
+        "sub, reason and times need the admin token"
+    );
+    let (status, body) = http.get_admin("/v1/revocations/stolen").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked"], true);
     assert_eq!(body["exp"], exp);
+    assert_eq!(body["sub"], "bob");
     assert_eq!(body["reason"], "device lost");
     assert!(body["revoked_at"].as_u64().unwrap() >= now() - 60);
     let (status, body) = http.get("/v1/revocations/fine").await;
@@ -170,6 +201,8 @@ async fn authority_answers_over_nats_and_http() {
                 jti: jti.into(),
                 exp: Some(exp),
                 nonce,
+                sub: None,
+                iat: None,
             },
         );
         let reply = within(
@@ -185,7 +218,8 @@ async fn authority_answers_over_nats_and_http() {
         );
         assert_eq!(answer.version, 1);
         if revoked {
-            assert_eq!(answer.reason.as_deref(), Some("device lost"));
+            // Anyone may ask over NATS: no reason in the answer.
+            assert_eq!(answer.reason, None);
             assert_eq!(answer.exp, Some(exp));
         }
     }
@@ -209,6 +243,8 @@ async fn authority_answers_over_nats_and_http() {
             jti: "x".into(),
             exp: None,
             nonce: 1,
+            sub: None,
+            iat: None,
         },
     );
     let reply = within(
@@ -250,9 +286,9 @@ async fn authority_answers_over_nats_and_http() {
     assert_eq!(endpoint["num_errors"], 2, "{stats}");
     assert_eq!(endpoint["data"]["malformed"], 2, "{stats}");
 
-    // Confirms are counted by answer (HTTP and NATS alike).
+    // Confirms are counted by answer (HTTP, with and without the token, and NATS).
     let stats = publisher.stats();
-    assert_eq!(stats.confirms.revoked, 2);
+    assert_eq!(stats.confirms.revoked, 3);
     assert_eq!(stats.confirms.not_revoked, 2);
     assert_eq!(stats.confirms.malformed, 2);
     publisher.shutdown().await.unwrap();
@@ -329,7 +365,7 @@ async fn restart_rebuilds_from_snapshot_and_stream() {
     assert_eq!(publisher.version(), 5);
     let http = Http::new(publisher.url());
     for i in 0..5 {
-        let (status, body) = http.get(&format!("/v1/revocations/before-{i}")).await;
+        let (status, body) = http.get_admin(&format!("/v1/revocations/before-{i}")).await;
         assert_eq!(status, 200, "before-{i}: {body}");
         assert_eq!(body["reason"], "test");
     }
@@ -506,7 +542,7 @@ async fn the_same_jti_with_an_exp_in_another_bucket_is_added_again() {
     }
     assert!(replica.contains("twice", Some(first)));
     assert!(replica.contains("twice", Some(later)));
-    let (_, body) = http.get("/v1/revocations/twice").await;
+    let (_, body) = http.get_admin("/v1/revocations/twice").await;
     assert_eq!(body["exp"], later);
     publisher.shutdown().await.unwrap();
 }
@@ -535,6 +571,128 @@ async fn nats_user_and_password() {
         "{err}"
     );
     within("shutdown", refused.shutdown()).await.unwrap();
+}
+
+/// The auth team often knows only a `jti` (from a log line): a revocation without
+/// `exp` goes into every bucket a live token's `exp` can fall in, and says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_without_exp_goes_into_every_live_bucket() {
+    let server = NatsServer::start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let params = revocast_core::FilterParams::default();
+    let t = now();
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "from-a-log-line"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let last = params.bucket_of(now() + params.max_token_lifetime + params.leeway);
+    let first = params.first_live_bucket(t);
+    let buckets = body["buckets"].as_u64().unwrap();
+    // The hour may turn between the two readings of the clock.
+    assert!(
+        (last - first..=last - first + 2).contains(&buckets),
+        "{buckets} buckets for {first}..={last}: {body}"
+    );
+    assert_eq!(body["revoked"], 1, "{body}");
+    let mut replica = Filter::new(params.clone()).unwrap();
+    for d in stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await {
+        replica.apply(&d).unwrap();
+    }
+    for exp in [t, t + 60, t + 3_600, t + params.max_token_lifetime] {
+        assert!(replica.contains("from-a-log-line", Some(exp)), "exp {exp}");
+    }
+    // Again: nothing new.
+    let (status, body) = http
+        .post("/v1/revocations", json!({"jti": "from-a-log-line"}))
+        .await;
+    assert_eq!((status, body["noop"].clone()), (200, json!(true)), "{body}");
+    let (status, body) = http.get("/v1/revocations/from-a-log-line").await;
+    assert_eq!((status, body["revoked"].clone()), (200, json!(true)));
+    publisher.shutdown().await.unwrap();
+}
+
+/// A replica that cannot vouch for a token (stale, bootstrapping) sends it to the
+/// authority, which must apply the cutoffs too, not only the `jti` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_applies_subject_and_global_cutoffs() {
+    let server = NatsServer::start();
+    let publisher = start(config(&server)).await;
+    let http = Http::new(publisher.url());
+    let t = now();
+    let (status, body) = http
+        .post("/v1/cutoffs", json!({"sub": "mallory", "not_before": t}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ask = |query: String| {
+        let http = http.clone();
+        async move {
+            http.get(&format!("/v1/revocations/any-token?{query}"))
+                .await
+        }
+    };
+    let (status, body) = ask(format!("sub=mallory&iat={}", t - 10)).await;
+    assert_eq!(
+        (status, body["revoked"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    // Issued after the cutoff, or another subject: not revoked.
+    let (status, _) = ask(format!("sub=mallory&iat={}", t + 10)).await;
+    assert_eq!(status, 404);
+    let (status, _) = ask(format!("sub=alice&iat={}", t - 10)).await;
+    assert_eq!(status, 404);
+
+    // Over NATS, the same.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let ns = publisher.namespace().clone();
+    let verifier = Verifier::new(publisher.public_key(), ns.clone());
+    let ask_nats = |sub: &str, iat: u64| {
+        let request = ConfirmRequest {
+            jti: "any-token".into(),
+            exp: Some(t + 600),
+            nonce: 7,
+            sub: Some(sub.into()),
+            iat: Some(iat),
+        };
+        let payload = encode_request(&ns, &request);
+        let client = client.clone();
+        let subject = ns.confirm_subject();
+        let verifier = verifier.clone();
+        async move {
+            let reply = client.request(subject, payload.into()).await.unwrap();
+            verifier.decode_confirm_response(&reply.payload).unwrap()
+        }
+    };
+    assert!(ask_nats("mallory", t - 10).await.revoked);
+    assert!(!ask_nats("mallory", t + 10).await.revoked);
+
+    // A global cutoff: every token issued before it.
+    let (status, body) = http.post("/v1/cutoffs", json!({"not_before": t})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = ask(format!("sub=alice&iat={}", t - 10)).await;
+    assert_eq!(status, 200);
+    assert!(ask_nats("alice", t - 10).await.revoked);
+    publisher.shutdown().await.unwrap();
+}
+
+/// Credentials written into the NATS URL never show in the unauthenticated stats.
+/// (The server here requires none, so the connection works either way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_nats_url_are_redacted_from_stats() {
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.nats.url = format!("nats://revocast:hunter2@127.0.0.1:{}", server.port());
+    let publisher = start(cfg).await;
+    let (status, stats) = Http::new(publisher.url()).get("/v1/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stats["nats"]["url"],
+        format!("nats://***@127.0.0.1:{}", server.port()),
+        "{stats}"
+    );
+    assert!(!stats.to_string().contains("hunter2"), "{stats}");
+    publisher.shutdown().await.unwrap();
 }
 
 /// The clock in the configuration is the one the publisher signs with: a publisher
@@ -566,7 +724,7 @@ async fn the_configured_clock_is_the_publishers_time() {
         delta.committed_at_ms / 1000
     );
     let (_, body) = Http::new(publisher.url())
-        .get(&revocation_path("ahead"))
+        .get_admin(&revocation_path("ahead"))
         .await;
     let answer: RevocationStatus = serde_json::from_value(body).unwrap();
     assert!(answer.revoked_at.unwrap() >= before + 3_600, "{answer:?}");

@@ -4,8 +4,12 @@
 
 mod api_errors;
 mod api_fuzz;
+mod backup;
 mod cli;
 mod cluster;
 mod common;
 mod durability;
 mod end_to_end;
+mod logout;
+mod oauth;
+mod ssf;

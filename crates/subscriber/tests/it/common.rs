@@ -31,6 +31,9 @@ pub enum Responder {
     Forged,
     /// Answers that do not echo the nonce.
     WrongNonce,
+    /// "Not revoked", computed one version before the publisher's (an authority
+    /// that has not applied its newest delta yet).
+    Behind,
 }
 
 #[derive(Debug)]
@@ -331,6 +334,11 @@ impl FakePublisher {
                             signer.encode(&answer.into())
                         }
                         Responder::Forged => forger.encode(&answer.into()),
+                        Responder::Behind => {
+                            answer.revoked = false;
+                            answer.version = answer.version.saturating_sub(1);
+                            signer.encode(&answer.into())
+                        }
                         Responder::WrongNonce => {
                             answer.nonce = answer.nonce.wrapping_add(1);
                             signer.encode(&answer.into())

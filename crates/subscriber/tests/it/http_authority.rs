@@ -23,6 +23,8 @@ fn query<'a>(jti: &'a str, token: Option<&'a str>) -> ConfirmQuery<'a> {
     ConfirmQuery {
         jti,
         exp: Some(1),
+        sub: None,
+        iat: None,
         token,
     }
 }
