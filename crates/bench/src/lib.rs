@@ -32,6 +32,7 @@ pub mod options;
 pub mod redis;
 pub mod report;
 pub mod scenario;
+pub mod sidecar;
 pub mod stack;
 pub mod workload;
 

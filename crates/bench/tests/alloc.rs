@@ -9,6 +9,10 @@ use revocast_bench::alloc::Region;
 
 static QUIET: Mutex<()> = Mutex::new(());
 
+/// What the test harness's own threads may free inside a window (the other test's
+/// thread ending, its name and result): seen as 24 bytes missing from a 2 MiB growth.
+const SLACK: i64 = 1 << 16;
+
 fn quiet() -> MutexGuard<'static, ()> {
     QUIET
         .lock()
@@ -21,7 +25,7 @@ fn counts_what_is_kept() {
     let region = Region::start();
     let kept: Vec<u8> = Vec::with_capacity(1 << 20);
     let bytes = region.net_bytes();
-    assert!(bytes >= 1 << 20, "{bytes}");
+    assert!(bytes >= (1 << 20) - SLACK, "{bytes}");
     drop(kept);
 }
 
@@ -34,10 +38,8 @@ fn growth_by_realloc_counts_once() {
     let region = Region::start();
     grown.reserve_exact(3 << 20); // from 1 MiB of capacity to 3 MiB
     let bytes = region.net_bytes();
-    // The harness's own threads may free a few bytes inside the window (a run saw
-    // 2 MiB - 24 bytes): a double count would read 4 MiB or more.
     assert!(
-        ((2 << 20) - (64 << 10)..(2 << 20) + (1 << 19)).contains(&bytes),
+        ((2 << 20) - SLACK..(2 << 20) + (1 << 19)).contains(&bytes),
         "{bytes} bytes for 2 MiB more"
     );
     drop(grown);

@@ -228,10 +228,14 @@ async fn check(State(app): State<App>, method: Method, headers: HeaderMap) -> Re
                 (&h.client_id, identity.client_id),
                 (&h.scope, identity.scope),
             ] {
-                // A claim that cannot be a header value (control characters) is left out.
-                if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    out.insert(name.clone(), value);
-                }
+                // Always sent, empty when the token lacks the claim (or when it cannot be
+                // a header value): proxies that copy only the headers present (or, like
+                // Caddy 2.6, copy a placeholder for a missing one) cannot let a client's
+                // own header through.
+                let value = value
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static(""));
+                out.insert(name.clone(), value);
             }
             response
         }

@@ -15,8 +15,9 @@
 //! | `GET /stats` | JSON: replicas, issuers, counters |
 //!
 //! The identity headers of a 200 are `<prefix>Subject`, `<prefix>Jti`,
-//! `<prefix>Client-Id` and `<prefix>Scope` (prefix `X-Auth-` by default), each present
-//! when the token has the claim (`sub`, `jti`, `client_id` or `azp`, `scope` or `scp`).
+//! `<prefix>Client-Id` and `<prefix>Scope` (prefix `X-Auth-` by default), always sent,
+//! empty when the token lacks the claim (`sub`, `jti`, `client_id` or `azp`, `scope` or
+//! `scp`).
 //!
 //! # Layout
 //! - [`config`]: [`Config`], what `main` builds from flags.

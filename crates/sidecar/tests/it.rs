@@ -258,7 +258,7 @@ async fn identity_headers_take_the_configured_prefix() {
         Some("orders:read orders:write")
     );
     assert_eq!(header(&response, "x-auth-subject"), None);
-    // A subject that cannot be a header value is left out, the rest stays.
+    // A subject that cannot be a header value is sent empty, the rest stays.
     let token = idp
         .token(json!({"sub": "line\nbreak", "aud": AUD, "jti": "pfx-2", "exp": now_secs() + 60}));
     let response = sidecar
@@ -269,8 +269,11 @@ async fn identity_headers_take_the_configured_prefix() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "x-user-subject"), None);
+    assert_eq!(header(&response, "x-user-subject"), Some(""));
     assert_eq!(header(&response, "x-user-jti"), Some("pfx-2"));
+    // Claims the token lacks: empty headers, never absent.
+    assert_eq!(header(&response, "x-user-scope"), Some(""));
+    assert_eq!(header(&response, "x-user-client-id"), Some(""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

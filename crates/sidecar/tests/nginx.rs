@@ -110,6 +110,25 @@ async fn nginx_auth_request_passes_refuses_and_fails_closed() {
     assert_eq!(seen["x-auth-client-id"], "test-client");
     assert_eq!(seen["x-auth-scope"], "read write");
 
+    // A token without scope or client id: the client's own headers do not get through.
+    let bare = idp.token(
+        serde_json::json!({"sub": "bob", "aud": AUD, "jti": "ngx-0", "exp": now_secs() + 600}),
+    );
+    let response = http
+        .get(format!("{}/orders/7", nginx.url()))
+        .header("x-auth-scope", "admin")
+        .bearer_auth(&bare)
+        .send()
+        .await
+        .unwrap();
+    let seen: BTreeMap<String, String> = response.json().await.unwrap();
+    assert_eq!(seen.get("x-auth-subject").map(String::as_str), Some("bob"));
+    assert_eq!(
+        seen.get("x-auth-scope").map_or("", String::as_str),
+        "",
+        "{seen:?}"
+    );
+
     // No token, a bad token: 401 with the sidecar's challenge.
     let response = get(None).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

@@ -4,6 +4,7 @@
 //! - [`nats`]: real `nats-server` processes with JetStream ([`NatsServer`],
 //!   [`NatsCluster`]), each on a random loopback port with its own store, stopped on
 //!   drop; [`try_nats_server_bin`] finds the binary.
+//! - [`caddy`]: [`Caddy`], the same for a real caddy.
 //! - [`prometheus`]: a real Prometheus server ([`Prometheus`]) on a random loopback
 //!   port with a generated configuration, and [`promtool`].
 //! - [`nginx`]: [`Nginx`], a real nginx with a generated configuration on a loopback
@@ -26,6 +27,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod caddy;
 #[cfg(feature = "idp")]
 mod idp;
 pub mod nats;
@@ -36,6 +38,7 @@ pub mod proxy;
 mod stack;
 pub mod wait;
 
+pub use caddy::{Caddy, caddy_bin};
 #[cfg(feature = "idp")]
 pub use idp::OpenIdProvider;
 pub use nats::{

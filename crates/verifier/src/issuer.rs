@@ -1,8 +1,9 @@
 //! [`IssuerOptions`]: one issuer, where its keys come from, and what its tokens must
 //! carry.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Header, Validation};
 use serde::de::DeserializeOwned;
@@ -194,6 +195,7 @@ impl IssuerOptions {
             issuer: self.issuer,
             require_at_jwt: self.require_at_jwt,
             keys,
+            cache: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -210,7 +212,22 @@ pub(crate) struct IssuerVerifier {
     pub issuer: Option<String>,
     require_at_jwt: bool,
     keys: Keys,
+    cache: Mutex<HashMap<Box<str>, Cached>>,
 }
+
+/// Tokens verified before: a signature check costs hundreds of microseconds (ES256),
+/// and a token is checked on every request it carries. An entry holds only while the
+/// key set is the one that verified it (any fetch changes the generation) and until
+/// the token's `exp`; tokens without `exp` are not kept.
+#[derive(Debug)]
+struct Cached {
+    claims: serde_json::Value,
+    generation: u64,
+    exp: u64,
+}
+
+/// Entries before the cache is emptied (about 1 KiB each).
+const CACHE_CAPACITY: usize = 10_000;
 
 /// What [`crate::Verifier::status`] reports of one issuer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -267,7 +284,7 @@ impl IssuerVerifier {
         }
         let kid = header.kid.as_deref();
         match &self.keys {
-            Keys::Static(set) => self.verify_with(set, token, header),
+            Keys::Static(set) => self.verify_cached(set, 0, token, header),
             Keys::Remote(remote) => {
                 let loaded = remote.loaded();
                 let known = loaded
@@ -283,7 +300,7 @@ impl IssuerVerifier {
                     remote.loaded()
                 };
                 match &loaded.set {
-                    Some(set) => self.verify_with(set, token, header),
+                    Some(set) => self.verify_cached(set, loaded.generation, token, header),
                     None => Err(VerifyError::KeysUnavailable {
                         issuer: self.name(),
                         cause: loaded
@@ -294,6 +311,48 @@ impl IssuerVerifier {
                 }
             }
         }
+    }
+
+    /// [`IssuerVerifier::verify_with`] through the cache of verified tokens.
+    fn verify_cached<T: DeserializeOwned>(
+        &self,
+        set: &KeySet,
+        generation: u64,
+        token: &str,
+        header: &Header,
+    ) -> Result<T, VerifyError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let hit = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(token)
+                .filter(|c| c.generation == generation && now < c.exp)
+                .map(|c| c.claims.clone())
+        };
+        let claims = match hit {
+            Some(claims) => claims,
+            None => {
+                let claims: serde_json::Value = self.verify_with(set, token, header)?;
+                if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) {
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if cache.len() >= CACHE_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(
+                        token.into(),
+                        Cached {
+                            claims: claims.clone(),
+                            generation,
+                            exp,
+                        },
+                    );
+                }
+                claims
+            }
+        };
+        serde_json::from_value(claims).map_err(|e| VerifyError::Jwt(e.into()))
     }
 
     fn verify_with<T: DeserializeOwned>(

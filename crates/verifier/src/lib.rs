@@ -13,7 +13,10 @@
 //!   fetch runs at a time, and verifications of known keys never wait for it; the
 //!   first fetch starts at once and is retried with backoff while the endpoint is down.
 //! - **Checks**: the algorithm comes from the key (never `none`); `exp`, `nbf`, `iss`
-//!   and `aud`; optionally `typ: at+jwt` (RFC 9068).
+//!   and `aud`; optionally `typ: at+jwt` (RFC 9068). A token verified before is
+//!   answered from a cache (10,000 entries) until its `exp`, while the key set that
+//!   verified it is still the current one: the signature (hundreds of microseconds
+//!   for ES256) is checked once per token, not once per request.
 //! - **Several issuers**: the token's `iss`, read before verification only to pick
 //!   the issuer, selects its keys; an issuer that is not configured is refused.
 //!

@@ -388,3 +388,18 @@ async fn bad_configurations_are_typed_errors() {
         assert!(error.to_string().contains(want), "{error} lacks {want:?}");
     }
 }
+
+#[tokio::test]
+async fn a_token_verified_before_still_expires() {
+    let idp = OpenIdProvider::start().await;
+    let verifier = ready_verifier(vec![options(&idp, HOUR).leeway(0)]).await;
+    let token = idp.token(json!({"sub": "a", "aud": AUD, "jti": "x-1", "exp": now_secs() + 2}));
+    // Verified, then answered again (from the cache of verified tokens).
+    verify(&verifier, &token).await.unwrap();
+    verify(&verifier, &token).await.unwrap();
+    eventually(
+        "the token expires even though it was verified before",
+        || async { matches!(verify(&verifier, &token).await, Err(e) if e.is_expired()) },
+    )
+    .await;
+}
