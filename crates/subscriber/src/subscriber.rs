@@ -41,6 +41,11 @@ pub(crate) struct Shared {
     pub ready_tx: watch::Sender<bool>,
     /// The version of the filter checks see, sent each time it changes.
     pub version_tx: watch::Sender<u64>,
+    /// The same version, stored after `views` were told of the new filter: whoever
+    /// reads version `V` here and then checks sees a filter at `V` or later. (The
+    /// filter's own version is stored first, before the thread-local views know it
+    /// changed: a check in between answers from the previous filter.)
+    pub version: AtomicU64,
     pub publisher_version: AtomicU64,
     /// Milliseconds since `epoch` when the replica last knew itself in sync.
     pub in_sync_ms: AtomicU64,
@@ -196,6 +201,7 @@ impl Subscriber {
             counters: Counters::default(),
             cache: ConfirmCache::new(options.cache_ttl, options.cache_capacity),
             views: Views::default(),
+            version: AtomicU64::new(0),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         tokio::spawn(sync::supervise(
@@ -243,7 +249,10 @@ impl Subscriber {
 
     /// The replica's filter version.
     pub fn version(&self) -> u64 {
-        self.inner.shared.filter.load().version()
+        self.inner
+            .shared
+            .version
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Tells each version the replica's checks start to see, as it happens: for

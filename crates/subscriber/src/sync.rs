@@ -274,6 +274,11 @@ impl Task {
         if self.dirty {
             self.shared.filter.store(self.filter.clone());
             self.shared.views.published();
+            // Last: a reader of this version then finds the views told (see
+            // `Shared::version`).
+            self.shared
+                .version
+                .store(self.filter.version(), std::sync::atomic::Ordering::Release);
             self.shared.version_tx.send_replace(self.filter.version());
             self.dirty = false;
         }
