@@ -653,6 +653,48 @@ async fn the_authority_applies_subject_and_global_cutoffs() {
     publisher.shutdown().await.unwrap();
 }
 
+/// A snapshot over the limit is not written (a replica could not read it); the
+/// previous one stays, commits go on, and a restart rebuilds from it and the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_over_the_limit_is_refused_and_nothing_else_stops() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&server);
+    cfg.signing_key = KeySource::File(dir.path().join("signing.key"));
+    cfg.snapshot_every_deltas = 1;
+    cfg.max_snapshot_bytes = 2048;
+    let publisher = start(cfg.clone()).await;
+    let http = Http::new(publisher.url());
+    let exp = now() + 3600;
+    let items: Vec<_> = (0..1000)
+        .map(|i| json!({"jti": format!("many-{i}"), "exp": exp}))
+        .collect();
+    let (status, body) = http
+        .post("/v1/revocations", json!({"revocations": items}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("a refused snapshot", || async {
+        (publisher.stats().snapshots.refused >= 1).then_some(())
+    })
+    .await;
+    let stats = publisher.stats();
+    assert_eq!(stats.snapshots.limit_bytes, 2048);
+    assert_eq!(stats.snapshots.last_version, 0, "{stats:?}");
+    assert!(stats.snapshots.last_bytes <= 2048);
+    assert_eq!(http.revoke("after").await, 2);
+    publisher.shutdown().await.unwrap();
+
+    let publisher = start(cfg).await;
+    assert_eq!(publisher.version(), 2);
+    let (status, _) = http_of(&publisher).get("/v1/revocations/many-999").await;
+    assert_eq!(status, 200);
+    publisher.shutdown().await.unwrap();
+}
+
+fn http_of(publisher: &revocast_publisher::Publisher) -> Http {
+    Http::new(publisher.url())
+}
+
 /// Credentials written into the NATS URL never show in the unauthenticated stats.
 /// (The server here requires none, so the connection works either way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
