@@ -392,6 +392,10 @@ pub struct PublisherStats {
     pub confirms: ConfirmCounts,
     /// NATS connection.
     pub nats: NatsReport,
+    /// Expiry checks whose clock was ahead of the time the publisher has seen pass
+    /// (a clock jump): expiry used the bound instead. Alert on it.
+    #[serde(default)]
+    pub expiries_clamped: u64,
 }
 
 /// Revocations by outcome.

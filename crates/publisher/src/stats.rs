@@ -40,6 +40,7 @@ pub(crate) struct Counters {
     /// Snapshots written.
     pub(crate) snapshots_published: AtomicU64,
     pub(crate) snapshots_refused: AtomicU64,
+    pub(crate) expiries_clamped: AtomicU64,
     pub(crate) snapshot_limit_bytes: AtomicU64,
     /// When the last snapshot was written, unix milliseconds.
     pub(crate) last_snapshot_at_ms: AtomicU64,
@@ -76,6 +77,7 @@ impl Default for Counters {
             commits_failed: AtomicU64::new(0),
             snapshots_published: AtomicU64::new(0),
             snapshots_refused: AtomicU64::new(0),
+            expiries_clamped: AtomicU64::new(0),
             snapshot_limit_bytes: AtomicU64::new(0),
             last_snapshot_at_ms: AtomicU64::new(0),
             last_snapshot_bytes: AtomicU64::new(0),

@@ -749,3 +749,49 @@ async fn the_configured_clock_is_the_publishers_time() {
     assert!(answer.revoked_at.unwrap() >= before + 3_600, "{answer:?}");
     publisher.shutdown().await.unwrap();
 }
+
+/// A publisher clock that jumps days ahead must not sign an `Expire` that drops every
+/// bucket on every replica: expiry follows the time the publisher has seen pass, and
+/// the jump is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_jumping_ahead_does_not_expire_live_revocations() {
+    #[derive(Debug, Default)]
+    struct Jumpy(std::sync::atomic::AtomicU64);
+    impl revocast_publisher::Clock for Jumpy {
+        fn now_ms(&self) -> u64 {
+            revocast_publisher::Clock::now_ms(&revocast_publisher::SystemClock)
+                + self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    let clock = std::sync::Arc::new(Jumpy::default());
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.clock = clock.clone();
+    cfg.expiry_interval = Duration::from_millis(100);
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    assert_eq!(http.revoke("still-live").await, 1);
+
+    clock
+        .0
+        .store(3 * 86_400_000, std::sync::atomic::Ordering::SeqCst);
+    // Either the jump is noticed, or (the old behaviour) the revocation is dropped.
+    let (status, body) = eventually("the jump to be noticed", || async {
+        let answer = http.get("/v1/revocations/still-live").await;
+        (publisher.stats().expiries_clamped >= 1 || answer.0 != 200).then_some(answer)
+    })
+    .await;
+    assert_eq!(
+        status, 200,
+        "dropped by an expiry at the jumped time: {body}"
+    );
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    for d in &deltas {
+        for c in &d.changes {
+            if let Change::Expire { now } = c {
+                assert!(*now < crate::common::now() + 3_600, "expired at {now}");
+            }
+        }
+    }
+    publisher.shutdown().await.unwrap();
+}
