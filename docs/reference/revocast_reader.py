@@ -429,6 +429,9 @@ class Filter:
         return False
 
     def lookup(self, jti, exp, sub=None, iat=None):
+        p = self.params
+        if iat is not None and exp is not None and exp - iat > p["max_token_lifetime"] + p["leeway"]:
+            return "global_cutoff"
         if iat is None:
             iat = max(exp - self.params["max_token_lifetime"], 0) if exp is not None else 0
         if self.global_cutoff is not None and iat < self.global_cutoff:

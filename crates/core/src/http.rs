@@ -530,6 +530,10 @@ pub struct PublisherStats {
     pub confirms: ConfirmCounts,
     /// NATS connection.
     pub nats: NatsReport,
+    /// Expiry checks whose clock was ahead of the time the publisher has seen pass
+    /// (a clock jump): expiry used the bound instead. Alert on it.
+    #[serde(default)]
+    pub expiries_clamped: u64,
 }
 
 /// Revocations by outcome.
@@ -575,6 +579,13 @@ pub struct SnapshotCounts {
     pub last_bytes: u64,
     /// Version of the last one.
     pub last_version: u64,
+    /// The largest snapshot written or read (`--max-snapshot-bytes`).
+    #[serde(default)]
+    pub limit_bytes: u64,
+    /// Snapshots not written because they were over the limit (the previous one
+    /// stays; replicas bootstrap from it and the stream). Alert on it.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Confirms served, by answer.

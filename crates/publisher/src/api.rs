@@ -561,6 +561,7 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
             state: shared.nats_state().to_owned(),
             url: revocast_core::subjects::redact_urls(&shared.config.nats.url),
         },
+        expiries_clamped: stats::get(&s.expiries_clamped),
     }
 }
 

@@ -208,6 +208,10 @@ struct ServeArgs {
     /// Bound on a graceful shutdown.
     #[arg(long, env = "REVOCAST_SHUTDOWN_TIMEOUT", default_value_t = HumanDuration(defaults::SHUTDOWN_TIMEOUT))]
     shutdown_timeout: HumanDuration,
+    /// Largest snapshot written or read, bytes (at most 256 MiB, the default: about 130
+    /// million live entries). Over half of it warns; over it, no snapshot is written.
+    #[arg(long, env = "REVOCAST_MAX_SNAPSHOT_BYTES", default_value_t = defaults::MAX_SNAPSHOT_BYTES)]
+    max_snapshot_bytes: usize,
 }
 
 impl ServeArgs {
@@ -254,6 +258,7 @@ impl ServeArgs {
             },
             commit_timeout: self.commit_timeout.0,
             shutdown_timeout: self.shutdown_timeout.0,
+            max_snapshot_bytes: self.max_snapshot_bytes,
             ..defaults
         }
     }

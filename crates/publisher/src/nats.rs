@@ -228,7 +228,7 @@ pub(crate) async fn bootstrap(
 ) -> Result<(Storage, Ledger, Option<u64>), Error> {
     let js = jetstream(client.clone());
     let namespace = &config.namespace;
-    let store = Store::new(js.clone(), verifier.clone());
+    let store = Store::new(js.clone(), verifier.clone()).snapshot_limit(config.max_snapshot_bytes);
     let snapshot_store = ensure_object_store(&js, namespace, config.stream_replicas).await?;
     let snapshot = read_snapshot(&store, namespace).await?;
     let params = snapshot
@@ -263,8 +263,10 @@ pub(crate) async fn bootstrap(
     let mut written = None;
     if !had_snapshot || ledger.filter.version() > snapshot_version {
         let bytes = encode_snapshot(signer, ledger.filter.to_state(), config.clock.now_ms());
-        put_snapshot(&storage.objects, &bytes).await?;
-        written = Some(bytes.len() as u64);
+        if within_snapshot_limit(config, bytes.len()) {
+            put_snapshot(&storage.objects, &bytes).await?;
+            written = Some(bytes.len() as u64);
+        }
     }
     Ok((storage, ledger, written))
 }
@@ -351,6 +353,27 @@ pub(crate) async fn rebuild(
         )));
     }
     Ok(ledger)
+}
+
+/// Whether a snapshot of `bytes` may be written: warns past half the limit (the alert
+/// comes long before the refusal), refuses past it. A snapshot over the limit would
+/// stop every new replica's bootstrap; the previous one stays instead, and replicas
+/// replay the stream after it.
+pub(crate) fn within_snapshot_limit(config: &Config, bytes: usize) -> bool {
+    let limit = config.max_snapshot_bytes;
+    if bytes > limit {
+        tracing::error!(
+            bytes,
+            limit,
+            "snapshot over the size limit; not written (the previous one stays): \
+             raise --max-snapshot-bytes, shorten --max-token-lifetime or split the namespace"
+        );
+        return false;
+    }
+    if bytes > limit / 2 {
+        tracing::warn!(bytes, limit, "snapshot over half of the size limit");
+    }
+    true
 }
 
 /// Encodes and signs a snapshot of a filter state, taken at `now_ms`.

@@ -104,13 +104,18 @@ impl Shared {
             revocast_core::Filter::new(config.filter.clone()).map_err(crate::Error::Filter)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready, _) = watch::channel(false);
+        let counters = Counters::default();
+        crate::stats::set(
+            &counters.snapshot_limit_bytes,
+            config.max_snapshot_bytes as u64,
+        );
         Ok((
             Arc::new(Shared {
                 config,
                 signer,
                 verifier,
                 ledger: RwLock::new(Ledger::new(filter)),
-                counters: Counters::default(),
+                counters,
                 ready,
                 commands: tx,
                 nats: OnceLock::new(),

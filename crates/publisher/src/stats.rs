@@ -44,6 +44,9 @@ pub(crate) struct Counters {
     pub(crate) commits_failed: AtomicU64,
     /// Snapshots written.
     pub(crate) snapshots_published: AtomicU64,
+    pub(crate) snapshots_refused: AtomicU64,
+    pub(crate) expiries_clamped: AtomicU64,
+    pub(crate) snapshot_limit_bytes: AtomicU64,
     /// When the last snapshot was written, unix milliseconds.
     pub(crate) last_snapshot_at_ms: AtomicU64,
     /// Size of the last snapshot, bytes.
@@ -91,6 +94,9 @@ impl Default for Counters {
             commits_reconciled: AtomicU64::new(0),
             commits_failed: AtomicU64::new(0),
             snapshots_published: AtomicU64::new(0),
+            snapshots_refused: AtomicU64::new(0),
+            expiries_clamped: AtomicU64::new(0),
+            snapshot_limit_bytes: AtomicU64::new(0),
             last_snapshot_at_ms: AtomicU64::new(0),
             last_snapshot_bytes: AtomicU64::new(0),
             last_snapshot_version: AtomicU64::new(0),
@@ -152,6 +158,8 @@ impl Counters {
             last_at_ms: get(&self.last_snapshot_at_ms),
             last_bytes: get(&self.last_snapshot_bytes),
             last_version: get(&self.last_snapshot_version),
+            limit_bytes: get(&self.snapshot_limit_bytes),
+            refused: get(&self.snapshots_refused),
         }
     }
 
@@ -327,6 +335,18 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_last_snapshot_bytes",
         "Size of the last snapshot",
         snapshots.last_bytes as f64,
+    );
+    gauge(
+        &mut r,
+        "revocast_snapshot_limit_bytes",
+        "Largest snapshot written or read",
+        snapshots.limit_bytes as f64,
+    );
+    counter(
+        &mut r,
+        "revocast_snapshots_refused",
+        "Snapshots not written because they were over the limit",
+        snapshots.refused,
     );
     counter(
         &mut r,

@@ -57,6 +57,10 @@ pub(crate) async fn write_snapshot(
         (version, filter.to_state())
     };
     let bytes = nats::encode_snapshot(&shared.signer, state, shared.now_ms());
+    if !nats::within_snapshot_limit(&shared.config, bytes.len()) {
+        stats::add(&shared.counters.snapshots_refused, 1);
+        return Ok(false);
+    }
     nats::put_snapshot(&storage.objects, &bytes).await?;
     record_snapshot(shared, version, bytes.len() as u64);
     tracing::debug!(version, bytes = bytes.len(), "snapshot written");

@@ -32,6 +32,9 @@ use crate::stats;
 
 /// With no gather window, how often the writer yields for more commands.
 const GATHER_YIELDS: u32 = 2;
+/// How far the clock may run ahead of the time the writer has seen pass before an
+/// expiry uses the bound instead (NTP slews stay well within it).
+const EXPIRY_SLACK_SECS: u64 = 60;
 
 enum Next {
     Command(Command),
@@ -46,6 +49,11 @@ pub(crate) struct Writer {
     rx: mpsc::Receiver<Command>,
     stop: watch::Receiver<bool>,
     snapshot_due: Arc<tokio::sync::Notify>,
+    /// The clock when the writer started, and the monotonic instant then: an expiry
+    /// never uses a time later than this plus the time seen pass (plus slack), so a
+    /// clock that jumps ahead cannot make it drop live buckets everywhere.
+    started_wall_secs: u64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Writer {
@@ -86,12 +94,15 @@ impl Writer {
         stop: watch::Receiver<bool>,
         snapshot_due: Arc<tokio::sync::Notify>,
     ) -> Writer {
+        let started_wall_secs = shared.now_secs();
         Writer {
             shared,
             storage,
             rx,
             stop,
             snapshot_due,
+            started_wall_secs,
+            started: Instant::now(),
         }
     }
 
@@ -218,8 +229,45 @@ impl Writer {
         (batch.commands, None)
     }
 
-    async fn expire_if_due(&mut self) -> Result<(), Error> {
+    /// The clock's time, bounded by the time seen pass since the writer started, and
+    /// the bound when the clock is past it.
+    fn bounded_now(&self) -> (u64, Option<u64>) {
         let now = self.shared.now_secs();
+        let bound = self
+            .started_wall_secs
+            .saturating_add(self.started.elapsed().as_secs())
+            .saturating_add(EXPIRY_SLACK_SECS);
+        if now <= bound {
+            (now, None)
+        } else {
+            (bound, Some(now))
+        }
+    }
+
+    /// [`Writer::bounded_now`] for an expiry, counting and reporting a clamp.
+    fn expiry_now(&self) -> u64 {
+        let (bound, clock) = self.bounded_now();
+        let Some(now) = clock else { return bound };
+        let n = self
+            .shared
+            .counters
+            .expiries_clamped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n.is_power_of_two() {
+            tracing::error!(
+                clock = now,
+                bound,
+                ahead_secs = now - bound,
+                "the clock is ahead of the time this publisher has seen pass; expiring \
+                 at the bound instead (restart the publisher once the clock is right)"
+            );
+        }
+        bound
+    }
+
+    async fn expire_if_due(&mut self) -> Result<(), Error> {
+        let now = self.expiry_now();
         let due = self.shared.ledger().filter.has_expired(now);
         if due {
             tracing::info!(now, "expiring buckets and cutoffs");
@@ -236,7 +284,8 @@ impl Writer {
         expire: Option<u64>,
         mut seeds: BucketSeeds,
     ) -> Result<Plan, FilterError> {
-        let now = self.shared.now_secs();
+        // A clock that jumped ahead must not make live tokens look expired either.
+        let (now, _) = self.bounded_now();
         let budget = self.byte_budget();
         let mut valid = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {

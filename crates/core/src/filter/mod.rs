@@ -180,6 +180,9 @@ impl Filter {
     /// known.
     #[inline]
     pub fn lookup(&self, probe: &Probe<'_>) -> Lookup {
+        if self.outlives_cutoffs(probe) {
+            return Lookup::GlobalCutoff;
+        }
         if (self.global_cutoff.is_some() || !self.subject_cutoffs.is_empty())
             && let Some(hit) = self.cutoff_lookup(probe)
         {
@@ -247,7 +250,9 @@ impl Filter {
             }
             let mut pending: [Option<(&Bucket, u64)>; GROUP] = [None; GROUP];
             for ((slot, probe), key) in pending.iter_mut().zip(group.iter().flatten()).zip(keys) {
-                let cut = if cutoffs {
+                let cut = if self.outlives_cutoffs(probe) {
+                    Some(Lookup::GlobalCutoff)
+                } else if cutoffs {
                     self.cutoff_lookup(probe)
                 } else {
                     None
@@ -275,6 +280,26 @@ impl Filter {
                     *answer = Lookup::FilterHit;
                 }
             }
+        }
+    }
+
+    /// A token whose `iat` and `exp` are further apart than `max_token_lifetime` plus
+    /// the leeway: it would outlive the cutoffs issued after it (a cutoff is dropped
+    /// once every token it can match has expired, by that bound), so no replica can
+    /// vouch for it. It is answered [`Lookup::GlobalCutoff`]: rejected, as if issued
+    /// before the namespace's floor. Without `iat` nothing is known (the cutoffs
+    /// compare `exp - max_token_lifetime` instead).
+    #[inline]
+    fn outlives_cutoffs(&self, probe: &Probe<'_>) -> bool {
+        match (probe.iat, probe.exp) {
+            (Some(iat), Some(exp)) => {
+                exp.saturating_sub(iat)
+                    > self
+                        .params
+                        .max_token_lifetime
+                        .saturating_add(self.params.leeway)
+            }
+            _ => false,
         }
     }
 

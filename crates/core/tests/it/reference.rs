@@ -66,6 +66,9 @@ fn checks() -> Vec<Check> {
         let iat = EXP - 7_200 + i * 30;
         out.push((format!("cut-{i}"), Some(exp), Some(sub.clone()), Some(iat)));
         out.push((format!("old-{i}"), Some(EXP + i), Some(sub), None));
+        // Lifetimes around the namespace's bound (a day plus the leeway).
+        let lifetime = 86_400 + 300 - 150 + i;
+        out.push((format!("long-{i}"), Some(exp), None, Some(exp - lifetime)));
     }
     out
 }

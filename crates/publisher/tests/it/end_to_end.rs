@@ -676,6 +676,48 @@ async fn the_authority_applies_subject_and_global_cutoffs() {
     publisher.shutdown().await.unwrap();
 }
 
+/// A snapshot over the limit is not written (a replica could not read it); the
+/// previous one stays, commits go on, and a restart rebuilds from it and the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_over_the_limit_is_refused_and_nothing_else_stops() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&server);
+    cfg.signing_key = KeySource::File(dir.path().join("signing.key"));
+    cfg.snapshot_every_deltas = 1;
+    cfg.max_snapshot_bytes = 2048;
+    let publisher = start(cfg.clone()).await;
+    let http = Http::new(publisher.url());
+    let exp = now() + 3600;
+    let items: Vec<_> = (0..1000)
+        .map(|i| json!({"jti": format!("many-{i}"), "exp": exp}))
+        .collect();
+    let (status, body) = http
+        .post("/v1/revocations", json!({"revocations": items}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("a refused snapshot", || async {
+        (publisher.stats().snapshots.refused >= 1).then_some(())
+    })
+    .await;
+    let stats = publisher.stats();
+    assert_eq!(stats.snapshots.limit_bytes, 2048);
+    assert_eq!(stats.snapshots.last_version, 0, "{stats:?}");
+    assert!(stats.snapshots.last_bytes <= 2048);
+    assert_eq!(http.revoke("after").await, 2);
+    publisher.shutdown().await.unwrap();
+
+    let publisher = start(cfg).await;
+    assert_eq!(publisher.version(), 2);
+    let (status, _) = http_of(&publisher).get("/v1/revocations/many-999").await;
+    assert_eq!(status, 200);
+    publisher.shutdown().await.unwrap();
+}
+
+fn http_of(publisher: &revocast_publisher::Publisher) -> Http {
+    Http::new(publisher.url())
+}
+
 /// Credentials written into the NATS URL never show in the unauthenticated stats.
 /// (The server here requires none, so the connection works either way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,5 +770,51 @@ async fn the_configured_clock_is_the_publishers_time() {
         .await;
     let answer: RevocationStatus = serde_json::from_value(body).unwrap();
     assert!(answer.revoked_at.unwrap() >= before + 3_600, "{answer:?}");
+    publisher.shutdown().await.unwrap();
+}
+
+/// A publisher clock that jumps days ahead must not sign an `Expire` that drops every
+/// bucket on every replica: expiry follows the time the publisher has seen pass, and
+/// the jump is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_jumping_ahead_does_not_expire_live_revocations() {
+    #[derive(Debug, Default)]
+    struct Jumpy(std::sync::atomic::AtomicU64);
+    impl revocast_publisher::Clock for Jumpy {
+        fn now_ms(&self) -> u64 {
+            revocast_publisher::Clock::now_ms(&revocast_publisher::SystemClock)
+                + self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    let clock = std::sync::Arc::new(Jumpy::default());
+    let server = NatsServer::start();
+    let mut cfg = config(&server);
+    cfg.clock = clock.clone();
+    cfg.expiry_interval = Duration::from_millis(100);
+    let publisher = start(cfg).await;
+    let http = Http::new(publisher.url());
+    assert_eq!(http.revoke("still-live").await, 1);
+
+    clock
+        .0
+        .store(3 * 86_400_000, std::sync::atomic::Ordering::SeqCst);
+    // Either the jump is noticed, or (the old behaviour) the revocation is dropped.
+    let (status, body) = eventually("the jump to be noticed", || async {
+        let answer = http.get("/v1/revocations/still-live").await;
+        (publisher.stats().expiries_clamped >= 1 || answer.0 != 200).then_some(answer)
+    })
+    .await;
+    assert_eq!(
+        status, 200,
+        "dropped by an expiry at the jumped time: {body}"
+    );
+    let deltas = stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await;
+    for d in &deltas {
+        for c in &d.changes {
+            if let Change::Expire { now } = c {
+                assert!(*now < crate::common::now() + 3_600, "expired at {now}");
+            }
+        }
+    }
     publisher.shutdown().await.unwrap();
 }

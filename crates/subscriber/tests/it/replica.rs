@@ -458,6 +458,36 @@ async fn digest_mismatch_triggers_a_resync() {
     assert!(in_sync(&sub, &publisher));
 }
 
+/// A token that lives longer than the namespace's `max_token_lifetime` (plus leeway)
+/// would outlive every cutoff issued after it (cutoffs are dropped once the longest
+/// lifetime has passed): it is rejected, as if before the global cutoff. A fresh
+/// token within the bound is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_living_longer_than_the_namespace_allows_are_rejected() {
+    let server = NatsServer::start();
+    let publisher = FakePublisher::start(&server.url(), "lifetime").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailClosed, LONG)
+        .await;
+    eventually("in sync", || ready(in_sync(&sub, &publisher))).await;
+    let now = now_secs();
+    let params = publisher.filter.params().clone();
+    let too_long = TokenClaims::new("refresh-ish", now + 3600)
+        .with_iat(now + 3600 - params.max_token_lifetime - params.leeway - 1);
+    assert_eq!(
+        sub.check(&too_long).await.unwrap(),
+        Verdict::Revoked {
+            by: RevokedBy::GlobalCutoff,
+            source: Source::Local
+        }
+    );
+    let longest = TokenClaims::new("day-long", now + 3600)
+        .with_iat(now + 3600 - params.max_token_lifetime - params.leeway);
+    assert!(sub.check(&longest).await.unwrap().is_accepted());
+    let fresh = TokenClaims::new("fresh", now + 3600).with_iat(now);
+    assert!(sub.check(&fresh).await.unwrap().is_accepted());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutoffs_reject_exactly_the_tokens_they_should() {
     let server = NatsServer::start();
