@@ -146,7 +146,10 @@ pub async fn export(
         .map(|(jti, record)| ExportedRevocation {
             revocation: Revocation {
                 jti: jti.clone(),
-                exp: Some(record.exp),
+                // Stored in several buckets (revoked without exp, or again with
+                // another exp): restored into every live bucket, never into one.
+                exp: (params.bucket_of(record.first_exp) == params.bucket_of(record.exp))
+                    .then_some(record.exp),
                 sub: record.sub.clone(),
                 reason: record.reason.clone(),
             },

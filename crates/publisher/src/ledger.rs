@@ -11,8 +11,12 @@ use serde::Serialize;
 /// What the authority knows about one revoked `jti`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Record {
-    /// The token's `exp`, unix seconds.
+    /// The token's `exp`, unix seconds (the latest one stored for this `jti`).
     pub exp: u64,
+    /// The earliest `exp` stored for this `jti`. In another bucket than `exp` when the
+    /// `jti` was revoked without `exp` (into every live bucket) or again with another
+    /// `exp`: then it is not one token's `exp`, and an export writes none.
+    pub first_exp: u64,
     /// The token's `sub`, when the revoke call gave it.
     pub sub: Option<String>,
     /// Why, as given to the revoke call.
@@ -101,12 +105,16 @@ impl Ledger {
                         // The same jti revoked again with an exp in another bucket
                         // (a caller's first exp was wrong): the record lives as long
                         // as the latest entry; the first revocation time stays.
-                        Some(record) => record.exp = record.exp.max(*exp),
+                        Some(record) => {
+                            record.exp = record.exp.max(*exp);
+                            record.first_exp = record.first_exp.min(*exp);
+                        }
                         None => {
                             self.records.insert(
                                 jti.clone(),
                                 Record {
                                     exp: *exp,
+                                    first_exp: *exp,
                                     sub: sub.clone(),
                                     reason: reason.clone(),
                                     revoked_at,

@@ -297,3 +297,33 @@ async fn exporting_a_namespace_nobody_wrote_says_so() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_without_exp_is_exported_without_exp() {
+    // Stored in every live bucket, it must be restored into every live bucket: an export
+    // with one `exp` would let a token of that jti with an earlier `exp` pass.
+    let nats = NatsServer::start();
+    let publisher = start(config(&nats)).await;
+    let http = Http::new(publisher.url());
+    for body in [
+        serde_json::json!({"jti": "everywhere"}),
+        serde_json::json!({"jti": "once", "exp": now() + 3600}),
+    ] {
+        let (status, answer) = http.post("/v1/revocations", body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.jsonl");
+    let out = export(&nats, &publisher.public_key().to_string(), &file).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (revocations, _) = records(&file);
+    let exp_of = |jti: &str| {
+        revocations
+            .iter()
+            .find(|r| r.jti == jti)
+            .unwrap_or_else(|| panic!("{jti} exported: {revocations:?}"))
+            .exp
+    };
+    assert_eq!(exp_of("everywhere"), None, "{revocations:?}");
+    assert!(exp_of("once").is_some(), "{revocations:?}");
+}
