@@ -2,7 +2,6 @@
 //! `Stack`) and a real OpenID provider on loopback: the forward-auth contract,
 //! introspection, staleness, and every malformed input (headers, bodies,
 //! credentials, flags).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -2,13 +2,10 @@
 //! upstream, asking the sidecar: a good token passes with identity headers (a client's
 //! own are dropped), a bad one gets the sidecar's 401, a stale replica its 503.
 //! Skipped, with a message, where caddy is not installed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use revocast_sidecar::{App, Config};
 use revocast_subscriber::Policy;
@@ -17,24 +14,7 @@ use revocast_testkit::{
 };
 use revocast_verifier::IssuerOptions;
 
-const AUD: &str = "orders-api";
-
-async fn echo(headers: HeaderMap) -> Json<BTreeMap<String, String>> {
-    Json(
-        headers
-            .iter()
-            .filter(|(name, _)| name.as_str().starts_with("x-auth-"))
-            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
-            .collect(),
-    )
-}
-
-async fn serve(router: axum::Router) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    port
-}
+use crate::common::{AUD, echo, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_passes_refuses_and_fails_closed() {

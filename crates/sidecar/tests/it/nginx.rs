@@ -2,13 +2,10 @@
 //! upstream, asking the sidecar: a good token passes with its identity headers, a
 //! revoked one gets 401 once the revocation arrives, a stale replica gets 503 under
 //! fail-closed. Skipped, with a message, where nginx is not installed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use revocast_sidecar::{App, Config};
 use revocast_subscriber::Policy;
@@ -18,25 +15,7 @@ use revocast_testkit::{
 use revocast_verifier::IssuerOptions;
 use serde_json::Value;
 
-const AUD: &str = "orders-api";
-
-/// The upstream: echoes the X-Auth-* headers it received.
-async fn echo(headers: HeaderMap) -> Json<BTreeMap<String, String>> {
-    Json(
-        headers
-            .iter()
-            .filter(|(name, _)| name.as_str().starts_with("x-auth-"))
-            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
-            .collect(),
-    )
-}
-
-async fn serve(router: axum::Router) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    port
-}
+use crate::common::{AUD, echo, serve};
 
 /// deploy/nginx/revocast.conf with the test's ports.
 fn nginx_conf(listen: u16, sidecar: u16, upstream: u16) -> String {
