@@ -200,12 +200,17 @@ async fn check_answers_200_with_identity_401_or_nothing_else() {
     assert_eq!(ready.status(), StatusCode::OK);
     let stats: Value = sidecar.get("/stats").await.json().await.unwrap();
     assert_eq!(stats["ready"], true);
-    assert_eq!(stats["answers"]["allowed"], 7);
+    // Seven checks were answered 200 on purpose; a poll of the wait above that ran
+    // before the revocation arrived was answered 200 too.
+    let allowed = stats["answers"]["allowed"].as_u64().unwrap();
+    assert!(allowed >= 7, "{stats}");
     assert_eq!(stats["issuers"][0]["issuer"], idp.issuer().as_str());
     assert!(stats["replicas"][0]["checks"].as_u64().unwrap() >= 8);
     let metrics = sidecar.get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains("revocast_sidecar_checks_total{result=\"allowed\"} 7"),
+        metrics.contains(&format!(
+            "revocast_sidecar_checks_total{{result=\"allowed\"}} {allowed}"
+        )),
         "{metrics}"
     );
     assert!(
