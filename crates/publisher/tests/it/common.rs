@@ -174,3 +174,12 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// A replica's view of a token of `sub` issued at `iat`, expiring in ten minutes.
+pub fn claims_of(sub: &str, jti: &str, iat: u64) -> revocast_subscriber::TokenClaims {
+    revocast_subscriber::TokenClaims {
+        sub: Some(sub.into()),
+        iat: Some(iat),
+        ..revocast_subscriber::TokenClaims::new(jti, now() + 600)
+    }
+}

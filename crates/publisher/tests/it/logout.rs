@@ -7,11 +7,10 @@
 
 use revocast_core::http::Committed;
 use revocast_publisher::TrustedIssuer;
-use revocast_subscriber::TokenClaims;
 use revocast_testkit::{NatsServer, OpenIdProvider, Stack};
 use serde_json::{Value, json};
 
-use crate::common::{Http, config, eventually, now};
+use crate::common::{Http, claims_of, config, eventually, now};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const AUDIENCE: &str = "revocast-rp";
@@ -41,14 +40,6 @@ async fn send(http: &Http, body: &[(&str, &str)]) -> (u16, Value, Option<String>
         .get("cache-control")
         .map(|v| v.to_str().unwrap().to_owned());
     (status, response.json().await.unwrap_or(Value::Null), cache)
-}
-
-fn claims_of(sub: &str, jti: &str, iat: u64) -> TokenClaims {
-    TokenClaims {
-        sub: Some(sub.into()),
-        iat: Some(iat),
-        ..TokenClaims::new(jti, now() + 600)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use revocast_publisher::TrustedIssuer;
-use revocast_subscriber::TokenClaims;
 use revocast_testkit::{NatsServer, OpenIdProvider, Stack};
 use serde_json::{Value, json};
 
-use crate::common::{Http, config, eventually, now};
+use crate::common::{Http, claims_of, config, eventually, now};
 
 const AUDIENCE: &str = "https://revocast.example/ssf";
 const STREAM_TOKEN: &str = "stream-token-1";
@@ -39,14 +38,6 @@ async fn push(http: &Http, auth: Option<&str>, content_type: &str, body: &str) -
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-fn claims_of(sub: &str, jti: &str, iat: u64) -> TokenClaims {
-    TokenClaims {
-        sub: Some(sub.into()),
-        iat: Some(iat),
-        ..TokenClaims::new(jti, now() + 600)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
