@@ -301,16 +301,20 @@ async fn s5_hostile_messages_on_every_subject() {
             let ns = Namespace::default();
             // Forged messages of every kind, signed with the wrong key.
             let forged_delta = forger.encode(&Message::Delta(revocast_core::Delta {
+                epoch: 0,
                 version: p.version() + 1,
                 committed_at_ms: 0,
                 changes: vec![revocast_core::Change::Expire { now: u64::MAX }],
             }));
             let forged_heartbeat = forger.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+                epoch: 0,
+                beat: 1,
                 version: p.version() + 1_000,
                 time_ms: 0,
                 digest: revocast_core::Digest([0; 32]),
             }));
             let forged_snapshot = forger.encode(&Message::Snapshot(revocast_core::Snapshot {
+                log_seq: 0,
                 taken_at_ms: 0,
                 state: revocast_core::Filter::new(revocast_core::FilterParams::default())
                     .unwrap()
@@ -480,6 +484,8 @@ async fn s8_publisher_restarted_with_another_key_is_refused_loudly() {
         Namespace::default(),
     );
     let heartbeat = other.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+        epoch: 0,
+        beat: 1,
         version: version + 5,
         time_ms: now_secs() * 1000,
         digest: revocast_core::Digest([1; 32]),

@@ -331,6 +331,7 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
         .revoke_with("foreign", now() + 600, None, Some("elsewhere"), || 0x5eed)
         .unwrap();
     let delta = revocast_core::Delta {
+        epoch: 0,
         version: 2,
         committed_at_ms: now() * 1000,
         changes: staging.finish(),

@@ -168,6 +168,7 @@ impl FakePublisher {
         };
         self.seeds = seeds;
         Delta {
+            epoch: 0,
             version: self.filter.version() + 1,
             committed_at_ms: now_ms(),
             changes,
@@ -234,6 +235,7 @@ impl FakePublisher {
     /// Stores the current filter as the snapshot.
     pub async fn snapshot(&self) {
         let bytes = self.signer.encode(&Message::Snapshot(Snapshot {
+            log_seq: 0,
             taken_at_ms: now_ms(),
             state: self.filter.to_state(),
         }));
@@ -318,6 +320,7 @@ impl FakePublisher {
                 let forger = forger.clone();
                 tokio::spawn(async move {
                     let mut answer = ConfirmResponse {
+                        epoch: 0,
                         jti: request.jti.clone(),
                         nonce: request.nonce,
                         revoked: is_revoked,
@@ -361,6 +364,8 @@ fn heartbeat_from(signer: &Signer, pulse: &Mutex<Pulse>) -> Vec<u8> {
     let time_ms = now_ms().max(pulse.last_time_ms + 1);
     pulse.last_time_ms = time_ms;
     signer.encode(&Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: 1,
         version: pulse.version,
         time_ms,
         digest: pulse.digest,

@@ -95,6 +95,7 @@ async fn not_ready_until_a_valid_snapshot_exists() {
     // Replace snapshot 0 with one signed by another key.
     let forger = Signer::new(signing_key_from_seed([9; 32]), publisher.namespace.clone());
     let forged = forger.encode(&Message::Snapshot(revocast_core::Snapshot {
+        log_seq: 0,
         taken_at_ms: 0,
         state: publisher.filter.to_state(),
     }));
@@ -357,6 +358,8 @@ async fn forged_garbage_replayed_and_foreign_messages_change_nothing() {
         },
         publisher.encode(&old), // replayed
         publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+            epoch: 0,
+            beat: 1,
             version: 99,
             time_ms: u64::MAX,
             digest,
@@ -367,6 +370,8 @@ async fn forged_garbage_replayed_and_foreign_messages_change_nothing() {
     }
     let forged_hb = |signer: &Signer, version: u64| {
         signer.encode(&Message::Heartbeat(Heartbeat {
+            epoch: 0,
+            beat: 1,
             version,
             time_ms: crate::common::now_ms() + 3_600_000,
             digest: revocast_core::Digest([1; 32]),
@@ -443,6 +448,8 @@ async fn digest_mismatch_triggers_a_resync() {
     eventually("synced", || ready(in_sync(&sub, &publisher))).await;
     // A correctly signed heartbeat at the same version with another digest.
     let bytes = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: 1,
         version: publisher.version(),
         time_ms: crate::common::now_ms() + 60_000,
         digest: revocast_core::Digest([3; 32]),
