@@ -391,6 +391,11 @@ impl Publisher {
         self.shared.ledger().filter.version()
     }
 
+    /// The namespace's epoch (a new one when the namespace is created again).
+    pub fn epoch(&self) -> u64 {
+        self.shared.ledger().filter.epoch()
+    }
+
     /// What `GET /v1/stats` would answer.
     pub fn stats(&self) -> PublisherStats {
         api::report(&self.shared)

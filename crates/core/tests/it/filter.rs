@@ -1,7 +1,9 @@
 //! Behaviour of the filter: lookups, cutoffs, expiry, versions, growth and the
 //! false-positive rate.
 use crate::common::{Seeds, revoke_all, small_params};
-use revocast_core::{Change, Delta, Filter, FilterError, FilterParams, LayerSpec, Lookup, Probe};
+use revocast_core::{
+    Change, Delta, Filter, FilterError, FilterParams, LayerSpec, Lookup, Probe, Succession,
+};
 
 const EXP: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -51,6 +53,28 @@ fn apply_requires_the_next_version_and_leaves_the_filter_untouched_otherwise() {
     assert_eq!(
         filter.apply(&gap),
         Err(FilterError::Gap { have: 1, got: 3 })
+    );
+    // Each delta's place, as every reader of the log classifies it.
+    let next = |epoch, version| Delta {
+        epoch,
+        version,
+        committed_at_ms: 0,
+        changes: vec![],
+    };
+    assert_eq!(filter.succession(&next(0, 2)), Succession::Next);
+    assert_eq!(filter.succession(&d1), Succession::Applied);
+    assert_eq!(filter.succession(&gap), Succession::Ahead);
+    assert_eq!(filter.succession(&next(7, 2)), Succession::OtherEpoch);
+    // A delta of another epoch never applies, whatever its version.
+    assert_eq!(
+        filter.apply(&next(7, 2)),
+        Err(FilterError::OtherEpoch { have: 0, got: 7 })
+    );
+    let other = Filter::new(FilterParams::default()).unwrap().with_epoch(7);
+    assert_eq!(other.epoch(), 7);
+    assert_ne!(
+        other.digest(),
+        Filter::new(FilterParams::default()).unwrap().digest()
     );
 
     // A delta whose last change is bad must not apply its good first changes.

@@ -41,6 +41,8 @@ struct Pulse {
     version: u64,
     digest: Digest,
     last_time_ms: u64,
+    /// The last heartbeat's `beat`.
+    beat: u64,
 }
 
 /// The protocol side of a publisher, driven by the test.
@@ -107,6 +109,7 @@ impl FakePublisher {
             version: 0,
             digest: filter.digest(),
             last_time_ms: 0,
+            beat: 0,
         }));
         let mut publisher = FakePublisher {
             client,
@@ -235,7 +238,9 @@ impl FakePublisher {
     /// Stores the current filter as the snapshot.
     pub async fn snapshot(&self) {
         let bytes = self.signer.encode(&Message::Snapshot(Snapshot {
-            log_seq: 0,
+            // This publisher stores only its deltas, in order: the log's sequence
+            // is the version.
+            log_seq: self.filter.version(),
             taken_at_ms: now_ms(),
             state: self.filter.to_state(),
         }));
@@ -254,6 +259,13 @@ impl FakePublisher {
     /// A correctly signed heartbeat for the current version, with a fresh time.
     pub fn heartbeat_bytes(&self) -> Vec<u8> {
         heartbeat_from(&self.signer, &self.pulse)
+    }
+
+    /// The next heartbeat number, for a heartbeat a test makes itself.
+    pub fn next_beat(&self) -> u64 {
+        let mut pulse = self.pulse.lock().unwrap();
+        pulse.beat += 1;
+        pulse.beat
     }
 
     /// Publishes raw bytes on a subject through core NATS, and flushes.
@@ -363,9 +375,10 @@ fn heartbeat_from(signer: &Signer, pulse: &Mutex<Pulse>) -> Vec<u8> {
     let mut pulse = pulse.lock().unwrap();
     let time_ms = now_ms().max(pulse.last_time_ms + 1);
     pulse.last_time_ms = time_ms;
+    pulse.beat += 1;
     signer.encode(&Message::Heartbeat(Heartbeat {
         epoch: 0,
-        beat: 1,
+        beat: pulse.beat,
         version: pulse.version,
         time_ms,
         digest: pulse.digest,

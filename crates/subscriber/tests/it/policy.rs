@@ -367,7 +367,7 @@ async fn a_heartbeat_ahead_makes_the_replica_unfit_at_once() {
     // the way): the replica cannot catch up.
     let ahead = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
         epoch: 0,
-        beat: 1,
+        beat: publisher.next_beat(),
         version: publisher.version() + 1,
         time_ms: now_ms() + 60_000,
         digest: publisher.filter.digest(),

@@ -449,7 +449,7 @@ async fn digest_mismatch_triggers_a_resync() {
     // A correctly signed heartbeat at the same version with another digest.
     let bytes = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
         epoch: 0,
-        beat: 1,
+        beat: publisher.next_beat(),
         version: publisher.version(),
         time_ms: crate::common::now_ms() + 60_000,
         digest: revocast_core::Digest([3; 32]),
