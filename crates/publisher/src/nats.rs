@@ -473,10 +473,10 @@ pub(crate) async fn rebuild(
 async fn first_epoch(store: &Store, first: u64, last: u64) -> Result<Option<u64>, Error> {
     let mut replay = store.replay(first..=last).await?;
     while let Some(entry) = replay.next().await {
-        if let LogEntry::Delta(stored) = entry? {
-            if stored.delta.version == 1 {
-                return Ok(Some(stored.delta.epoch));
-            }
+        if let LogEntry::Delta(stored) = entry?
+            && stored.delta.version == 1
+        {
+            return Ok(Some(stored.delta.epoch));
         }
     }
     Ok(None)

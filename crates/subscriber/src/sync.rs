@@ -48,10 +48,13 @@ const MAX_BATCH: usize = 1024;
 const RESTART_RESET: Duration = Duration::from_secs(60);
 /// How often fetching a snapshot that is older than the stream's start is retried.
 const SNAPSHOT_ATTEMPTS: u32 = 5;
-/// Heartbeats in a row behind the replica before it resyncs. One is normal (a delta
-/// can overtake the heartbeat sent just before it); several mean the publisher's log
-/// lost what the replica holds.
-const AHEAD_BEATS: u32 = 3;
+/// How long heartbeats may stay behind the replica without moving before it resyncs.
+/// Briefly is normal (a delta can overtake the heartbeat sent just before it); for
+/// longer, the publisher's log lost what the replica holds.
+const AHEAD_GRACE: Duration = Duration::from_secs(3);
+/// Fingerprints of applied deltas kept, to tell a copy of one from another delta of
+/// the same version.
+const RECENT_DELTAS: usize = 4096;
 /// Epochs remembered as not the namespace's current one.
 const MAX_REFUTED_EPOCHS: usize = 64;
 
@@ -91,6 +94,8 @@ pub(crate) enum SyncError {
     StreamWentBack { seq: u64, last: u64 },
     #[error("stream message {seq} holds delta {version}; the replica is at {have}")]
     LogGap { seq: u64, version: u64, have: u64 },
+    #[error("delta {version} differs from the delta {version} the replica applied")]
+    Conflict { version: u64 },
 }
 
 struct Task {
@@ -104,13 +109,19 @@ struct Task {
     filter: Arc<Filter>,
     /// The stream sequence of the last log message `filter` has read.
     seq: u64,
-    /// Verified deltas ahead of `filter`, waiting for the gap before them.
-    pending: BTreeMap<u64, Delta>,
+    /// Verified deltas ahead of `filter` (with their fingerprints), waiting for the
+    /// gap before them.
+    pending: BTreeMap<u64, (Delta, u64)>,
+    /// Fingerprints of the deltas applied since the last load.
+    recent: Recent,
+    /// A delta conflicting with one applied arrived: resync.
+    conflict: bool,
     /// [`revocast_core::Heartbeat::order`] of the newest heartbeat accepted in this
     /// epoch: older or equal ones are replays.
     last_heartbeat: Option<(u64, u64)>,
-    /// Heartbeats in a row that were behind the replica.
-    ahead_beats: u32,
+    /// Since when the heartbeats are behind the replica, and the newest such
+    /// heartbeat's version.
+    ahead: Option<(Instant, u64)>,
     /// Epochs known not to be the namespace's current one (the replica left them, or a
     /// resync found another): their heartbeats are dropped without a resync.
     refuted_epochs: HashSet<u64>,
@@ -198,7 +209,9 @@ async fn run(shared: Arc<Shared>, client: async_nats::Client, config: SyncConfig
         seq: 0,
         pending: BTreeMap::new(),
         last_heartbeat: None,
-        ahead_beats: 0,
+        ahead: None,
+        recent: Recent::default(),
+        conflict: false,
         refuted_epochs: HashSet::new(),
         dirty: false,
         catch_up_due: false,
@@ -248,7 +261,9 @@ impl Task {
                             _ => break,
                         }
                     }
-                    if !self.pending.is_empty() {
+                    if self.conflict {
+                        self.resync().await;
+                    } else if !self.pending.is_empty() {
                         self.catch_up().await;
                     }
                 }
@@ -313,7 +328,9 @@ impl Task {
         self.filter = Arc::new(filter);
         self.seq = seq;
         self.dirty = true;
-        self.ahead_beats = 0;
+        self.ahead = None;
+        self.recent = Recent::default();
+        self.conflict = false;
         self.shared.cache.clear();
         if new_epoch != old_epoch {
             // A new life of the namespace: what was pending or heard belongs to the
@@ -342,18 +359,22 @@ impl Task {
     fn on_delta(&mut self, payload: &[u8]) {
         bump_bytes(&self.shared, payload.len());
         match self.config.verifier.decode_delta(payload) {
-            Ok(delta) => self.offer(delta, false),
+            Ok(delta) => self.offer(delta, fingerprint(payload), false),
             Err(e) => self.reject("delta", &e),
         }
     }
 
     /// Applies a verified delta if it is next, holds it if it is ahead, drops it if
     /// it is old.
-    fn offer(&mut self, delta: Delta, from_stream: bool) {
+    fn offer(&mut self, delta: Delta, fingerprint: u64, from_stream: bool) {
         match self.filter.succession(&delta) {
             Succession::Next => {}
             Succession::Applied => {
-                bump(&self.shared.counters.duplicates);
+                if self.recent.conflicts(delta.version, fingerprint) {
+                    self.on_conflict(delta.version);
+                } else {
+                    bump(&self.shared.counters.duplicates);
+                }
                 return;
             }
             Succession::OtherEpoch => {
@@ -369,11 +390,11 @@ impl Task {
                     // Keep the nearest ones; the far ones come back from the stream.
                     self.pending.pop_last();
                 }
-                self.pending.insert(delta.version, delta);
+                self.pending.insert(delta.version, (delta, fingerprint));
                 return;
             }
         }
-        self.apply(&delta, from_stream);
+        self.apply(&delta, fingerprint, from_stream);
         self.drain_pending();
     }
 
@@ -384,17 +405,33 @@ impl Task {
                 entry.remove();
                 bump(&self.shared.counters.duplicates);
             } else if *entry.key() == version + 1 {
-                let delta = entry.remove();
-                self.apply(&delta, false);
+                let (delta, fingerprint) = entry.remove();
+                self.apply(&delta, fingerprint, false);
             } else {
                 break;
             }
         }
     }
 
-    fn apply(&mut self, delta: &Delta, from_stream: bool) {
+    /// Another delta of a version this replica applied: the publisher's log lost the
+    /// deltas this replica holds from there on and was written again (a stream that
+    /// lost its tail). What the replica holds is not the publisher's: resync.
+    fn on_conflict(&mut self, version: u64) {
+        self.shared.mark_behind();
+        if !self.conflict {
+            tracing::warn!(
+                version,
+                "a delta differs from the one this replica applied at the same version: \
+                 the publisher's log lost deltas; resyncing"
+            );
+        }
+        self.conflict = true;
+    }
+
+    fn apply(&mut self, delta: &Delta, fingerprint: u64, from_stream: bool) {
         match Arc::make_mut(&mut self.filter).apply(delta) {
             Ok(()) => {
+                self.recent.insert(delta.version, fingerprint);
                 self.dirty = true;
                 let counters = &self.shared.counters;
                 bump(&counters.deltas_applied);
@@ -474,20 +511,27 @@ impl Task {
         }
         let version = self.filter.version();
         if version == hb.version && self.filter.digest() == hb.digest {
-            self.ahead_beats = 0;
+            self.ahead = None;
             self.shared.mark_in_sync();
         } else if version > hb.version {
-            // Ahead proves nothing: the publisher's log may have lost what this
-            // replica holds (a single-replica stream that lost its tail).
-            self.ahead_beats += 1;
-            if self.ahead_beats >= AHEAD_BEATS {
+            // Briefly ahead is normal: a delta overtook the heartbeat sent just before
+            // it. Ahead for longer with the publisher standing still means its log lost
+            // what this replica holds (a single-replica stream that lost its tail).
+            let now = Instant::now();
+            let since = match self.ahead {
+                Some((since, seen)) if hb.version <= seen => since,
+                _ => now,
+            };
+            self.ahead = Some((since, hb.version));
+            if now.duration_since(since) < AHEAD_GRACE {
+                self.shared.mark_in_sync();
+            } else {
                 self.shared.mark_behind();
                 tracing::warn!(
                     version,
                     publisher = hb.version,
                     "replica stays ahead of the publisher's heartbeats; resyncing"
                 );
-                self.ahead_beats = 0;
                 self.resync().await;
             }
         }
@@ -506,7 +550,8 @@ impl Task {
             Err(
                 e @ (SyncError::SnapshotTooOld { .. }
                 | SyncError::StreamWentBack { .. }
-                | SyncError::LogGap { .. }),
+                | SyncError::LogGap { .. }
+                | SyncError::Conflict { .. }),
             ) => {
                 tracing::warn!(error = %e, "the stream cannot bring the replica up to date; resyncing");
                 self.resync().await;
@@ -540,7 +585,15 @@ impl Task {
             });
         }
         let filter = Arc::make_mut(&mut self.filter);
-        let result = replay(&self.store, &self.shared, filter, &mut self.seq, last).await;
+        let result = replay(
+            &self.store,
+            &self.shared,
+            filter,
+            &mut self.seq,
+            last,
+            &mut self.recent,
+        )
+        .await;
         if self.filter.version() != version {
             self.dirty = true;
         }
@@ -590,7 +643,15 @@ impl Task {
                 backoff.wait().await;
                 continue;
             }
-            replay(&self.store, &self.shared, &mut filter, &mut seq, last).await?;
+            replay(
+                &self.store,
+                &self.shared,
+                &mut filter,
+                &mut seq,
+                last,
+                &mut Recent::default(),
+            )
+            .await?;
             return Ok((filter, seq));
         }
     }
@@ -649,6 +710,7 @@ async fn replay(
     filter: &mut Filter,
     seq: &mut u64,
     last: u64,
+    recent: &mut Recent,
 ) -> Result<(), SyncError> {
     let mut replay = store.replay(*seq + 1..=last).await?;
     while let Some(entry) = replay.next().await {
@@ -665,9 +727,15 @@ async fn replay(
             }
         };
         bump_bytes(shared, stored.payload.len());
+        let print = fingerprint(&stored.payload);
         match filter.succession(&stored.delta) {
             Succession::Next => {}
             Succession::Applied => {
+                if recent.conflicts(stored.delta.version, print) {
+                    return Err(SyncError::Conflict {
+                        version: stored.delta.version,
+                    });
+                }
                 *seq = stored.seq;
                 shared.counters.reject("replayed");
                 continue;
@@ -692,9 +760,41 @@ async fn replay(
                 source,
             })?;
         *seq = stored.seq;
+        recent.insert(stored.delta.version, print);
         bump(&shared.counters.deltas_applied);
         bump(&shared.counters.deltas_from_stream);
         evict_named(shared, &stored.delta);
     }
     Ok(())
+}
+
+/// A delta's fingerprint: the start of its Ed25519 signature (the envelope's last 64
+/// bytes), which differs between two deltas of the same version.
+fn fingerprint(payload: &[u8]) -> u64 {
+    let start = payload
+        .len()
+        .saturating_sub(revocast_core::wire::SIGNATURE_LEN);
+    payload
+        .get(start..start + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Fingerprints of the last [`RECENT_DELTAS`] deltas applied, by version.
+#[derive(Debug, Default)]
+struct Recent(BTreeMap<u64, u64>);
+
+impl Recent {
+    fn insert(&mut self, version: u64, fingerprint: u64) {
+        self.0.insert(version, fingerprint);
+        if self.0.len() > RECENT_DELTAS {
+            self.0.pop_first();
+        }
+    }
+
+    /// Whether a delta of `version` with `fingerprint` is another one than the delta
+    /// of that version applied (unknown versions never conflict).
+    fn conflicts(&self, version: u64, fingerprint: u64) -> bool {
+        self.0.get(&version).is_some_and(|&f| f != fingerprint)
+    }
 }

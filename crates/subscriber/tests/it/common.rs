@@ -60,6 +60,8 @@ pub struct FakePublisher {
     pub heartbeats_paused: Arc<AtomicBool>,
     pulse: Arc<Mutex<Pulse>>,
     seeds: u64,
+    /// The stream sequence of the last delta stored.
+    seq: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -123,6 +125,7 @@ impl FakePublisher {
             heartbeats_paused: Arc::default(),
             pulse,
             seeds: 0,
+            seq: 0,
             tasks: Vec::new(),
         };
         publisher.snapshot().await;
@@ -192,17 +195,15 @@ impl FakePublisher {
                 self.namespace.log_subject(),
                 Publish::build()
                     .payload(bytes.clone().into())
-                    .expected_last_sequence(delta.version - 1)
-                    .message_id(format!("{}:{}", self.namespace, delta.version)),
+                    .expected_last_sequence(self.seq)
+                    .message_id(format!("{}:{}:{}", self.namespace, delta.version, self.seq)),
             )
             .await
             .unwrap()
             .await
             .unwrap();
-        assert_eq!(
-            ack.sequence, delta.version,
-            "stream sequence is the version"
-        );
+        assert_eq!(ack.sequence, self.seq + 1, "the next stream message");
+        self.seq = ack.sequence;
         self.client
             .publish(self.namespace.delta_subject(), bytes.into())
             .await
@@ -235,12 +236,29 @@ impl FakePublisher {
         self.store(&delta).await;
     }
 
+    /// Comes back as a publisher whose single-replica stream lost its tail: at
+    /// `filter` (an older state of its own), with the stream purged and a snapshot of
+    /// `filter` covering it. Its next deltas take versions replicas already hold.
+    pub async fn lose_tail(&mut self, filter: Filter) {
+        let stream = self
+            .js
+            .get_stream(self.namespace.stream_name())
+            .await
+            .unwrap();
+        stream.purge().await.unwrap();
+        self.filter = filter;
+        {
+            let mut pulse = self.pulse.lock().unwrap();
+            pulse.version = self.filter.version();
+            pulse.digest = self.filter.digest();
+        }
+        self.snapshot().await;
+    }
+
     /// Stores the current filter as the snapshot.
     pub async fn snapshot(&self) {
         let bytes = self.signer.encode(&Message::Snapshot(Snapshot {
-            // This publisher stores only its deltas, in order: the log's sequence
-            // is the version.
-            log_seq: self.filter.version(),
+            log_seq: self.seq,
             taken_at_ms: now_ms(),
             state: self.filter.to_state(),
         }));

@@ -25,6 +25,37 @@ fn hits_all(sub: &Subscriber, jtis: &[String], exp: u64) -> bool {
     })
 }
 
+/// A single-replica stream that lost its tail and was written again: the publisher is
+/// back at an older version and commits new deltas with versions the replica holds.
+/// Its heartbeats are held back, so that only the new delta itself can tell the
+/// replica (before, it was dropped as a duplicate and the replica kept accepting it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_lost_its_tail_and_was_written_again_is_followed() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "tail").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailOpen, Duration::from_secs(60))
+        .await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&jtis("kept", 3), exp).await;
+    let kept = publisher.filter.clone();
+    publisher.revoke(&jtis("lost", 2), exp).await;
+    eventually("in sync", || ready(in_sync(&sub, &publisher))).await;
+
+    publisher
+        .heartbeats_paused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    publisher.lose_tail(kept).await;
+    let fresh = jtis("after-loss", 2);
+    publisher.revoke(&fresh, exp).await;
+    eventually("the replica follows the log written again", || {
+        ready(sub.version() == publisher.version() && sub.digest() == publisher.filter.digest())
+    })
+    .await;
+    assert!(hits_all(&sub, &fresh, exp));
+    assert!(sub.stats().resyncs >= 1, "{:?}", sub.stats());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstraps_from_snapshot_then_stream() {
     let server = NatsServer::start();
