@@ -230,7 +230,7 @@ def bit_positions(h, k):
 # Bytes: the envelope and bincode-encoded bodies (FORMAT.md, "Encoding")
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KINDS = {1: "snapshot", 2: "delta", 3: "heartbeat", 4: "confirm request", 5: "confirm response"}
 
 
@@ -335,14 +335,17 @@ def read_bucket_state(b):
 def read_snapshot(body):
     b = Body(body)
     taken_at_ms = b.varint()
+    log_seq = b.varint()
     state = {
         "params": read_params(b),
+        "epoch": b.varint(),
         "version": b.varint(),
         "buckets": b.seq(lambda: read_bucket_state(b)),
         "subject_cutoffs": b.seq(lambda: (b.string(), b.varint())),
         "global_cutoff": b.option(b.varint),
     }
     b.end()
+    state["log_seq"] = log_seq
     return taken_at_ms, state
 
 
@@ -365,14 +368,16 @@ def read_change(b):
 
 def read_delta(body):
     b = Body(body)
-    delta = {"version": b.varint(), "committed_at_ms": b.varint(), "changes": b.seq(lambda: read_change(b))}
+    delta = {"epoch": b.varint(), "version": b.varint(), "committed_at_ms": b.varint(),
+             "changes": b.seq(lambda: read_change(b))}
     b.end()
     return delta
 
 
 def read_heartbeat(body):
     b = Body(body)
-    heartbeat = {"version": b.varint(), "time_ms": b.varint(), "digest": b.take(32).hex()}
+    heartbeat = {"epoch": b.varint(), "version": b.varint(), "beat": b.varint(), "time_ms": b.varint(),
+                 "digest": b.take(32).hex()}
     b.end()
     return heartbeat
 
@@ -407,6 +412,7 @@ class Layer:
 class Filter:
     def __init__(self, state):
         self.params = state["params"]
+        self.epoch = state["epoch"]
         self.version = state["version"]
         self.buckets = {}
         for bucket in state["buckets"]:
@@ -442,6 +448,8 @@ class Filter:
 
     def apply(self, delta):
         """Applies a delta; this reader trusts (does not re-validate) what it applies."""
+        if delta["epoch"] != self.epoch:
+            raise FormatError("delta of epoch %016x, filter of %016x" % (delta["epoch"], self.epoch))
         if delta["version"] != self.version + 1:
             raise FormatError("delta %d does not follow version %d" % (delta["version"], self.version))
         for name, c in delta["changes"]:
@@ -513,6 +521,8 @@ def main(argv):
             flt.apply(read_delta(body))
         elif kind == "heartbeat":
             heartbeat = read_heartbeat(body)
+            if heartbeat["epoch"] != flt.epoch:
+                raise FormatError("heartbeat of epoch %016x, filter of %016x" % (heartbeat["epoch"], flt.epoch))
             if heartbeat["version"] != flt.version:
                 raise FormatError("heartbeat at version %d, filter at %d" % (heartbeat["version"], flt.version))
         else:

@@ -78,6 +78,7 @@ fn build(items: impl Iterator<Item = (String, u64)>, hint: u64) -> Filter {
                 .unwrap();
         }
         let delta = Delta {
+            epoch: 0,
             version: filter.version() + 1,
             committed_at_ms: 0,
             changes: staging.finish(),
@@ -259,6 +260,7 @@ fn insert_and_snapshot(c: &mut Criterion) {
                         .unwrap();
                 }
                 let delta = Delta {
+                    epoch: 0,
                     version: filter.version() + 1,
                     committed_at_ms: 0,
                     changes: staging.finish(),
@@ -282,6 +284,7 @@ fn insert_and_snapshot(c: &mut Criterion) {
         .revoke(&jti_of(1, 2 * LIVE), exp_of(2 * LIVE), || 1)
         .unwrap();
     let delta = Delta {
+        epoch: 0,
         version: sized.version() + 1,
         committed_at_ms: 0,
         changes: staging.finish(),
@@ -307,12 +310,14 @@ fn insert_and_snapshot(c: &mut Criterion) {
     group.bench_function("encode_and_sign/1000000", |b| {
         b.iter(|| {
             black_box(signer.encode(&Message::Snapshot(Snapshot {
+                log_seq: 0,
                 taken_at_ms: 0,
                 state: sized.to_state(),
             })))
         })
     });
     let bytes = signer.encode(&Message::Snapshot(Snapshot {
+        log_seq: 0,
         taken_at_ms: 0,
         state: sized.to_state(),
     }));

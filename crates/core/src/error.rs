@@ -19,6 +19,14 @@ pub enum FilterError {
         /// The delta's version.
         got: u64,
     },
+    /// The delta belongs to another epoch of the namespace.
+    #[error("the delta is of epoch {got:016x}, the filter of epoch {have:016x}")]
+    OtherEpoch {
+        /// The filter's epoch.
+        have: u64,
+        /// The delta's epoch.
+        got: u64,
+    },
     /// Parameters that do not make a usable filter.
     #[error("invalid filter parameters: {0}")]
     InvalidParams(&'static str),

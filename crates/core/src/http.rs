@@ -156,7 +156,7 @@ pub struct RevocationBatch {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Committed {
-    /// Filter version (= stream sequence) holding the call's changes.
+    /// Filter version holding the call's changes.
     pub version: u64,
     /// Revocations this call added.
     pub revoked: u64,
@@ -378,6 +378,10 @@ pub struct RevocationStatus {
     pub reason: Option<String>,
     /// The authority's filter version when it answered.
     pub version: u64,
+    /// The namespace's epoch the answer was computed in, 16 hex digits (absent from
+    /// authorities that predate epochs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// Why a response is not the authority's answer about a `jti`.
@@ -510,8 +514,19 @@ pub struct PublisherStats {
     pub public_key: String,
     /// Whether the publisher finished loading its state.
     pub ready: bool,
-    /// Filter version (= JetStream stream sequence).
+    /// Filter version: deltas committed in this epoch.
     pub version: u64,
+    /// The namespace's epoch, 16 hex digits: a new one when the namespace is created
+    /// again.
+    #[serde(default)]
+    pub epoch: String,
+    /// The stream sequence of the last log message read or written.
+    #[serde(default)]
+    pub log_seq: u64,
+    /// Messages in the log that are not this publisher's next delta (garbage, another
+    /// key, copies of old deltas, another epoch), skipped and counted. Alert on it.
+    #[serde(default)]
+    pub log_messages_skipped: u64,
     /// Seconds since start.
     pub uptime_seconds: u64,
     /// Exact revocation records the authority holds.
@@ -631,6 +646,7 @@ mod tests {
             revoked_at: revoked.then_some(5),
             reason: None,
             version: 3,
+            epoch: None,
         })
         .unwrap()
     }

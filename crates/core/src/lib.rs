@@ -21,28 +21,35 @@
 //! # Protocol (what the publisher and subscribers agree on)
 //! All names come from [`Namespace`]; all payloads are envelopes from [`wire`].
 //! - **Deltas**: JetStream stream [`Namespace::stream_name`] captures
-//!   [`Namespace::log_subject`]. The message with stream sequence `V` is the signed
-//!   [`Delta`] with `version == V`: the publisher is the single writer and publishes
-//!   with `Nats-Expected-Last-Sequence: V-1` (and `Nats-Msg-Id: <ns>:<V>`). File
-//!   storage, `max_age` at least the longest token lifetime plus leeway, so every delta
-//!   whose entries may still be live is in the stream. Only once JetStream acknowledged
-//!   `V` does the publisher send the same bytes on [`Namespace::delta_subject`] (core
-//!   NATS), where replicas receive it live. Two subjects, because core subscribers of
-//!   a stream's own subject also receive publishes that JetStream then refuses or
-//!   loses in a failover: a replica would hold a `V` that the stream does not.
+//!   [`Namespace::log_subject`]. Each signed [`Delta`] carries its namespace's epoch
+//!   and its own version; its stream sequence is only its place in the log, which may
+//!   also hold messages that are not deltas of this publisher (anyone allowed to
+//!   publish there can store one). The publisher is the single writer: it publishes
+//!   with `Nats-Expected-Last-Sequence: <last sequence it read>` and `Nats-Msg-Id:
+//!   <ns>:<epoch>:<version>`. File storage, `max_age` at least the longest token
+//!   lifetime plus leeway, so every delta whose entries may still be live is in the
+//!   stream. Only once JetStream acknowledged it does the publisher send the same bytes
+//!   on [`Namespace::delta_subject`] (core NATS), where replicas receive it live. Two
+//!   subjects, because core subscribers of a stream's own subject also receive
+//!   publishes that JetStream then refuses or loses in a failover: a replica would hold
+//!   a version that the stream does not. Every reader of the log takes the next delta
+//!   of its epoch and skips (and counts) everything else ([`Filter::succession`];
+//!   `docs/FORMAT.md`, section 8).
 //! - **Snapshots**: object store bucket [`Namespace::snapshot_bucket`], object
 //!   [`subjects::SNAPSHOT_OBJECT`], holding one signed [`Snapshot`] envelope. The
 //!   publisher writes version 0 before it first reports ready, so a replica always
 //!   finds one, then every N deltas or T seconds and on shutdown.
 //! - **Heartbeats**: signed [`Heartbeat`] on [`Namespace::heartbeat_subject`] (core
-//!   NATS, not stored), every second by default.
+//!   NATS, not stored), every second by default, ordered by `(version, beat)` within
+//!   an epoch: a publisher that takes a namespace over commits a delta first.
 //! - **Authority**: NATS micro service [`subjects::AUTHORITY_SERVICE`] with endpoint
 //!   [`subjects::CONFIRM_ENDPOINT`] on [`Namespace::confirm_subject`]. Request: an
 //!   unsigned [`ConfirmRequest`] ([`encode_request`]); answer: a signed
 //!   [`ConfirmResponse`] echoing the nonce.
-//! - **Bootstrap**: load the snapshot (version `S`), then apply stream messages
-//!   `S+1..=last`. If the stream's first sequence is above `S+1`, the snapshot is too
-//!   old: fetch it again (the publisher snapshots far more often than `max_age`).
+//! - **Bootstrap**: load the snapshot (covering the log up to message `S`, its
+//!   `log_seq`), then read stream messages `S+1..=last`. If the stream's first
+//!   sequence is above `S+1`, the snapshot is too old: fetch it again (the publisher
+//!   snapshots far more often than `max_age`).
 
 pub mod codec;
 pub mod duration;
@@ -57,7 +64,7 @@ pub use error::{DecodeError, FilterError, KeyError, NamespaceError};
 pub use filter::{
     Bitmap, BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats,
     LayerSpec, LayerStats, Lookup, MAX_BLOCKS, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe,
-    Staging, check_jti, check_sub, optimal_bits_per_entry,
+    Staging, Succession, check_jti, check_sub, optimal_bits_per_entry,
 };
 pub use keys::{PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
 pub use subjects::Namespace;

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "RVCB"
-//! 4       1     format version (2)
+//! 4       1     format version (4)
 //! 5       1     kind (1 snapshot, 2 delta, 3 heartbeat, 4 confirm request, 5 confirm response)
 //! 6       1     namespace length n (1..=64)
 //! 7       n     namespace (ASCII)
@@ -36,7 +36,7 @@ use crate::subjects::Namespace;
 /// First four bytes of every revocast message.
 pub const MAGIC: [u8; 4] = *b"RVCB";
 /// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 /// Default largest message a decoder accepts (snapshots of tens of millions of entries).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Memory a confirm request's body may claim while it decodes.
@@ -51,6 +51,9 @@ const HEADER_LEN: usize = 7;
 pub struct Snapshot {
     /// When the publisher took it, unix milliseconds.
     pub taken_at_ms: u64,
+    /// The stream sequence of the last log message the state covers (0: none). A
+    /// reader replays the log from the next one.
+    pub log_seq: u64,
     /// The state.
     pub state: FilterState,
 }
@@ -58,12 +61,26 @@ pub struct Snapshot {
 /// The publisher's pulse: where it is and what its filter hashes to.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
 pub struct Heartbeat {
+    /// The namespace's epoch.
+    pub epoch: u64,
     /// The publisher's filter version.
     pub version: u64,
-    /// The publisher's clock, unix milliseconds.
+    /// The heartbeat's number within this publisher's life, from 1. A publisher that
+    /// takes over a namespace commits a delta first, so that `(version, beat)` orders
+    /// every heartbeat of an epoch ([`Heartbeat::order`]) whatever the clocks say.
+    pub beat: u64,
+    /// The publisher's clock, unix milliseconds (for lag figures only).
     pub time_ms: u64,
     /// Digest of the publisher's filter at `version`.
     pub digest: Digest,
+}
+
+impl Heartbeat {
+    /// The order of heartbeats within an epoch: a replica drops one that does not come
+    /// after the last it accepted (a replayed or delayed copy).
+    pub fn order(&self) -> (u64, u64) {
+        (self.version, self.beat)
+    }
 }
 
 /// A service asks the authority whether a filter hit is really revoked.
@@ -91,6 +108,8 @@ pub struct ConfirmResponse {
     pub nonce: u64,
     /// Whether the authority holds a revocation for `jti`.
     pub revoked: bool,
+    /// The namespace's epoch the answer was computed in.
+    pub epoch: u64,
     /// The authority's filter version when it answered.
     pub version: u64,
     /// The revoked token's `exp`.

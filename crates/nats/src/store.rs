@@ -65,30 +65,6 @@ pub enum ReadError {
         /// Why.
         source: DecodeError,
     },
-    /// A stream message does not verify as a delta of the pinned publisher.
-    #[error("stream message {seq} is not a delta of this publisher: {source}")]
-    BadDelta {
-        /// Its stream sequence.
-        seq: u64,
-        /// Why.
-        source: DecodeError,
-    },
-    /// Stream message `seq` holds a delta of another version.
-    #[error("stream message {seq} carries delta version {version}")]
-    WrongVersion {
-        /// The stream sequence.
-        seq: u64,
-        /// The delta's version.
-        version: u64,
-    },
-    /// The stream has no message at a sequence inside the range (deleted or purged).
-    #[error("the stream skips from {expected} to {found}")]
-    Gap {
-        /// The sequence that was due.
-        expected: u64,
-        /// The one that came.
-        found: u64,
-    },
 }
 
 impl ReadError {
@@ -104,7 +80,7 @@ impl ReadError {
     /// The reason a message did not verify, when that is the error.
     pub fn decode_error(&self) -> Option<&DecodeError> {
         match self {
-            ReadError::BadSnapshot { source } | ReadError::BadDelta { source, .. } => Some(source),
+            ReadError::BadSnapshot { source } => Some(source),
             _ => None,
         }
     }
@@ -153,10 +129,39 @@ pub struct SnapshotRead {
 /// A verified delta read from the stream, with the bytes that were stored.
 #[derive(Clone, Debug)]
 pub struct StoredDelta {
-    /// The delta; its version is its stream sequence.
+    /// Its stream sequence (not its version: a log may hold other messages too).
+    pub seq: u64,
+    /// The delta.
     pub delta: Delta,
     /// The stored envelope.
     pub payload: Bytes,
+}
+
+/// One message of the log, as [`Replay`] reads it.
+#[derive(Debug)]
+pub enum LogEntry {
+    /// A delta signed by the pinned key for this namespace. Whether it is the next
+    /// one is for the reader to say ([`revocast_core::Filter::succession`]): the
+    /// stream may also hold stored copies of old deltas.
+    Delta(StoredDelta),
+    /// A message that is not a delta of this publisher (garbage, another key, another
+    /// namespace, another format): every reader skips it.
+    Skipped {
+        /// Its stream sequence.
+        seq: u64,
+        /// Why it does not verify.
+        reason: DecodeError,
+    },
+}
+
+impl LogEntry {
+    /// The entry's stream sequence.
+    pub fn seq(&self) -> u64 {
+        match self {
+            LogEntry::Delta(d) => d.seq,
+            LogEntry::Skipped { seq, .. } => *seq,
+        }
+    }
 }
 
 /// The read path of one namespace: the snapshot bucket and the delta stream, read
@@ -261,16 +266,11 @@ impl Store {
         })
     }
 
-    /// The delta stored at `seq`, verified.
-    pub async fn delta(&self, seq: u64) -> Result<StoredDelta, ReadError> {
-        let stream = self.stream().await?;
-        let message = bounded("read a stored delta", TIMEOUT, stream.get_raw_message(seq)).await?;
-        verify(&self.verifier, seq, message.payload)
-    }
-
-    /// Stream messages `range` in order, each verified as the delta of its own
-    /// version, with no gap: one ordered consumer, so one round trip per batch of
-    /// messages rather than per message. An empty range asks NATS nothing.
+    /// The log messages in the sequence `range`, in order, each verified: one ordered
+    /// consumer, so one round trip per batch of messages rather than per message. A
+    /// sequence with no message (deleted) is passed over; a message that does not
+    /// verify comes as [`LogEntry::Skipped`], never as an error, so that nothing anyone
+    /// writes to the log can stop its readers. An empty range asks NATS nothing.
     pub async fn replay(&self, range: RangeInclusive<u64>) -> Result<Replay, ReadError> {
         let (from, to) = range.into_inner();
         let mut replay = Replay {
@@ -308,17 +308,15 @@ impl Store {
     }
 }
 
-fn verify(verifier: &Verifier, seq: u64, payload: Bytes) -> Result<StoredDelta, ReadError> {
-    let delta = verifier
-        .decode_delta(&payload)
-        .map_err(|source| ReadError::BadDelta { seq, source })?;
-    if delta.version != seq {
-        return Err(ReadError::WrongVersion {
+fn verify(verifier: &Verifier, seq: u64, payload: Bytes) -> LogEntry {
+    match verifier.decode_delta(&payload) {
+        Ok(delta) => LogEntry::Delta(StoredDelta {
             seq,
-            version: delta.version,
-        });
+            delta,
+            payload,
+        }),
+        Err(reason) => LogEntry::Skipped { seq, reason },
     }
-    Ok(StoredDelta { delta, payload })
 }
 
 /// A verified replay of a range of the stream, from [`Store::replay`].
@@ -339,18 +337,25 @@ impl std::fmt::Debug for Replay {
 }
 
 impl Replay {
-    /// The next delta of the range, `None` after the last one. After an error the
+    /// The next message of the range, `None` after the last one. After an error the
     /// replay is over (start a new one from [`Replay::next_sequence`]).
-    pub async fn next(&mut self) -> Option<Result<StoredDelta, ReadError>> {
+    pub async fn next(&mut self) -> Option<Result<LogEntry, ReadError>> {
         if self.next > self.end {
             return None;
         }
         let result = self.read().await;
         match &result {
-            Ok(_) => self.next += 1,
+            Ok((entry, pending)) => {
+                self.next = entry.seq() + 1;
+                if *pending == 0 {
+                    // The stream holds nothing after it (the range's last messages
+                    // were deleted): the range is done.
+                    self.end = self.end.min(entry.seq());
+                }
+            }
             Err(_) => self.end = 0,
         }
-        Some(result)
+        Some(result.map(|(entry, _)| entry))
     }
 
     /// The sequence the next call returns.
@@ -358,7 +363,8 @@ impl Replay {
         self.next
     }
 
-    async fn read(&mut self) -> Result<StoredDelta, ReadError> {
+    /// The next message and how many the stream holds after it.
+    async fn read(&mut self) -> Result<(LogEntry, u64), ReadError> {
         let expected = self.next;
         let Some(messages) = self.messages.as_mut() else {
             return Err(ReadError::Ended { expected });
@@ -375,21 +381,18 @@ impl Replay {
                 Ok(Some(Err(e))) => return Err(ReadError::nats("replay")(e.into())),
                 Ok(Some(Ok(message))) => message,
             };
-            let seq = message
+            let info = message
                 .info()
-                .map_err(ReadError::nats("read a replayed message's sequence"))?
-                .stream_sequence;
+                .map_err(ReadError::nats("read a replayed message's sequence"))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
             // An ordered consumer that recreated itself may repeat what it sent.
             if seq < expected {
                 continue;
             }
-            if seq > expected {
-                return Err(ReadError::Gap {
-                    expected,
-                    found: seq,
-                });
-            }
-            return verify(&self.verifier, seq, message.message.payload);
+            return Ok((
+                verify(&self.verifier, seq, message.message.payload),
+                pending,
+            ));
         }
     }
 }
@@ -441,6 +444,7 @@ mod tests {
         /// Stores a delta of `version` signed by `signer`; returns its sequence.
         async fn store_delta(&self, signer: &Signer, version: u64) -> u64 {
             let bytes = signer.encode(&Message::Delta(Delta {
+                epoch: 0,
                 version,
                 committed_at_ms: 1,
                 changes: Vec::new(),
@@ -451,18 +455,33 @@ mod tests {
             ack.await.unwrap().sequence
         }
 
-        async fn versions(&self, range: RangeInclusive<u64>) -> Result<Vec<u64>, ReadError> {
+        /// What a replay of `range` yields: `Ok(version)` for a delta, `Err(reason)`
+        /// for a skipped message, each with its sequence.
+        async fn entries(
+            &self,
+            range: RangeInclusive<u64>,
+        ) -> Result<Vec<(u64, Result<u64, &'static str>)>, ReadError> {
             let mut replay = self.store.replay(range).await?;
-            let mut versions = Vec::new();
-            while let Some(delta) = replay.next().await {
-                versions.push(delta?.delta.version);
+            let mut entries = Vec::new();
+            while let Some(entry) = replay.next().await {
+                entries.push(match entry? {
+                    LogEntry::Delta(d) => (d.seq, Ok(d.delta.version)),
+                    LogEntry::Skipped { seq, reason } => (seq, Err(reason.reason())),
+                });
             }
-            Ok(versions)
+            Ok(entries)
+        }
+
+        async fn store_raw(&self, payload: &[u8]) -> u64 {
+            let subject = self.store.namespace().log_subject();
+            let publish = PublishMessage::build().payload(payload.to_vec().into());
+            let ack = self.js.send_publish(subject, publish).await.unwrap();
+            ack.await.unwrap().sequence
         }
     }
 
     #[tokio::test]
-    async fn replay_yields_each_version_once_and_refuses_what_does_not_fit() {
+    async fn replay_hands_over_every_message_and_skips_what_does_not_verify() {
         let f = fixture().await;
         for v in 1..=3 {
             assert_eq!(f.store_delta(&f.signer, v).await, v);
@@ -471,50 +490,48 @@ mod tests {
             f.store.bounds().await.unwrap(),
             StreamBounds { first: 1, last: 3 }
         );
-        assert_eq!(f.versions(1..=3).await.unwrap(), [1, 2, 3]);
-        assert_eq!(f.versions(2..=3).await.unwrap(), [2, 3]);
+        let versions = |entries: Vec<(u64, Result<u64, &'static str>)>| -> Vec<u64> {
+            entries.into_iter().map(|(_, v)| v.unwrap()).collect()
+        };
+        assert_eq!(versions(f.entries(1..=3).await.unwrap()), [1, 2, 3]);
+        assert_eq!(versions(f.entries(2..=3).await.unwrap()), [2, 3]);
         // An empty range asks NATS nothing.
         assert!(
-            f.versions(RangeInclusive::new(4, 3))
+            f.entries(RangeInclusive::new(4, 3))
                 .await
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(f.store.delta(2).await.unwrap().delta.version, 2);
 
-        // Message 4 holds version 9: not the delta of its own sequence.
-        assert_eq!(f.store_delta(&f.signer, 9).await, 4);
-        let err = f.versions(1..=4).await.unwrap_err();
-        assert!(
-            matches!(err, ReadError::WrongVersion { seq: 4, version: 9 }),
-            "{err}"
-        );
-        assert!(!err.is_transient());
-
-        // Message 5 is signed by another key.
+        // Garbage, a delta signed by another key, and a stored copy of delta 1: the
+        // first two are skipped with their reason, the copy is for the reader to
+        // recognise.
+        assert_eq!(f.store_raw(b"not a revocast message").await, 4);
         let other = Signer::new(signing_key_from_seed([2; 32]), f.store.namespace().clone());
-        assert_eq!(f.store_delta(&other, 5).await, 5);
-        let err = f.store.delta(5).await.unwrap_err();
-        assert!(matches!(err, ReadError::BadDelta { seq: 5, .. }), "{err}");
-        assert!(err.decode_error().is_some());
-
-        // A deleted message is a gap, never skipped.
+        assert_eq!(f.store_delta(&other, 4).await, 5);
+        assert_eq!(f.store_delta(&f.signer, 1).await, 6);
+        assert_eq!(f.store_delta(&f.signer, 4).await, 7);
+        // A deleted message leaves a sequence with nothing in it.
         let stream =
             f.js.get_stream(f.store.namespace().stream_name())
                 .await
                 .unwrap();
         stream.delete_message(2).await.unwrap();
-        let err = f.versions(1..=3).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ReadError::Gap {
-                    expected: 2,
-                    found: 3
-                }
-            ),
-            "{err}"
+        assert_eq!(
+            f.entries(1..=7).await.unwrap(),
+            [
+                (1, Ok(1)),
+                (3, Ok(3)),
+                (4, Err("bad_magic")),
+                (5, Err("bad_signature")),
+                (6, Ok(1)),
+                (7, Ok(4)),
+            ]
         );
+        // The stream's last messages deleted: the replay ends with what is there.
+        stream.delete_message(7).await.unwrap();
+        let entries = f.entries(5..=7).await.unwrap();
+        assert_eq!(entries, [(5, Err("bad_signature")), (6, Ok(1))]);
     }
 
     #[tokio::test]
@@ -528,6 +545,7 @@ mod tests {
         let state = Filter::new(FilterParams::default()).unwrap().to_state();
         let snapshot = |signer: &Signer| {
             signer.encode(&Message::Snapshot(Snapshot {
+                log_seq: 0,
                 taken_at_ms: 1,
                 state: state.clone(),
             }))

@@ -461,7 +461,7 @@ async fn get_revocation(
         },
     );
     let revoked = answer.revoked();
-    let version = answer.version;
+    let (version, epoch) = (answer.version, answer.epoch);
     let mut record = answer.record;
     if authorize(&shared, &headers).is_err() {
         record = None;
@@ -474,6 +474,7 @@ async fn get_revocation(
         revoked_at: record.as_ref().map(|r| r.revoked_at),
         reason: record.and_then(|r| r.reason),
         version,
+        epoch: Some(format!("{epoch:016x}")),
     });
     Ok(if revoked {
         answer.into_response()
@@ -540,7 +541,14 @@ async fn commit_cutoff(
 
 /// Builds the stats report.
 pub(crate) fn report(shared: &Shared) -> PublisherStats {
-    let records = shared.ledger().records.len() as u64;
+    let (records, epoch, log_seq) = {
+        let ledger = shared.ledger();
+        (
+            ledger.records.len() as u64,
+            ledger.filter.epoch(),
+            ledger.seq,
+        )
+    };
     // Counting set bits is proportional to the filter: outside the ledger lock.
     let filter = shared.filter().stats();
     let s = &shared.counters;
@@ -549,6 +557,9 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
         public_key: shared.signer.public_key().to_string(),
         ready: shared.is_ready(),
         version: filter.version,
+        epoch: format!("{epoch:016x}"),
+        log_seq,
+        log_messages_skipped: stats::get(&s.log_messages_skipped),
         uptime_seconds: shared.started.elapsed().as_secs(),
         records,
         filter,

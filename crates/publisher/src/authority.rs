@@ -24,7 +24,8 @@ const CONFIRM_WORKERS: usize = 64;
 /// The authority's answer about one token.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    /// The ledger's version when it answered.
+    /// The ledger's epoch and version when it answered.
+    pub(crate) epoch: u64,
     pub(crate) version: u64,
     /// The `jti`'s record, if revoked by `jti`.
     pub(crate) record: Option<Record>,
@@ -50,9 +51,10 @@ pub(crate) fn lookup(shared: &Shared, probe: &Probe<'_>) -> Answer {
         ledger.filter.lookup(probe),
         Lookup::SubjectCutoff | Lookup::GlobalCutoff
     );
-    let version = ledger.filter.version();
+    let (epoch, version) = (ledger.filter.epoch(), ledger.filter.version());
     drop(ledger);
     let answer = Answer {
+        epoch,
         version,
         record,
         cut_off,
@@ -89,11 +91,12 @@ pub(crate) fn answer(
         },
     );
     let revoked = answer.revoked();
-    let (version, record) = (answer.version, answer.record);
+    let (epoch, version, record) = (answer.epoch, answer.version, answer.record);
     let response = ConfirmResponse {
         jti: request.jti,
         nonce: request.nonce,
         revoked,
+        epoch,
         version,
         exp: record.as_ref().map(|r| r.exp),
         revoked_at: record.as_ref().map(|r| r.revoked_at),

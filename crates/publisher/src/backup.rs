@@ -136,7 +136,10 @@ pub async fn export(
     };
     let filter = Filter::from_state(snapshot.state)
         .map_err(|e| Error::inconsistent_by("the snapshot's filter state", e))?;
-    let mut ledger = nats::rebuild(&store, namespace, filter).await?;
+    // Skipped log messages are counted by the publisher; an export only reads.
+    let counters = crate::stats::Counters::default();
+    let mut ledger =
+        nats::rebuild(&store, namespace, filter, Some(snapshot.log_seq), &counters).await?;
     let params = ledger.filter.params().clone();
     ledger.forget_expired(&params, now);
 

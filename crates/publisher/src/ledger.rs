@@ -35,6 +35,11 @@ pub struct Record {
 pub(crate) struct Ledger {
     pub(crate) filter: Arc<Filter>,
     pub(crate) records: HashMap<String, Record>,
+    /// The stream sequence of the last log message read or written.
+    pub(crate) seq: u64,
+    /// The newest delta version the records hold (deltas the filter held already,
+    /// replayed at start, update only the records, once each).
+    pub(crate) noted: u64,
     /// Live revocations per bucket, for sizing new buckets.
     bucket_entries: BTreeMap<u64, BucketCount>,
 }
@@ -66,6 +71,8 @@ impl Ledger {
         Ledger {
             filter: Arc::new(filter),
             records: HashMap::new(),
+            seq: 0,
+            noted: 0,
             bucket_entries: BTreeMap::new(),
         }
     }
@@ -74,6 +81,7 @@ impl Ledger {
     pub(crate) fn apply(&mut self, delta: &Delta) -> Result<(), FilterError> {
         Arc::make_mut(&mut self.filter).apply(delta)?;
         self.note(delta);
+        self.noted = self.noted.max(delta.version);
         Ok(())
     }
 
@@ -184,6 +192,7 @@ mod tests {
         staging.revoke("a", 7_200, || 1).unwrap();
         staging.revoke("b", 20_000, || 2).unwrap();
         let delta = Delta {
+            epoch: 0,
             version: 1,
             committed_at_ms: 5_000,
             changes: staging.finish(),
@@ -196,6 +205,7 @@ mod tests {
         // A replayed delta that repeats a jti keeps the first record; a later exp
         // extends it.
         ledger.note(&Delta {
+            epoch: 0,
             version: 1,
             committed_at_ms: 9_000,
             changes: vec![add("a", 7_200)],
@@ -204,12 +214,14 @@ mod tests {
         assert!(ledger.holds("a", 7_201));
         assert!(!ledger.holds("a", 20_000));
         ledger.note(&Delta {
+            epoch: 0,
             version: 1,
             committed_at_ms: 9_000,
             changes: vec![add("a", 7_300)],
         });
         assert_eq!(ledger.records["a"].exp, 7_300);
         let expire = Delta {
+            epoch: 0,
             version: 2,
             committed_at_ms: 0,
             changes: vec![Change::Expire { now: 11_200 }],
@@ -239,6 +251,7 @@ mod tests {
                 .unwrap();
         }
         let delta = Delta {
+            epoch: 0,
             version: 1,
             committed_at_ms: 0,
             changes: staging.finish(),

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream};
 use revocast_core::{
-    DecodeError, Delta, Filter, FilterParams, Message, Namespace, Snapshot, Verifier, subjects,
+    DecodeError, Filter, FilterParams, Message, Namespace, Snapshot, Succession, Verifier, subjects,
 };
-use revocast_nats::{ReadError, Store, StreamBounds};
+use revocast_nats::{LogEntry, ReadError, Store, StreamBounds};
 
 use crate::config::{Config, NatsOptions};
 use crate::error::Error;
 use crate::ledger::Ledger;
+use crate::stats::Counters;
 
 /// Timeout of JetStream API calls and publish acks: the read path's.
 const JETSTREAM_TIMEOUT: Duration = revocast_nats::store::TIMEOUT;
@@ -175,31 +176,111 @@ pub(crate) async fn put_snapshot(
     Ok(())
 }
 
-/// Applies the stream messages `from..=to` in order: to the filter when it does not
-/// hold them yet, to the records always.
+/// Reads the log messages `from..=to` into the ledger ([`follow`] each).
 pub(crate) async fn replay(
     store: &Store,
     ledger: &mut Ledger,
+    counters: &Counters,
     from: u64,
     to: u64,
 ) -> Result<(), Error> {
     let mut replay = store.replay(from..=to).await?;
-    while let Some(stored) = replay.next().await {
-        apply_stored(ledger, &stored?.delta)?;
+    while let Some(entry) = replay.next().await {
+        follow(ledger, counters, &entry?)?;
     }
     Ok(())
 }
 
-/// Applies a stored delta to the ledger: to the filter if it is the next version, to
-/// the records only if the filter holds it already (it predates the snapshot).
-pub(crate) fn apply_stored(ledger: &mut Ledger, delta: &Delta) -> Result<(), Error> {
-    if delta.version <= ledger.filter.version() {
-        ledger.note(delta);
-        return Ok(());
+/// What [`follow`] did with a log message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// The next delta: applied to the filter and the records.
+    Applied,
+    /// A delta the filter holds already, seen for the first time since the start:
+    /// its records noted.
+    Noted,
+    /// Anything else: skipped and counted.
+    Skipped,
+}
+
+/// Takes one log message into the ledger. The next delta of the ledger's epoch
+/// applies; a delta the filter holds already (older than the snapshot the ledger
+/// started from) updates the records once; garbage, another key's messages, copies of
+/// old deltas and other epochs' deltas are skipped, counted and logged, so that
+/// nothing written to the log can stop the publisher. Only a delta of this epoch
+/// *after* a missing version is an error: the log lost a delta.
+pub(crate) fn follow(
+    ledger: &mut Ledger,
+    counters: &Counters,
+    entry: &LogEntry,
+) -> Result<Followed, Error> {
+    ledger.seq = ledger.seq.max(entry.seq());
+    let delta = match entry {
+        LogEntry::Delta(stored) => &stored.delta,
+        LogEntry::Skipped { seq, reason } => {
+            skipped(counters, *seq, reason.reason(), reason);
+            return Ok(Followed::Skipped);
+        }
+    };
+    let seq = entry.seq();
+    match ledger.filter.succession(delta) {
+        Succession::Next => {
+            ledger.apply(delta).map_err(|e| {
+                Error::inconsistent_by(format!("delta {} does not apply", delta.version), e)
+            })?;
+            Ok(Followed::Applied)
+        }
+        Succession::Applied if delta.version > ledger.noted => {
+            ledger.note(delta);
+            ledger.noted = delta.version;
+            Ok(Followed::Noted)
+        }
+        Succession::Applied => {
+            skipped(
+                counters,
+                seq,
+                "replayed",
+                &format!("a copy of delta {}", delta.version),
+            );
+            Ok(Followed::Skipped)
+        }
+        Succession::OtherEpoch => {
+            skipped(
+                counters,
+                seq,
+                "other_epoch",
+                &format!("a delta of epoch {:016x}", delta.epoch),
+            );
+            Ok(Followed::Skipped)
+        }
+        Succession::Ahead => Err(Error::inconsistent(format!(
+            "stream message {seq} holds delta {} but the ledger is at version {}: the \
+             deltas between are missing from stream {}",
+            delta.version,
+            ledger.filter.version(),
+            "of this namespace"
+        ))),
     }
-    ledger
-        .apply(delta)
-        .map_err(|e| Error::inconsistent_by(format!("delta {} does not apply", delta.version), e))
+}
+
+/// Counts and logs a log message that is not the next delta (every one at debug, the
+/// 1st, 2nd, 4th, 8th... at warn).
+fn skipped(counters: &Counters, seq: u64, reason: &'static str, what: &dyn std::fmt::Display) {
+    let n = counters
+        .log_messages_skipped
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(
+            seq,
+            reason,
+            %what,
+            skipped = n,
+            "skipped a log message that is not this publisher's next delta"
+        );
+    } else {
+        tracing::debug!(seq, reason, %what, "skipped a log message");
+    }
 }
 
 /// Where NATS keeps things, opened and checked: the JetStream context the writer
@@ -217,15 +298,29 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// What [`bootstrap`] found and did.
+#[derive(Debug)]
+pub(crate) struct Booted {
+    pub(crate) storage: Storage,
+    pub(crate) ledger: Ledger,
+    /// The size of the snapshot written at start, if one was.
+    pub(crate) snapshot_written: Option<u64>,
+    /// The namespace existed already (another life of a publisher wrote it): the
+    /// writer commits a delta before the first heartbeat, so that this life's
+    /// heartbeats order after every earlier one's.
+    pub(crate) took_over: bool,
+}
+
 /// Opens the stream and the bucket and rebuilds the ledger: snapshot, then the stream
 /// after it for the filter and the whole stream for the records. Writes snapshot 0
-/// when there is none, so that a replica always finds one.
+/// (in a new epoch) when there is none, so that a replica always finds one.
 pub(crate) async fn bootstrap(
     client: &async_nats::Client,
     config: &Config,
     verifier: &Verifier,
     signer: &revocast_core::Signer,
-) -> Result<(Storage, Ledger, Option<u64>), Error> {
+    counters: &Counters,
+) -> Result<Booted, Error> {
     let js = jetstream(client.clone());
     let namespace = &config.namespace;
     let store = Store::new(js.clone(), verifier.clone()).snapshot_limit(config.max_snapshot_bytes);
@@ -242,16 +337,17 @@ pub(crate) async fn bootstrap(
         );
     }
     ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
-    let (filter, had_snapshot) = match snapshot {
+    let (filter, snapshot_seq) = match snapshot {
         Some(s) => (
             Filter::from_state(s.state)
                 .map_err(|e| Error::inconsistent_by("the snapshot's filter state", e))?,
-            true,
+            Some(s.log_seq),
         ),
-        None => (Filter::new(params).map_err(Error::Filter)?, false),
+        None => (Filter::new(params).map_err(Error::Filter)?, None),
     };
+    let had_snapshot = snapshot_seq.is_some();
     let snapshot_version = filter.version();
-    let mut ledger = rebuild(&store, namespace, filter).await?;
+    let mut ledger = rebuild(&store, namespace, filter, snapshot_seq, counters).await?;
     let now = config.clock.now_secs();
     let params = ledger.filter.params().clone();
     ledger.forget_expired(&params, now);
@@ -262,13 +358,24 @@ pub(crate) async fn bootstrap(
     };
     let mut written = None;
     if !had_snapshot || ledger.filter.version() > snapshot_version {
-        let bytes = encode_snapshot(signer, ledger.filter.to_state(), config.clock.now_ms());
+        let bytes = encode_snapshot(
+            signer,
+            ledger.filter.to_state(),
+            ledger.seq,
+            config.clock.now_ms(),
+        );
         if within_snapshot_limit(config, bytes.len()) {
             put_snapshot(&storage.objects, &bytes).await?;
             written = Some(bytes.len() as u64);
         }
     }
-    Ok((storage, ledger, written))
+    let took_over = had_snapshot || ledger.filter.version() > 0;
+    Ok(Booted {
+        storage,
+        ledger,
+        snapshot_written: written,
+        took_over,
+    })
 }
 
 /// The namespace's snapshot, verified, or `None` when there is none yet.
@@ -315,44 +422,72 @@ pub(crate) async fn read_snapshot(
     }
 }
 
-/// The ledger at the stream's last version: `filter` (from the snapshot, or empty)
-/// brought up to date from the stream, and the records from every stored delta.
-/// Refuses a stream that cannot hold what the snapshot says (purged, or deltas
-/// missing after the snapshot).
+/// The ledger at the end of the log: `filter` (from the snapshot, or empty) brought
+/// up to date from the log after `snapshot_seq`, and the records from every stored
+/// delta. Refuses a stream that cannot hold what the snapshot says (purged, or
+/// messages missing after the snapshot). With no snapshot, the epoch is the one of
+/// the log's first delta, or a new one for an empty log.
 pub(crate) async fn rebuild(
     store: &Store,
     namespace: &Namespace,
     filter: Filter,
+    snapshot_seq: Option<u64>,
+    counters: &Counters,
 ) -> Result<Ledger, Error> {
     let StreamBounds { first, last } = store.bounds().await?;
-    let snapshot_version = filter.version();
-    if snapshot_version > last {
+    let from_seq = snapshot_seq.unwrap_or(0);
+    if from_seq > last {
         return Err(Error::inconsistent(format!(
-            "snapshot is at version {snapshot_version} but stream {} ends at {last}: \
-             the stream was deleted or purged; delete the snapshot bucket {} too to start \
-             the namespace afresh",
+            "the snapshot covers the log up to message {from_seq} but stream {} ends at \
+             {last}: the stream was deleted or purged; delete the snapshot bucket {} too to \
+             start the namespace afresh",
             namespace.stream_name(),
             namespace.snapshot_bucket()
         )));
     }
-    // The filter needs S+1..=last; the records need every stored delta.
+    // The filter needs what follows the snapshot; the records need every stored delta.
     let first = if last == 0 { 1 } else { first.max(1) };
-    if first > snapshot_version + 1 {
+    if first > from_seq + 1 {
         return Err(Error::inconsistent(format!(
-            "stream starts at {first} but the snapshot is at version {snapshot_version}: \
-             deltas {}..{first} are gone",
-            snapshot_version + 1
+            "stream {} starts at message {first} but the snapshot covers it up to message \
+             {from_seq}: messages {}..{first} are gone",
+            namespace.stream_name(),
+            from_seq + 1
         )));
     }
+    let filter = match snapshot_seq {
+        Some(_) => filter,
+        None => filter.with_epoch(
+            first_epoch(store, first, last)
+                .await?
+                .map_or_else(new_epoch, Ok)?,
+        ),
+    };
     let mut ledger = Ledger::new(filter);
-    replay(store, &mut ledger, first, last).await?;
-    if ledger.filter.version() != last {
-        return Err(Error::inconsistent(format!(
-            "after replay the filter is at version {} but the stream ends at {last}",
-            ledger.filter.version()
-        )));
-    }
+    ledger.seq = from_seq;
+    replay(store, &mut ledger, counters, first, last).await?;
     Ok(ledger)
+}
+
+/// The epoch of the log's first delta of version 1, if the log holds one.
+async fn first_epoch(store: &Store, first: u64, last: u64) -> Result<Option<u64>, Error> {
+    let mut replay = store.replay(first..=last).await?;
+    while let Some(entry) = replay.next().await {
+        if let LogEntry::Delta(stored) = entry?
+            && stored.delta.version == 1
+        {
+            return Ok(Some(stored.delta.epoch));
+        }
+    }
+    Ok(None)
+}
+
+/// A random epoch for a namespace created now.
+pub(crate) fn new_epoch() -> Result<u64, Error> {
+    let bytes = crate::keys::random_bytes()?;
+    let mut epoch = [0u8; 8];
+    epoch.copy_from_slice(&bytes[..8]);
+    Ok(u64::from_le_bytes(epoch))
 }
 
 /// Whether a snapshot of `bytes` may be written: warns past half the limit (the alert
@@ -376,14 +511,17 @@ pub(crate) fn within_snapshot_limit(config: &Config, bytes: usize) -> bool {
     true
 }
 
-/// Encodes and signs a snapshot of a filter state, taken at `now_ms`.
+/// Encodes and signs a snapshot of a filter state that covers the log up to message
+/// `log_seq`, taken at `now_ms`.
 pub(crate) fn encode_snapshot(
     signer: &revocast_core::Signer,
     state: revocast_core::FilterState,
+    log_seq: u64,
     now_ms: u64,
 ) -> Vec<u8> {
     signer.encode(&Message::Snapshot(Snapshot {
         taken_at_ms: now_ms,
+        log_seq,
         state,
     }))
 }

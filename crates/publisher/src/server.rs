@@ -132,19 +132,32 @@ impl Server {
                 return Ok(());
             }
         };
-        let (client, storage) = booted;
+        let (client, storage, took_over) = booted;
         let (stop_tx, stop) = watch::channel(false);
         let snapshot_due = Arc::new(Notify::new());
-        let mut writer = tokio::spawn(
-            Writer::new(
-                shared.clone(),
-                storage.clone(),
-                rx,
-                stop.clone(),
-                snapshot_due.clone(),
-            )
-            .run(),
+        let mut writer = Writer::new(
+            shared.clone(),
+            storage.clone(),
+            rx,
+            stop.clone(),
+            snapshot_due.clone(),
         );
+        if took_over {
+            // Before the first heartbeat: see `Heartbeat::beat`.
+            tokio::select! {
+                done = writer.take_over() => if let Err(e) = done {
+                    http.abort();
+                    return Err(e);
+                },
+                _ = &mut shutdown => {
+                    let _ = http_stop.send(());
+                    let _ = tokio::time::timeout(config.shutdown_timeout, &mut http).await;
+                    http.abort();
+                    return Ok(());
+                }
+            }
+        }
+        let mut writer = tokio::spawn(writer.run());
         let authority = tokio::spawn(authority::serve(
             shared.clone(),
             client.clone(),
@@ -257,22 +270,36 @@ impl Server {
 
 /// Connects to NATS and rebuilds the ledger, retrying what is transient (NATS not up
 /// yet) and giving up on what is not (wrong key, inconsistent stream).
-async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage), Error> {
+async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool), Error> {
     let config = &shared.config;
     let client = nats::connect(&config.nats).await?;
     let _ = shared.nats.set(client.clone());
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        match nats::bootstrap(&client, config, &shared.verifier, &shared.signer).await {
-            Ok((storage, ledger, written)) => {
-                let version = ledger.filter.version();
-                *shared.ledger_mut() = ledger;
-                if let Some(bytes) = written {
+        let booted = nats::bootstrap(
+            &client,
+            config,
+            &shared.verifier,
+            &shared.signer,
+            &shared.counters,
+        )
+        .await;
+        match booted {
+            Ok(booted) => {
+                let version = booted.ledger.filter.version();
+                tracing::info!(
+                    version,
+                    epoch = %format_args!("{:016x}", booted.ledger.filter.epoch()),
+                    log_seq = booted.ledger.seq,
+                    "state loaded from NATS"
+                );
+                *shared.ledger_mut() = booted.ledger;
+                if let Some(bytes) = booted.snapshot_written {
                     tasks::record_snapshot(shared, version, bytes);
                 } else {
                     crate::stats::set(&shared.counters.last_snapshot_version, version);
                 }
-                return Ok((client, storage));
+                return Ok((client, booted.storage, booted.took_over));
             }
             Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
@@ -362,6 +389,11 @@ impl Publisher {
     /// The filter version.
     pub fn version(&self) -> u64 {
         self.shared.ledger().filter.version()
+    }
+
+    /// The namespace's epoch (a new one when the namespace is created again).
+    pub fn epoch(&self) -> u64 {
+        self.shared.ledger().filter.epoch()
     }
 
     /// What `GET /v1/stats` would answer.

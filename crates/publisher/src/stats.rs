@@ -42,6 +42,8 @@ pub(crate) struct Counters {
     pub(crate) commits_reconciled: AtomicU64,
     /// Commits answered with an error (nothing stored).
     pub(crate) commits_failed: AtomicU64,
+    /// Log messages that are not this publisher's next delta, skipped.
+    pub(crate) log_messages_skipped: AtomicU64,
     /// Snapshots written.
     pub(crate) snapshots_published: AtomicU64,
     pub(crate) snapshots_refused: AtomicU64,
@@ -92,6 +94,7 @@ impl Default for Counters {
             last_delta_at_ms: AtomicU64::new(0),
             last_delta_bytes: AtomicU64::new(0),
             commits_reconciled: AtomicU64::new(0),
+            log_messages_skipped: AtomicU64::new(0),
             commits_failed: AtomicU64::new(0),
             snapshots_published: AtomicU64::new(0),
             snapshots_refused: AtomicU64::new(0),
@@ -316,6 +319,13 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_commits_reconciled",
         "Commits whose outcome was learned by reading the stream back",
         deltas.reconciled,
+    );
+    counter(
+        &mut r,
+        "revocast_log_messages_skipped",
+        "Log messages that are not this publisher's next delta (garbage, another key, \
+         copies of old deltas, another epoch), skipped",
+        get(&stats.log_messages_skipped),
     );
     counter(
         &mut r,

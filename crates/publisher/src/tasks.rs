@@ -18,15 +18,19 @@ pub(crate) async fn heartbeats(
     let subject = shared.config.namespace.heartbeat_subject();
     let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
         }
+        beat += 1;
         // The digest is computed once per version, outside the ledger lock.
         let filter = shared.filter();
         let beat = Heartbeat {
+            epoch: filter.epoch(),
             version: filter.version(),
+            beat,
             time_ms: shared.now_ms(),
             digest: filter.digest(),
         };
@@ -45,8 +49,11 @@ pub(crate) async fn write_snapshot(
     shared: &Shared,
     storage: &Storage,
 ) -> Result<bool, crate::Error> {
-    let (version, state) = {
-        let filter = shared.filter();
+    let (version, log_seq, state) = {
+        let (filter, log_seq) = {
+            let ledger = shared.ledger();
+            (ledger.filter.clone(), ledger.seq)
+        };
         let version = filter.version();
         if stats::get(&shared.counters.snapshots_published) > 0
             && stats::get(&shared.counters.last_snapshot_version) == version
@@ -54,9 +61,9 @@ pub(crate) async fn write_snapshot(
             return Ok(false);
         }
         // Copy, encode and sign outside the ledger lock.
-        (version, filter.to_state())
+        (version, log_seq, filter.to_state())
     };
-    let bytes = nats::encode_snapshot(&shared.signer, state, shared.now_ms());
+    let bytes = nats::encode_snapshot(&shared.signer, state, log_seq, shared.now_ms());
     if !nats::within_snapshot_limit(&shared.config, bytes.len()) {
         stats::add(&shared.counters.snapshots_refused, 1);
         return Ok(false);

@@ -3,15 +3,20 @@
 //! API handlers send commands over a channel. The writer takes the first, gathers
 //! whatever else is queued (and, with a `batch.max_wait` window, whatever arrives
 //! within it), up to the batch limits; revocations that arrive while a commit awaits
-//! its ack form the next batch. It stages one delta, signs it, and publishes it with
-//! `Nats-Expected-Last-Sequence: V` and `Nats-Msg-Id: <ns>:<V+1>`. Only after JetStream
-//! acknowledged sequence `V+1` does it apply the delta to the ledger (so the authority
-//! knows it), then send it live to the replicas, then answer every caller of the batch.
-//! A replica can never hold a delta the authority does not.
+//! its ack form the next batch. It stages delta `V+1` of the namespace's epoch `E`,
+//! signs it, and publishes it with `Nats-Expected-Last-Sequence: S` (the last log
+//! message it knows) and `Nats-Msg-Id: <ns>:<E>:<V+1>`. Only after JetStream
+//! acknowledged it does it apply the delta to the ledger (so the authority knows it),
+//! then send it live to the replicas, then answer every caller of the batch. A replica
+//! can never hold a delta the authority does not.
 //!
-//! When a publish fails or its ack is lost, the writer does not guess: it reads the
-//! stream back until it knows whether `V+1` was stored (applying it if so) before it
-//! commits anything else. A caller hears "success" only for what is in the stream.
+//! A delta's version is its own, not its stream sequence: anyone allowed to publish on
+//! the log subject can store garbage, another key's message or a copy of an old delta
+//! there. When a publish fails or its ack is lost, the writer does not guess: it reads
+//! the log back from `S` until it knows whether its delta was stored (applying it if
+//! so), skipping and counting everything that is not a delta of this publisher's next
+//! version; when only such messages came first, it publishes the same delta again on
+//! top of them. A caller hears "success" only for what is in the stream.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,16 +25,18 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::message::PublishMessage;
 use revocast_core::http::Committed;
 use revocast_core::{Delta, FilterError, Message};
-use revocast_nats::{Backoff, StoredDelta};
+use revocast_nats::{Backoff, LogEntry};
 use tokio::sync::{mpsc, watch};
 
 use crate::commit::{Command, CommitError};
 use crate::error::{Cause, Error};
 use crate::keys::BucketSeeds;
-use crate::nats::Storage;
+use crate::nats::{Followed, Storage, follow};
 use crate::state::Shared;
 use crate::stats;
 
+/// Attempts to store one delta when other messages keep landing on the log first.
+const STORE_ATTEMPTS: u32 = 8;
 /// With no gather window, how often the writer yields for more commands.
 const GATHER_YIELDS: u32 = 2;
 /// How far the clock may run ahead of the time the writer has seen pass before an
@@ -137,7 +144,7 @@ impl Writer {
             };
             let (batch, next) = self.gather(first).await;
             held = next;
-            self.commit(batch, None).await?;
+            self.commit(batch, None, false).await?;
         }
     }
 
@@ -155,7 +162,7 @@ impl Writer {
             };
             let (batch, next) = self.gather_now(first);
             held = next;
-            self.commit(batch, None).await?;
+            self.commit(batch, None, false).await?;
         }
     }
 
@@ -271,7 +278,7 @@ impl Writer {
         let due = self.shared.ledger().filter.has_expired(now);
         if due {
             tracing::info!(now, "expiring buckets and cutoffs");
-            self.commit(Vec::new(), Some(now)).await?;
+            self.commit(Vec::new(), Some(now), false).await?;
         }
         Ok(())
     }
@@ -282,6 +289,7 @@ impl Writer {
         &self,
         batch: &mut Vec<Command>,
         expire: Option<u64>,
+        force: bool,
         mut seeds: BucketSeeds,
     ) -> Result<Plan, FilterError> {
         // A clock that jumped ahead must not make live tokens look expired either.
@@ -393,7 +401,8 @@ impl Writer {
         }
         let version = ledger.filter.version();
         let changes = staging.finish();
-        let delta = (!changes.is_empty()).then(|| Delta {
+        let delta = (force || !changes.is_empty()).then(|| Delta {
+            epoch: ledger.filter.epoch(),
             version: version + 1,
             committed_at_ms: self.shared.now_ms(),
             changes,
@@ -404,9 +413,33 @@ impl Writer {
         Ok(Plan { delta, counts })
     }
 
-    /// Commits one batch (and an expiry, if asked). Returns an error only when the
-    /// publisher must stop.
-    async fn commit(&mut self, mut batch: Vec<Command>, expire: Option<u64>) -> Result<(), Error> {
+    /// Commits a delta with no change as this publisher's first, retrying until it is
+    /// stored: a publisher taking over a namespace moves it to a new version before
+    /// its first heartbeat, so that replicas order this life's heartbeats after every
+    /// earlier life's by `(version, beat)`, whatever the clocks say.
+    pub(crate) async fn take_over(&mut self) -> Result<(), Error> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            let before = self.shared.ledger().filter.version();
+            self.commit(Vec::new(), None, true).await?;
+            let version = self.shared.ledger().filter.version();
+            if version > before {
+                tracing::debug!(version, "took the namespace over");
+                return Ok(());
+            }
+            tracing::warn!("the take-over delta was not stored; retrying");
+            backoff.wait().await;
+        }
+    }
+
+    /// Commits one batch (and an expiry, if asked; a delta even with no change, if
+    /// `force`). Returns an error only when the publisher must stop.
+    async fn commit(
+        &mut self,
+        mut batch: Vec<Command>,
+        expire: Option<u64>,
+        force: bool,
+    ) -> Result<(), Error> {
         let started = Instant::now();
         let seeds = match BucketSeeds::draw() {
             Ok(seeds) => seeds,
@@ -422,7 +455,7 @@ impl Writer {
                 return Ok(());
             }
         };
-        let plan = match self.plan(&mut batch, expire, seeds) {
+        let plan = match self.plan(&mut batch, expire, force, seeds) {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::error!(error = %e, "could not stage a delta");
@@ -445,24 +478,7 @@ impl Writer {
         let Message::Delta(delta) = message else {
             unreachable!("built as a delta above")
         };
-        let outcome = match self.publish(version, bytes.clone()).await {
-            Ok(()) => {
-                // The authority's state first: a replica that applies the live copy
-                // evicts its cached answers and asks the authority, which must
-                // already know.
-                self.shared.ledger_mut().apply(&delta).map_err(|e| {
-                    Error::inconsistent_by(format!("own delta {version} does not apply"), e)
-                })?;
-                self.broadcast(&bytes).await;
-                self.shared.config.pause_after_broadcast.pass().await;
-                Ok(())
-            }
-            Err(why) => {
-                tracing::warn!(version, error = %why, "publish outcome unknown; reading the stream back");
-                stats::add(&self.shared.counters.commits_reconciled, 1);
-                self.reconcile(version - 1, &bytes).await?
-            }
-        };
+        let outcome = self.store(&delta, &bytes).await?;
         match outcome {
             Ok(()) => {
                 let s = &self.shared.counters;
@@ -509,13 +525,59 @@ impl Writer {
         }
     }
 
-    /// Publishes delta `version` and waits for its ack.
-    async fn publish(&self, version: u64, bytes: bytes::Bytes) -> Result<(), Error> {
+    /// Stores `delta` (encoded as `bytes`) on top of the log as the ledger knows it,
+    /// then applies it to the ledger and sends it live. When something else landed on
+    /// the log first (a message the writer did not write), it reads the log back:
+    /// skipped messages move the base, and the same delta is tried again on top.
+    async fn store(
+        &self,
+        delta: &Delta,
+        bytes: &bytes::Bytes,
+    ) -> Result<Result<(), CommitError>, Error> {
+        let version = delta.version;
+        for _ in 0..STORE_ATTEMPTS {
+            let base = self.shared.ledger().seq;
+            match self.publish(delta, base, bytes.clone()).await {
+                Ok(seq) => {
+                    // The authority's state first: a replica that applies the live copy
+                    // evicts its cached answers and asks the authority, which must
+                    // already know.
+                    {
+                        let mut ledger = self.shared.ledger_mut();
+                        ledger.apply(delta).map_err(|e| {
+                            Error::inconsistent_by(format!("own delta {version} does not apply"), e)
+                        })?;
+                        ledger.seq = seq;
+                    }
+                    self.broadcast(bytes).await;
+                    self.shared.config.pause_after_broadcast.pass().await;
+                    return Ok(Ok(()));
+                }
+                Err(why) => {
+                    tracing::warn!(version, base, error = %why, "publish outcome unknown; reading the log back");
+                    stats::add(&self.shared.counters.commits_reconciled, 1);
+                    match self.reconcile(base, bytes).await? {
+                        Reconciled::Stored => return Ok(Ok(())),
+                        Reconciled::NotStored(e) => return Ok(Err(e)),
+                        Reconciled::OnlySkipped => continue,
+                    }
+                }
+            }
+        }
+        Ok(Err(CommitError::NotStored {
+            reason: "messages kept landing on the log ahead of the delta; retrying is safe",
+            source: None,
+        }))
+    }
+
+    /// Publishes `delta` expecting the log to end at `base`; returns its sequence.
+    async fn publish(&self, delta: &Delta, base: u64, bytes: bytes::Bytes) -> Result<u64, Error> {
         let namespace = &self.shared.config.namespace;
+        let version = delta.version;
         let publish = PublishMessage::build()
             .payload(bytes)
-            .message_id(format!("{namespace}:{version}"))
-            .expected_last_sequence(version - 1);
+            .message_id(format!("{namespace}:{:016x}:{version}", delta.epoch))
+            .expected_last_sequence(base);
         let ack = self
             .storage
             .js
@@ -525,17 +587,20 @@ impl Writer {
             .await
             .map_err(|e| Error::nats(format!("the ack of delta {version}"), e))?;
         if ack.duplicate {
-            return Err(Error::inconsistent(format!(
-                "JetStream reports message id {namespace}:{version} as a duplicate"
-            )));
+            // Stored before, by an earlier attempt whose ack was lost: the read-back
+            // finds it.
+            return Err(Error::nats(
+                format!("delta {version}"),
+                std::io::Error::other("JetStream reports it as a duplicate"),
+            ));
         }
-        if ack.sequence != version {
+        if ack.sequence <= base {
             return Err(Error::inconsistent(format!(
-                "delta {version} stored at sequence {}",
+                "delta {version} stored at sequence {} on a log that ended at {base}",
                 ack.sequence
             )));
         }
-        Ok(())
+        Ok(ack.sequence)
     }
 
     /// Sends a stored delta live on the delta subject. Only stored deltas go there:
@@ -550,9 +615,10 @@ impl Writer {
         }
     }
 
-    /// After an uncertain publish on top of `base`: learns from the stream whether our
-    /// delta (`sent`) was stored, applying whatever was stored after `base`.
-    async fn reconcile(&self, base: u64, sent: &[u8]) -> Result<Result<(), CommitError>, Error> {
+    /// After an uncertain publish on top of `base`: learns from the log whether our
+    /// delta (`sent`) was stored, taking whatever was stored after `base` into the
+    /// ledger (deltas of another writer apply, everything else is skipped).
+    async fn reconcile(&self, base: u64, sent: &bytes::Bytes) -> Result<Reconciled, Error> {
         let store = &self.storage.store;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         let last = loop {
@@ -560,7 +626,7 @@ impl Writer {
                 Ok(bounds) => break bounds.last,
                 Err(e) => {
                     if *self.stop.borrow() {
-                        return Ok(Err(CommitError::NotStored {
+                        return Ok(Reconciled::NotStored(CommitError::NotStored {
                             reason: "NATS unreachable while stopping",
                             source: Some(Arc::new(e)),
                         }));
@@ -577,48 +643,79 @@ impl Writer {
             )));
         }
         if last == base {
-            return Ok(Err(CommitError::NotStored {
+            return Ok(Reconciled::NotStored(CommitError::NotStored {
                 reason: "NATS did not store the delta; retrying is safe",
                 source: None,
             }));
         }
-        let mut ours = false;
-        for seq in base + 1..=last {
-            let StoredDelta { delta, payload } = loop {
-                match store.delta(seq).await {
-                    Ok(found) => break found,
-                    Err(e) if !e.is_transient() || *self.stop.borrow() => {
-                        return Err(e.into());
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, seq, "retrying read of a stored delta");
-                        backoff.wait().await;
-                    }
+        let (mut ours, mut theirs) = (false, 0u64);
+        let mut next = base + 1;
+        while next <= last {
+            let mut replay = match store.replay(next..=last).await {
+                Ok(replay) => replay,
+                Err(e) if !e.is_transient() || *self.stop.borrow() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retrying the read-back of the log");
+                    backoff.wait().await;
+                    continue;
                 }
             };
-            if seq == base + 1 {
-                ours = payload.as_ref() == sent;
+            let mut interrupted = false;
+            while let Some(entry) = replay.next().await {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if !e.is_transient() || *self.stop.borrow() => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retrying the read-back of the log");
+                        backoff.wait().await;
+                        interrupted = true;
+                        break;
+                    }
+                };
+                next = entry.seq() + 1;
+                let followed =
+                    follow(&mut self.shared.ledger_mut(), &self.shared.counters, &entry)?;
+                if followed == Followed::Applied {
+                    match &entry {
+                        LogEntry::Delta(stored) if stored.payload == *sent => ours = true,
+                        _ => theirs += 1,
+                    }
+                }
             }
-            self.shared.ledger_mut().apply(&delta).map_err(|e| {
-                Error::inconsistent_by(format!("stored delta {seq} does not apply"), e)
-            })?;
+            if !interrupted {
+                // Read to the end (which comes early when the tail was deleted).
+                break;
+            }
         }
-        if last > base + 1 || !ours {
+        if theirs > 0 {
             tracing::error!(
                 base,
                 last,
-                "the stream holds deltas this writer did not publish: is a second publisher \
+                deltas = theirs,
+                "the log holds deltas this writer did not publish: is a second publisher \
                  writing this namespace with the same key?"
             );
         }
         Ok(if ours {
-            self.broadcast(&bytes::Bytes::copy_from_slice(sent)).await;
-            Ok(())
-        } else {
-            Err(CommitError::NotStored {
+            self.broadcast(sent).await;
+            Reconciled::Stored
+        } else if theirs > 0 {
+            Reconciled::NotStored(CommitError::NotStored {
                 reason: "another delta took this version; retrying is safe",
                 source: None,
             })
+        } else {
+            Reconciled::OnlySkipped
         })
     }
+}
+
+/// What reading the log back after an uncertain publish found.
+enum Reconciled {
+    /// Our delta is stored (and applied).
+    Stored,
+    /// It is not, and the callers hear why.
+    NotStored(CommitError),
+    /// It is not, and only skipped messages landed ahead of it: try again on top.
+    OnlySkipped,
 }

@@ -43,6 +43,9 @@ pub struct Confirmation {
     pub revoked: bool,
     /// The authority's filter version when it answered, if it says.
     pub version: Option<u64>,
+    /// The namespace's epoch the answer was computed in, if it says. A version is
+    /// comparable with the replica's only within the same epoch.
+    pub epoch: Option<u64>,
 }
 
 /// Answers whether a token is really revoked.
@@ -56,7 +59,7 @@ pub struct Confirmation {
 ///
 /// impl Authority for Everything {
 ///     fn confirm<'a>(&'a self, _q: ConfirmQuery<'a>) -> BoxFuture<'a, Result<Confirmation, AuthorityError>> {
-///         Box::pin(async { Ok(Confirmation { revoked: true, version: None }) })
+///         Box::pin(async { Ok(Confirmation { revoked: true, version: None, epoch: None }) })
 ///     }
 /// }
 /// ```
@@ -140,6 +143,7 @@ impl NatsAuthority {
         Ok(Confirmation {
             revoked: answer.revoked,
             version: Some(answer.version),
+            epoch: Some(answer.epoch),
         })
     }
 }
@@ -268,6 +272,10 @@ mod http_authorities {
                 Ok(Confirmation {
                     revoked: answer.revoked,
                     version: Some(answer.version),
+                    epoch: answer
+                        .epoch
+                        .as_deref()
+                        .and_then(|e| u64::from_str_radix(e, 16).ok()),
                 })
             })
         }
@@ -337,6 +345,7 @@ mod http_authorities {
                 Ok(Confirmation {
                     revoked: !body.active,
                     version: None,
+                    epoch: None,
                 })
             })
         }

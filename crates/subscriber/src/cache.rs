@@ -34,22 +34,41 @@ const NONE_BEHIND: u64 = u64::MAX;
 const BEHIND_RETRY_FIRST: Duration = Duration::from_millis(5);
 const BEHIND_RETRY_MAX: Duration = Duration::from_millis(200);
 
-/// Asks until the answer is "revoked", carries no version, or was computed at
-/// `replica_version` or later. An authority behind the replica has not applied a
-/// delta the replica holds (the one that made the filter hit, maybe): its "not
-/// revoked" proves nothing. Records the newest such version in `behind`.
+/// The replica's position when it asked: its epoch and version.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Asked {
+    pub(crate) epoch: u64,
+    pub(crate) version: u64,
+}
+
+impl Asked {
+    /// Whether `answer` was computed in another epoch than the replica's: then its
+    /// version says nothing about the replica's, and it is used but never cached.
+    fn other_epoch(self, answer: &Confirmation) -> bool {
+        answer.epoch.is_some_and(|e| e != self.epoch)
+    }
+}
+
+/// Asks until the answer is "revoked", carries no version, comes from another epoch,
+/// or was computed at the replica's version or later. An authority behind the
+/// replica has not applied a delta the replica holds (the one that made the filter
+/// hit, maybe): its "not revoked" proves nothing. Records the newest such version in
+/// `behind`.
 async fn ask_until_current(
     authority: &dyn Authority,
     query: ConfirmQuery<'_>,
-    replica_version: u64,
+    asked: Asked,
     behind: &AtomicU64,
     counters: &Counters,
 ) -> Result<Confirmation, AuthorityError> {
+    let replica_version = asked.version;
     let mut pause = BEHIND_RETRY_FIRST;
     loop {
         let answer = authority.confirm(query).await?;
         match answer.version {
-            Some(version) if !answer.revoked && version < replica_version => {
+            Some(version)
+                if !answer.revoked && version < replica_version && !asked.other_epoch(&answer) =>
+            {
                 bump(&counters.confirms_behind);
                 behind.store(version, Relaxed);
                 tracing::debug!(
@@ -142,9 +161,10 @@ impl ConfirmCache {
         authority: &dyn Authority,
         timeout: Duration,
         fresh_only: bool,
-        replica_version: u64,
+        asked: Asked,
         counters: &Counters,
     ) -> (Result<Confirmation, AuthorityError>, Via) {
+        let replica_version = asked.version;
         if let Some((answer, at)) = self.answers.get(query.jti)
             && at.elapsed() < self.ttl
             && (answer.revoked || !fresh_only)
@@ -162,8 +182,7 @@ impl ConfirmCache {
                 called.store(true, Relaxed);
                 bump(&counters.confirms);
                 let behind = AtomicU64::new(NONE_BEHIND);
-                let asking =
-                    ask_until_current(authority, query, replica_version, &behind, counters);
+                let asking = ask_until_current(authority, query, asked, &behind, counters);
                 let result = match tokio::time::timeout(timeout, asking).await {
                     Ok(result) => result,
                     Err(_) => match behind.load(Relaxed) {
@@ -185,7 +204,7 @@ impl ConfirmCache {
             .clone();
         let called = called.load(Relaxed);
         if called {
-            self.land(query.jti, flight, &answer);
+            self.land(query.jti, flight, &answer, asked);
         } else {
             bump(&counters.confirm_cache_hits);
         }
@@ -208,7 +227,13 @@ impl ConfirmCache {
 
     /// Ends an answered flight and keeps its answer, unless a delta evicted the `jti`
     /// while the call was in the air (then the flight is no longer in the map).
-    fn land(&self, jti: &str, flight: &Arc<Flight>, answer: &Result<Confirmation, AuthorityError>) {
+    fn land(
+        &self,
+        jti: &str,
+        flight: &Arc<Flight>,
+        answer: &Result<Confirmation, AuthorityError>,
+        asked: Asked,
+    ) {
         let mut flights = self.flights();
         if !flights.get(jti).is_some_and(|f| Arc::ptr_eq(f, flight)) {
             return;
@@ -216,6 +241,7 @@ impl ConfirmCache {
         flights.remove(jti);
         if let Ok(confirmation) = answer
             && !self.ttl.is_zero()
+            && !asked.other_epoch(confirmation)
         {
             // Under the flights lock, so that an eviction is ordered before or after.
             self.answers
@@ -264,7 +290,14 @@ mod tests {
     struct Counting {
         calls: AtomicU64,
         delay: Duration,
+        /// The epoch its answers say (at version 0), if any.
+        epoch: Option<u64>,
     }
+
+    const AT_0: Asked = Asked {
+        epoch: 0,
+        version: 0,
+    };
 
     impl Authority for Counting {
         fn confirm<'a>(
@@ -279,7 +312,8 @@ mod tests {
                 }
                 Ok(Confirmation {
                     revoked: q.jti.starts_with('r'),
-                    version: None,
+                    version: self.epoch.map(|_| 0),
+                    epoch: self.epoch,
                 })
             })
         }
@@ -306,7 +340,8 @@ mod tests {
         };
         let counters = Counters::default();
         let results =
-            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, 0, &counters))).await;
+            join_all((0..20).map(|_| cache.confirm(q("r1"), &auth, T, false, AT_0, &counters)))
+                .await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(
             results.iter().filter(|(_, via)| *via == Via::Call).count(),
@@ -314,7 +349,9 @@ mod tests {
         );
         assert!(results.iter().all(|(r, _)| r.as_ref().unwrap().revoked));
         // Answered: later callers get the cached answer.
-        let (_, via) = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
+        let (_, via) = cache
+            .confirm(q("r1"), &auth, T, false, AT_0, &counters)
+            .await;
         assert_eq!(via, Via::Shared);
         assert_eq!(auth.calls.load(SeqCst), 1);
         assert_eq!(counters.confirm_cache_hits.load(SeqCst), 20);
@@ -326,7 +363,9 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         for _ in 0..3 {
-            let (r, via) = cache.confirm(q("e1"), &auth, T, false, 0, &counters).await;
+            let (r, via) = cache
+                .confirm(q("e1"), &auth, T, false, AT_0, &counters)
+                .await;
             assert!(r.is_err());
             assert_eq!(via, Via::Call);
         }
@@ -348,7 +387,7 @@ mod tests {
                 &auth,
                 Duration::from_millis(20),
                 false,
-                0,
+                AT_0,
                 &Counters::default(),
             )
             .await;
@@ -363,23 +402,39 @@ mod tests {
         let auth = Counting::default();
         let counters = Counters::default();
         let cache = ConfirmCache::new(Duration::from_secs(60), 100);
-        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
-        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
+        let _ = cache
+            .confirm(q("n1"), &auth, T, false, AT_0, &counters)
+            .await;
+        let _ = cache
+            .confirm(q("n1"), &auth, T, false, AT_0, &counters)
+            .await;
         assert_eq!(auth.calls.load(SeqCst), 1);
         // A delta names it: the next check asks again.
         cache.evict("n1");
-        let _ = cache.confirm(q("n1"), &auth, T, false, 0, &counters).await;
+        let _ = cache
+            .confirm(q("n1"), &auth, T, false, AT_0, &counters)
+            .await;
         assert_eq!(auth.calls.load(SeqCst), 2);
         // Stale: "not revoked" is not trusted, "revoked" is.
-        let _ = cache.confirm(q("n1"), &auth, T, true, 0, &counters).await;
+        let _ = cache
+            .confirm(q("n1"), &auth, T, true, AT_0, &counters)
+            .await;
         assert_eq!(auth.calls.load(SeqCst), 3);
-        let _ = cache.confirm(q("r1"), &auth, T, false, 0, &counters).await;
-        let _ = cache.confirm(q("r1"), &auth, T, true, 0, &counters).await;
+        let _ = cache
+            .confirm(q("r1"), &auth, T, false, AT_0, &counters)
+            .await;
+        let _ = cache
+            .confirm(q("r1"), &auth, T, true, AT_0, &counters)
+            .await;
         assert_eq!(auth.calls.load(SeqCst), 4);
         // A zero TTL caches nothing.
         let cache = ConfirmCache::new(Duration::ZERO, 100);
-        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
-        let _ = cache.confirm(q("n2"), &auth, T, false, 0, &counters).await;
+        let _ = cache
+            .confirm(q("n2"), &auth, T, false, AT_0, &counters)
+            .await;
+        let _ = cache
+            .confirm(q("n2"), &auth, T, false, AT_0, &counters)
+            .await;
         assert_eq!(auth.calls.load(SeqCst), 6);
     }
 
@@ -391,19 +446,23 @@ mod tests {
         let cache = ConfirmCache::new(Duration::from_secs(60), 30);
         let revoked: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
         for jti in revoked.iter().chain(revoked.iter()) {
-            let _ = cache.confirm(q(jti), &auth, T, false, 0, &counters).await;
+            let _ = cache
+                .confirm(q(jti), &auth, T, false, AT_0, &counters)
+                .await;
         }
         assert_eq!(auth.calls.load(SeqCst), 20);
         for i in 0..20 {
             let _ = cache
-                .confirm(q(&format!("n{i}")), &auth, T, false, 0, &counters)
+                .confirm(q(&format!("n{i}")), &auth, T, false, AT_0, &counters)
                 .await;
         }
         assert!(cache.len() <= 30, "bounded: {}", cache.len());
         // The revoked answers asked for twice are still there.
         let before = auth.calls.load(SeqCst);
         for jti in &revoked {
-            let (answer, _) = cache.confirm(q(jti), &auth, T, false, 0, &counters).await;
+            let (answer, _) = cache
+                .confirm(q(jti), &auth, T, false, AT_0, &counters)
+                .await;
             assert!(answer.unwrap().revoked);
         }
         let asked_again = auth.calls.load(SeqCst) - before;
@@ -420,7 +479,7 @@ mod tests {
         let cache = ConfirmCache::new(Duration::from_secs(60), 100);
         for i in 0..50 {
             let jti = format!("c{i}");
-            let call = cache.confirm(q(&jti), &auth, T, false, 0, &counters);
+            let call = cache.confirm(q(&jti), &auth, T, false, AT_0, &counters);
             // The caller gives up (its request was cancelled) before the answer.
             assert!(
                 tokio::time::timeout(Duration::from_millis(1), call)
@@ -429,5 +488,51 @@ mod tests {
             );
         }
         assert!(cache.is_empty(), "{} slots leaked", cache.len());
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_another_epoch_is_used_but_never_cached() {
+        let cache = ConfirmCache::new(Duration::from_secs(60), 100);
+        let counters = Counters::default();
+        // Computed at version 0 of epoch 9; the replica asked at version 5 of epoch 1.
+        let auth = Counting {
+            epoch: Some(9),
+            ..Default::default()
+        };
+        let asked = Asked {
+            epoch: 1,
+            version: 5,
+        };
+        for calls in 1..=2 {
+            let (answer, via) = cache
+                .confirm(q("n1"), &auth, T, false, asked, &counters)
+                .await;
+            assert!(
+                !answer.unwrap().revoked,
+                "answered, not asked again until the timeout"
+            );
+            assert_eq!(via, Via::Call);
+            assert_eq!(auth.calls.load(SeqCst), calls, "not cached");
+        }
+        // The same answer in the replica's epoch is behind it: asked again until the
+        // timeout, never taken.
+        let same = Counting {
+            epoch: Some(1),
+            ..Default::default()
+        };
+        let (answer, _) = cache
+            .confirm(
+                q("n2"),
+                &same,
+                Duration::from_millis(50),
+                false,
+                asked,
+                &counters,
+            )
+            .await;
+        assert!(
+            matches!(answer, Err(AuthorityError::Behind { .. })),
+            "{answer:?}"
+        );
     }
 }

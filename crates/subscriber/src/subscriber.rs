@@ -10,7 +10,7 @@ use revocast_core::{Digest, Filter, FilterParams, Lookup, Namespace, check_jti};
 use tokio::sync::{oneshot, watch};
 
 use crate::authority::{Authority, ConfirmQuery};
-use crate::cache::{ConfirmCache, Via};
+use crate::cache::{Asked, ConfirmCache, Via};
 use crate::claims::{ConfirmReason, LocalCheck, RevokedBy, Source, TokenClaims, Verdict};
 use crate::error::Error;
 use crate::options::{Policy, SubscriberOptions};
@@ -445,7 +445,13 @@ impl Subscriber {
                 inner.confirm_timeout,
                 // While not in sync, a cached "not revoked" may predate a missed delta.
                 reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
-                shared.filter.load().version(),
+                {
+                    let filter = shared.filter.load();
+                    Asked {
+                        epoch: filter.epoch(),
+                        version: filter.version(),
+                    }
+                },
                 &shared.counters,
             )
             .await;

@@ -21,14 +21,14 @@
 //! once (`Arc::make_mut`), applies them, and publishes the new `Arc` through the
 //! `ArcSwap`; the old copy is freed when the last in-flight check lets go of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
-use revocast_core::{Change, Delta, Filter, FilterError, Namespace, Verifier};
-use revocast_nats::{Backoff, ReadError, StreamBounds};
+use revocast_core::{Change, Delta, Filter, FilterError, Namespace, Succession, Verifier};
+use revocast_nats::{Backoff, LogEntry, ReadError, StreamBounds};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
@@ -48,6 +48,15 @@ const MAX_BATCH: usize = 1024;
 const RESTART_RESET: Duration = Duration::from_secs(60);
 /// How often fetching a snapshot that is older than the stream's start is retried.
 const SNAPSHOT_ATTEMPTS: u32 = 5;
+/// How long heartbeats may stay behind the replica without moving before it resyncs.
+/// Briefly is normal (a delta can overtake the heartbeat sent just before it); for
+/// longer, the publisher's log lost what the replica holds.
+const AHEAD_GRACE: Duration = Duration::from_secs(3);
+/// Fingerprints of applied deltas kept, to tell a copy of one from another delta of
+/// the same version.
+const RECENT_DELTAS: usize = 4096;
+/// Epochs remembered as not the namespace's current one.
+const MAX_REFUTED_EPOCHS: usize = 64;
 
 /// What the task needs from the options.
 #[derive(Clone, Debug)]
@@ -79,8 +88,14 @@ pub(crate) enum SyncError {
         what: &'static str,
         source: FilterError,
     },
-    #[error("snapshot at version {snapshot} is older than the stream's first delta {first}")]
+    #[error("snapshot covers the log up to message {snapshot}; the stream starts at {first}")]
     SnapshotTooOld { snapshot: u64, first: u64 },
+    #[error("the stream ends at message {last}, before message {seq} the replica read")]
+    StreamWentBack { seq: u64, last: u64 },
+    #[error("stream message {seq} holds delta {version}; the replica is at {have}")]
+    LogGap { seq: u64, version: u64, have: u64 },
+    #[error("delta {version} differs from the delta {version} the replica applied")]
+    Conflict { version: u64 },
 }
 
 struct Task {
@@ -92,10 +107,24 @@ struct Task {
     /// The replica; the same `Arc` readers load between batches, so one copy lives
     /// in memory. The first change after a publication clones it (`Arc::make_mut`).
     filter: Arc<Filter>,
-    /// Verified deltas ahead of `filter`, waiting for the gap before them.
-    pending: BTreeMap<u64, Delta>,
-    /// `time_ms` of the newest heartbeat accepted: older or equal ones are replays.
-    last_heartbeat_ms: u64,
+    /// The stream sequence of the last log message `filter` has read.
+    seq: u64,
+    /// Verified deltas ahead of `filter` (with their fingerprints), waiting for the
+    /// gap before them.
+    pending: BTreeMap<u64, (Delta, u64)>,
+    /// Fingerprints of the deltas applied since the last load.
+    recent: Recent,
+    /// A delta conflicting with one applied arrived: resync.
+    conflict: bool,
+    /// [`revocast_core::Heartbeat::order`] of the newest heartbeat accepted in this
+    /// epoch: older or equal ones are replays.
+    last_heartbeat: Option<(u64, u64)>,
+    /// Since when the heartbeats are behind the replica, and the newest such
+    /// heartbeat's version.
+    ahead: Option<(Instant, u64)>,
+    /// Epochs known not to be the namespace's current one (the replica left them, or a
+    /// resync found another): their heartbeats are dropped without a resync.
+    refuted_epochs: HashSet<u64>,
     /// The filter changed since readers last saw it.
     dirty: bool,
     /// Do a catch-up at the next tick (set when one failed or the connection returned).
@@ -177,8 +206,13 @@ async fn run(shared: Arc<Shared>, client: async_nats::Client, config: SyncConfig
         client,
         config,
         filter,
+        seq: 0,
         pending: BTreeMap::new(),
-        last_heartbeat_ms: 0,
+        last_heartbeat: None,
+        ahead: None,
+        recent: Recent::default(),
+        conflict: false,
+        refuted_epochs: HashSet::new(),
         dirty: false,
         catch_up_due: false,
         retry_at: Instant::now(),
@@ -195,8 +229,8 @@ impl Task {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.load().await {
-                Ok(filter) => {
-                    self.install(filter);
+                Ok((filter, seq)) => {
+                    self.install(filter, seq);
                     break;
                 }
                 Err(e) => {
@@ -227,7 +261,9 @@ impl Task {
                             _ => break,
                         }
                     }
-                    if !self.pending.is_empty() {
+                    if self.conflict {
+                        self.resync().await;
+                    } else if !self.pending.is_empty() {
                         self.catch_up().await;
                     }
                 }
@@ -284,11 +320,28 @@ impl Task {
         }
     }
 
-    /// Replaces the master filter with a freshly loaded one.
-    fn install(&mut self, filter: Filter) {
+    /// Replaces the master filter with a freshly loaded one, which has read the log up
+    /// to message `seq`.
+    fn install(&mut self, filter: Filter, seq: u64) {
+        let old_epoch = self.filter.epoch();
+        let new_epoch = filter.epoch();
         self.filter = Arc::new(filter);
+        self.seq = seq;
         self.dirty = true;
+        self.ahead = None;
+        self.recent = Recent::default();
+        self.conflict = false;
         self.shared.cache.clear();
+        if new_epoch != old_epoch {
+            // A new life of the namespace: what was pending or heard belongs to the
+            // old one, which is over.
+            self.pending.clear();
+            self.last_heartbeat = None;
+            if self.refuted_epochs.len() < MAX_REFUTED_EPOCHS {
+                self.refuted_epochs.insert(old_epoch);
+            }
+            self.refuted_epochs.remove(&new_epoch);
+        }
         let version = self.filter.version();
         self.pending = self.pending.split_off(&(version + 1));
         self.drain_pending();
@@ -306,30 +359,42 @@ impl Task {
     fn on_delta(&mut self, payload: &[u8]) {
         bump_bytes(&self.shared, payload.len());
         match self.config.verifier.decode_delta(payload) {
-            Ok(delta) => self.offer(delta, false),
+            Ok(delta) => self.offer(delta, fingerprint(payload), false),
             Err(e) => self.reject("delta", &e),
         }
     }
 
     /// Applies a verified delta if it is next, holds it if it is ahead, drops it if
     /// it is old.
-    fn offer(&mut self, delta: Delta, from_stream: bool) {
-        let version = self.filter.version();
-        if delta.version <= version {
-            bump(&self.shared.counters.duplicates);
-            return;
-        }
-        if delta.version > version + 1 {
-            // A gap: what the filter misses may be in the deltas before this one.
-            self.shared.mark_behind();
-            if self.pending.len() >= MAX_PENDING {
-                // Keep the nearest ones; the far ones come back from the stream.
-                self.pending.pop_last();
+    fn offer(&mut self, delta: Delta, fingerprint: u64, from_stream: bool) {
+        match self.filter.succession(&delta) {
+            Succession::Next => {}
+            Succession::Applied => {
+                if self.recent.conflicts(delta.version, fingerprint) {
+                    self.on_conflict(delta.version);
+                } else {
+                    bump(&self.shared.counters.duplicates);
+                }
+                return;
             }
-            self.pending.insert(delta.version, delta);
-            return;
+            Succession::OtherEpoch => {
+                // A copy from another life of the namespace, or the first sign of a
+                // new one: the heartbeats tell which.
+                self.shared.counters.reject("other_epoch");
+                return;
+            }
+            Succession::Ahead => {
+                // A gap: what the filter misses may be in the deltas before this one.
+                self.shared.mark_behind();
+                if self.pending.len() >= MAX_PENDING {
+                    // Keep the nearest ones; the far ones come back from the stream.
+                    self.pending.pop_last();
+                }
+                self.pending.insert(delta.version, (delta, fingerprint));
+                return;
+            }
         }
-        self.apply(&delta, from_stream);
+        self.apply(&delta, fingerprint, from_stream);
         self.drain_pending();
     }
 
@@ -340,17 +405,33 @@ impl Task {
                 entry.remove();
                 bump(&self.shared.counters.duplicates);
             } else if *entry.key() == version + 1 {
-                let delta = entry.remove();
-                self.apply(&delta, false);
+                let (delta, fingerprint) = entry.remove();
+                self.apply(&delta, fingerprint, false);
             } else {
                 break;
             }
         }
     }
 
-    fn apply(&mut self, delta: &Delta, from_stream: bool) {
+    /// Another delta of a version this replica applied: the publisher's log lost the
+    /// deltas this replica holds from there on and was written again (a stream that
+    /// lost its tail). What the replica holds is not the publisher's: resync.
+    fn on_conflict(&mut self, version: u64) {
+        self.shared.mark_behind();
+        if !self.conflict {
+            tracing::warn!(
+                version,
+                "a delta differs from the one this replica applied at the same version: \
+                 the publisher's log lost deltas; resyncing"
+            );
+        }
+        self.conflict = true;
+    }
+
+    fn apply(&mut self, delta: &Delta, fingerprint: u64, from_stream: bool) {
         match Arc::make_mut(&mut self.filter).apply(delta) {
             Ok(()) => {
+                self.recent.insert(delta.version, fingerprint);
                 self.dirty = true;
                 let counters = &self.shared.counters;
                 bump(&counters.deltas_applied);
@@ -375,16 +456,39 @@ impl Task {
             Ok(hb) => hb,
             Err(e) => return self.reject("heartbeat", &e),
         };
-        if hb.time_ms <= self.last_heartbeat_ms {
+        if hb.epoch != self.filter.epoch() {
+            if self.refuted_epochs.contains(&hb.epoch) {
+                let n = self.shared.counters.reject("other_epoch");
+                tracing::debug!(epoch = %format_args!("{:016x}", hb.epoch), count = n, "dropped a heartbeat of another epoch");
+                return;
+            }
+            // The namespace was created again (or this is a copy from an old life of
+            // it): behind until the snapshot says which.
+            self.shared.mark_behind();
+            tracing::warn!(
+                ours = %format_args!("{:016x}", self.filter.epoch()),
+                theirs = %format_args!("{:016x}", hb.epoch),
+                "heartbeat of another epoch: was the namespace created again? resyncing"
+            );
+            self.resync().await;
+            if hb.epoch != self.filter.epoch() {
+                if self.refuted_epochs.len() < MAX_REFUTED_EPOCHS {
+                    self.refuted_epochs.insert(hb.epoch);
+                }
+                return;
+            }
+        }
+        if self.last_heartbeat.is_some_and(|last| hb.order() <= last) {
             let n = self.shared.counters.reject("replayed");
             tracing::debug!(
-                time_ms = hb.time_ms,
+                version = hb.version,
+                beat = hb.beat,
                 count = n,
                 "dropped a replayed heartbeat"
             );
             return;
         }
-        self.last_heartbeat_ms = hb.time_ms;
+        self.last_heartbeat = Some(hb.order());
         bump(&self.shared.counters.heartbeats);
         if hb.version > self.filter.version() {
             // Behind from this moment, not from when the catch-up is done.
@@ -406,10 +510,30 @@ impl Task {
             self.resync().await;
         }
         let version = self.filter.version();
-        let agrees =
-            version > hb.version || (version == hb.version && self.filter.digest() == hb.digest);
-        if agrees {
+        if version == hb.version && self.filter.digest() == hb.digest {
+            self.ahead = None;
             self.shared.mark_in_sync();
+        } else if version > hb.version {
+            // Briefly ahead is normal: a delta overtook the heartbeat sent just before
+            // it. Ahead for longer with the publisher standing still means its log lost
+            // what this replica holds (a single-replica stream that lost its tail).
+            let now = Instant::now();
+            let since = match self.ahead {
+                Some((since, seen)) if hb.version <= seen => since,
+                _ => now,
+            };
+            self.ahead = Some((since, hb.version));
+            if now.duration_since(since) < AHEAD_GRACE {
+                self.shared.mark_in_sync();
+            } else {
+                self.shared.mark_behind();
+                tracing::warn!(
+                    version,
+                    publisher = hb.version,
+                    "replica stays ahead of the publisher's heartbeats; resyncing"
+                );
+                self.resync().await;
+            }
         }
     }
 
@@ -423,7 +547,15 @@ impl Task {
                 bump(&self.shared.counters.gaps_repaired);
             }
             Ok(false) => self.catch_up_due = false,
-            Err(SyncError::SnapshotTooOld { .. }) => self.resync().await,
+            Err(
+                e @ (SyncError::SnapshotTooOld { .. }
+                | SyncError::StreamWentBack { .. }
+                | SyncError::LogGap { .. }
+                | SyncError::Conflict { .. }),
+            ) => {
+                tracing::warn!(error = %e, "the stream cannot bring the replica up to date; resyncing");
+                self.resync().await;
+            }
             Err(e) => {
                 self.catch_up_due = true;
                 self.retry_at = Instant::now() + RETRY_DELAY;
@@ -437,17 +569,31 @@ impl Task {
     async fn try_catch_up(&mut self) -> Result<bool, SyncError> {
         let StreamBounds { first, last } = self.store.bounds().await?;
         let version = self.filter.version();
-        if last <= version {
+        if last < self.seq {
+            return Err(SyncError::StreamWentBack {
+                seq: self.seq,
+                last,
+            });
+        }
+        if last == self.seq {
             return Ok(false);
         }
-        if version + 1 < first {
+        if self.seq + 1 < first {
             return Err(SyncError::SnapshotTooOld {
-                snapshot: version,
+                snapshot: self.seq,
                 first,
             });
         }
         let filter = Arc::make_mut(&mut self.filter);
-        let result = replay(&self.store, &self.shared, filter, last).await;
+        let result = replay(
+            &self.store,
+            &self.shared,
+            filter,
+            &mut self.seq,
+            last,
+            &mut self.recent,
+        )
+        .await;
         if self.filter.version() != version {
             self.dirty = true;
         }
@@ -459,10 +605,14 @@ impl Task {
     /// Reloads from the newest snapshot and the stream.
     async fn resync(&mut self) {
         match self.load().await {
-            Ok(filter) => {
+            Ok((filter, seq)) => {
                 bump(&self.shared.counters.resyncs);
-                tracing::info!(version = filter.version(), "revocast replica resynced");
-                self.install(filter);
+                tracing::info!(
+                    version = filter.version(),
+                    epoch = %format_args!("{:016x}", filter.epoch()),
+                    "revocast replica resynced"
+                );
+                self.install(filter, seq);
                 self.catch_up_due = false;
             }
             Err(e) => {
@@ -474,30 +624,39 @@ impl Task {
         }
     }
 
-    /// The snapshot plus every delta after it in the stream.
-    async fn load(&self) -> Result<Filter, SyncError> {
+    /// The snapshot plus every delta after it in the stream, and the sequence of the
+    /// last log message read.
+    async fn load(&self) -> Result<(Filter, u64), SyncError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
         loop {
-            let mut filter = self.load_snapshot().await?;
+            let (mut filter, mut seq) = self.load_snapshot().await?;
             let StreamBounds { first, last } = self.store.bounds().await?;
-            if filter.version() + 1 < first && filter.version() < last {
+            if seq + 1 < first && seq < last {
                 // The publisher snapshots far more often than the stream ages out;
                 // a newer snapshot is on its way.
                 if backoff.attempts() + 1 >= SNAPSHOT_ATTEMPTS {
                     return Err(SyncError::SnapshotTooOld {
-                        snapshot: filter.version(),
+                        snapshot: seq,
                         first,
                     });
                 }
                 backoff.wait().await;
                 continue;
             }
-            replay(&self.store, &self.shared, &mut filter, last).await?;
-            return Ok(filter);
+            replay(
+                &self.store,
+                &self.shared,
+                &mut filter,
+                &mut seq,
+                last,
+                &mut Recent::default(),
+            )
+            .await?;
+            return Ok((filter, seq));
         }
     }
 
-    async fn load_snapshot(&self) -> Result<Filter, SyncError> {
+    async fn load_snapshot(&self) -> Result<(Filter, u64), SyncError> {
         let read = match self.store.snapshot().await {
             Ok(Some(read)) => read,
             Ok(None) => return Err(SyncError::NoSnapshot),
@@ -509,6 +668,7 @@ impl Task {
             }
         };
         bump_bytes(&self.shared, read.bytes);
+        let seq = read.snapshot.log_seq;
         let filter =
             Filter::from_state(read.snapshot.state).map_err(|source| SyncError::Filter {
                 what: "snapshot",
@@ -520,7 +680,7 @@ impl Task {
             bytes = read.bytes,
             "loaded snapshot"
         );
-        Ok(filter)
+        Ok((filter, seq))
     }
 }
 
@@ -540,35 +700,101 @@ fn evict_named(shared: &Shared, delta: &Delta) {
     }
 }
 
-/// Applies stream messages `filter.version()+1 ..= last` to `filter`, each verified
-/// by the shared read path.
+/// Reads log messages `*seq + 1 ..= last` into `filter`, moving `seq` past each: the
+/// next delta applies, anything else (garbage, another key, a copy of an old delta,
+/// another epoch) is skipped and counted; a delta after a missing one is an error
+/// (the caller resyncs).
 async fn replay(
     store: &revocast_nats::Store,
     shared: &Shared,
     filter: &mut Filter,
+    seq: &mut u64,
     last: u64,
+    recent: &mut Recent,
 ) -> Result<(), SyncError> {
-    let mut replay = store.replay(filter.version() + 1..=last).await?;
-    while let Some(stored) = replay.next().await {
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(e) => {
-                if let Some(error) = e.decode_error() {
-                    shared.counters.reject(error.reason());
+    let mut replay = store.replay(*seq + 1..=last).await?;
+    while let Some(entry) = replay.next().await {
+        let entry = entry?;
+        let stored = match entry {
+            LogEntry::Delta(stored) => stored,
+            LogEntry::Skipped { seq: at, reason } => {
+                *seq = at;
+                let n = shared.counters.reject(reason.reason());
+                if n == 1 || n.is_power_of_two() {
+                    tracing::warn!(seq = at, reason = reason.reason(), %reason, count = n, "skipped a log message that does not verify");
                 }
-                return Err(e.into());
+                continue;
             }
         };
         bump_bytes(shared, stored.payload.len());
+        let print = fingerprint(&stored.payload);
+        match filter.succession(&stored.delta) {
+            Succession::Next => {}
+            Succession::Applied => {
+                if recent.conflicts(stored.delta.version, print) {
+                    return Err(SyncError::Conflict {
+                        version: stored.delta.version,
+                    });
+                }
+                *seq = stored.seq;
+                shared.counters.reject("replayed");
+                continue;
+            }
+            Succession::OtherEpoch => {
+                *seq = stored.seq;
+                shared.counters.reject("other_epoch");
+                continue;
+            }
+            Succession::Ahead => {
+                return Err(SyncError::LogGap {
+                    seq: stored.seq,
+                    version: stored.delta.version,
+                    have: filter.version(),
+                });
+            }
+        }
         filter
             .apply(&stored.delta)
             .map_err(|source| SyncError::Filter {
                 what: "stored delta",
                 source,
             })?;
+        *seq = stored.seq;
+        recent.insert(stored.delta.version, print);
         bump(&shared.counters.deltas_applied);
         bump(&shared.counters.deltas_from_stream);
         evict_named(shared, &stored.delta);
     }
     Ok(())
+}
+
+/// A delta's fingerprint: the start of its Ed25519 signature (the envelope's last 64
+/// bytes), which differs between two deltas of the same version.
+fn fingerprint(payload: &[u8]) -> u64 {
+    let start = payload
+        .len()
+        .saturating_sub(revocast_core::wire::SIGNATURE_LEN);
+    payload
+        .get(start..start + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Fingerprints of the last [`RECENT_DELTAS`] deltas applied, by version.
+#[derive(Debug, Default)]
+struct Recent(BTreeMap<u64, u64>);
+
+impl Recent {
+    fn insert(&mut self, version: u64, fingerprint: u64) {
+        self.0.insert(version, fingerprint);
+        if self.0.len() > RECENT_DELTAS {
+            self.0.pop_first();
+        }
+    }
+
+    /// Whether a delta of `version` with `fingerprint` is another one than the delta
+    /// of that version applied (unknown versions never conflict).
+    fn conflicts(&self, version: u64, fingerprint: u64) -> bool {
+        self.0.get(&version).is_some_and(|&f| f != fingerprint)
+    }
 }

@@ -301,16 +301,20 @@ async fn s5_hostile_messages_on_every_subject() {
             let ns = Namespace::default();
             // Forged messages of every kind, signed with the wrong key.
             let forged_delta = forger.encode(&Message::Delta(revocast_core::Delta {
+                epoch: 0,
                 version: p.version() + 1,
                 committed_at_ms: 0,
                 changes: vec![revocast_core::Change::Expire { now: u64::MAX }],
             }));
             let forged_heartbeat = forger.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+                epoch: 0,
+                beat: 1,
                 version: p.version() + 1_000,
                 time_ms: 0,
                 digest: revocast_core::Digest([0; 32]),
             }));
             let forged_snapshot = forger.encode(&Message::Snapshot(revocast_core::Snapshot {
+                log_seq: 0,
                 taken_at_ms: 0,
                 state: revocast_core::Filter::new(revocast_core::FilterParams::default())
                     .unwrap()
@@ -480,6 +484,8 @@ async fn s8_publisher_restarted_with_another_key_is_refused_loudly() {
         Namespace::default(),
     );
     let heartbeat = other.encode(&Message::Heartbeat(revocast_core::Heartbeat {
+        epoch: 0,
+        beat: 1,
         version: version + 5,
         time_ms: now_secs() * 1000,
         digest: revocast_core::Digest([1; 32]),
@@ -650,8 +656,10 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// A seeded random schedule of faults under load: a replica cut off and restored by
-/// the proxy, NATS stopped and restarted, garbage on the live subjects, a rogue
-/// confirm responder that answers first. The checker counts the invariants after
+/// the proxy, NATS stopped and restarted, garbage on the live subjects, garbage,
+/// another key's deltas and copies of old messages stored on the log, the publisher
+/// restarted with its clock stepped back or ahead, a rogue confirm responder that
+/// answers first. The checker counts the invariants after
 /// every check (no false negative by an in-sync replica, no wrongful rejection), and
 /// after recovery nothing acknowledged is lost. `REVOCAST_CHAOS_SECS` (default 12)
 /// sets the length, `REVOCAST_CHAOS_SEED` replays a schedule; the seed is printed.
@@ -668,7 +676,11 @@ async fn s9_seeded_chaos() {
         "CHAOS seed {seed}, {secs} s: replay with REVOCAST_CHAOS_SEED={seed} REVOCAST_CHAOS_SECS={secs}"
     );
     let mut schedule = Schedule(seed);
-    let mut stack = Stack::start().await;
+    let nats = NatsServer::start();
+    let mut config = Config::for_tests(nats.url()).unwrap();
+    let mut stack = Stack::start_with(nats, config.clone()).await;
+    // Restarts keep the address the checker calls.
+    config.listen = stack.publisher.local_addr();
     let key = stack.publisher.public_key();
     let ns = Namespace::default();
     let proxy = Proxy::start(stack.nats.port());
@@ -704,9 +716,12 @@ async fn s9_seeded_chaos() {
         async move { c.check_load().await }
     });
     let garbage = async_nats::connect(stack.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(garbage.clone());
+    let forger =
+        revocast_core::Signer::new(revocast_core::signing_key_from_seed([0xAB; 32]), ns.clone());
     let mut steps = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
-        let step = match schedule.below(6) {
+        let step = match schedule.below(8) {
             0 => {
                 proxy.cut();
                 "cut the proxied replica"
@@ -741,6 +756,57 @@ async fn s9_seeded_chaos() {
                     "rogue confirm responder on"
                 } else {
                     "rogue confirm responder off"
+                }
+            }
+            5 => {
+                // Stored on the log, where anyone allowed to publish there can store
+                // anything: none of it may stop the writer or a replica.
+                let (bytes, what) = match schedule.below(3) {
+                    0 => (
+                        (0..1 + schedule.below(300))
+                            .map(|_| schedule.next() as u8)
+                            .collect::<Vec<u8>>(),
+                        "garbage stored on the log",
+                    ),
+                    1 => (
+                        forger.encode(&Message::Delta(revocast_core::Delta {
+                            epoch: stack.publisher.epoch(),
+                            version: stack.publisher.version() + 1,
+                            committed_at_ms: 0,
+                            changes: Vec::new(),
+                        })),
+                        "another key's next delta stored on the log",
+                    ),
+                    _ => {
+                        let stream = js.get_stream(ns.stream_name()).await;
+                        let last = stack.publisher.stats().log_seq.max(1);
+                        let old = match stream {
+                            Ok(stream) => stream
+                                .get_raw_message(1 + schedule.below(last))
+                                .await
+                                .map(|m| m.payload.to_vec())
+                                .unwrap_or_default(),
+                            Err(_) => Vec::new(),
+                        };
+                        (old, "an old log message stored again")
+                    }
+                };
+                if let Ok(ack) = js.publish(ns.log_subject(), bytes.into()).await {
+                    let _ = ack.await;
+                }
+                what
+            }
+            6 => {
+                // A graceful restart with the clock stepped up to 10 minutes either
+                // way: heartbeats order by (version, beat), not by time.
+                let step = i64::try_from(schedule.below(1_201)).unwrap_or(0) - 600;
+                let mut restarted = config.clone();
+                restarted.clock = Arc::new(Skewed(step));
+                stack = stack.restart_publisher(restarted).await;
+                if step < 0 {
+                    "restart the publisher with its clock stepped back"
+                } else {
+                    "restart the publisher with its clock stepped ahead"
                 }
             }
             _ => "nothing",

@@ -85,3 +85,203 @@ async fn a_stale_replica_learns_a_cutoff_from_the_authority() {
         .with_iat(issued);
     assert!(replica.check(&other).await.unwrap().is_accepted());
 }
+
+/// A namespace deleted and created again under running replicas (an operator starting
+/// afresh) starts over at version 0 in a new epoch: replicas ahead of it must notice
+/// and follow, not count themselves in sync until the new namespace passes their old
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_a_namespace_deleted_and_created_again() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_with(nats, config.clone()).await;
+    let replica = stack.subscriber().await;
+    let exp = now_secs() + 3600;
+    for i in 0..5 {
+        stack.revoke(&format!("old-{i}"), exp).await;
+    }
+    eventually("the replica to reach version 5", || async {
+        replica.version() >= 5
+    })
+    .await;
+
+    let Stack {
+        nats, publisher, ..
+    } = stack;
+    let ns = publisher.namespace().clone();
+    publisher.shutdown().await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.delete_stream(ns.stream_name()).await.unwrap();
+    js.delete_object_store(ns.snapshot_bucket()).await.unwrap();
+    let stack = Stack::start_with(nats, config).await;
+    assert_eq!(stack.revoke("after-reset", exp).await, 1, "a new namespace");
+
+    // Within the staleness bound (3 s) plus the time to resync.
+    eventually(
+        "the replica to reject the revocation of the new namespace",
+        || async {
+            replica
+                .check(&TokenClaims::new("after-reset", exp))
+                .await
+                .unwrap()
+                .is_revoked()
+        },
+    )
+    .await;
+    eventually(
+        "the replica to be in sync with the new namespace",
+        || async { !replica.is_stale() && replica.version() == stack.publisher.version() },
+    )
+    .await;
+    // What the old namespace held is gone with it.
+    assert!(
+        replica
+            .check(&TokenClaims::new("old-0", exp))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+}
+
+/// Anyone allowed to publish on the log subject can store a message there: garbage, a
+/// delta signed by another key, a copy of an old delta. None of them stops the writer,
+/// a restarted publisher or a replica, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_foreign_and_replayed_log_messages_stop_nothing() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_with(nats, config.clone()).await;
+    let replica = stack.subscriber().await;
+    let exp = now_secs() + 3600;
+    let ns = stack.publisher.namespace().clone();
+    let js = async_nats::jetstream::new(async_nats::connect(stack.nats.url()).await.unwrap());
+    let inject = |payload: Vec<u8>| {
+        let js = js.clone();
+        let subject = ns.log_subject();
+        async move {
+            js.publish(subject, payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .sequence
+        }
+    };
+
+    stack.revoke("first", exp).await;
+    let stream = js.get_stream(ns.stream_name()).await.unwrap();
+    let first_delta = stream.get_raw_message(1).await.unwrap().payload.to_vec();
+    let foreign =
+        revocast_core::Signer::new(revocast_core::signing_key_from_seed([7; 32]), ns.clone());
+    let forged = foreign.encode(&revocast_core::Message::Delta(revocast_core::Delta {
+        epoch: 0,
+        version: 2,
+        committed_at_ms: 1,
+        changes: Vec::new(),
+    }));
+
+    let mut revoked = vec!["first".to_owned()];
+    for (i, poison) in [b"garbage".to_vec(), forged, first_delta]
+        .into_iter()
+        .enumerate()
+    {
+        inject(poison).await;
+        let jti = format!("after-poison-{i}");
+        within(
+            "a revocation after a poisoned message",
+            stack.api.revoke(&Revocation::new(&jti, exp)),
+        )
+        .await
+        .unwrap();
+        revoked.push(jti);
+    }
+    let version = stack.publisher.version();
+    assert_eq!(version, 4, "four revocations, four versions");
+    eventually(
+        "the replica to follow past the poisoned messages",
+        || async { replica.version() == version && !replica.is_stale() },
+    )
+    .await;
+    for jti in &revoked {
+        let verdict = replica.check(&TokenClaims::new(jti, exp)).await.unwrap();
+        assert!(verdict.is_revoked(), "{jti}: {verdict:?}");
+    }
+    let skipped = stack.publisher.stats().log_messages_skipped;
+    assert!(
+        skipped >= 3,
+        "the writer counted {skipped} skipped messages"
+    );
+
+    // A publisher restarted on the poisoned stream boots, and a replica started on it
+    // loads it.
+    let stack = stack.restart_publisher(config).await;
+    // It read the whole log again for its records, and skipped the same three.
+    let skipped = stack.publisher.stats().log_messages_skipped;
+    assert!(skipped >= 3, "the restarted publisher skipped {skipped}");
+    stack.revoke("after-restart", exp).await;
+    revoked.push("after-restart".to_owned());
+    let late = stack.subscriber().await;
+    for replica in [&replica, &late] {
+        eventually("the replica to reach the publisher", || async {
+            replica.version() == stack.publisher.version()
+        })
+        .await;
+        for jti in &revoked {
+            let verdict = replica.check(&TokenClaims::new(jti, exp)).await.unwrap();
+            assert!(verdict.is_revoked(), "{jti}: {verdict:?}");
+        }
+    }
+}
+
+/// A clock that runs `offset_ms` behind the machine's.
+#[derive(Debug)]
+struct Behind(u64);
+
+impl revocast_publisher::Clock for Behind {
+    fn now_ms(&self) -> u64 {
+        revocast_publisher::SystemClock
+            .now_ms()
+            .saturating_sub(self.0)
+    }
+}
+
+/// Heartbeats are ordered within a namespace's epoch, not by the publisher's clock: a
+/// publisher restarted with its clock behind (a host with a wrong clock taking over)
+/// keeps every replica fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_restarted_with_its_clock_behind_keeps_replicas_fresh() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_with(nats, config.clone()).await;
+    let replica = stack.subscriber().await;
+    let exp = now_secs() + 3600;
+    stack.revoke("before", exp).await;
+    eventually("the replica to hear the publisher", || async {
+        replica.version() == 1 && replica.stats().heartbeats >= 3 && !replica.is_stale()
+    })
+    .await;
+
+    let mut behind = config;
+    behind.clock = std::sync::Arc::new(Behind(600_000));
+    let stack = stack.restart_publisher(behind).await;
+    let heard = replica.stats().heartbeats;
+    eventually(
+        "the replica to accept the new publisher's heartbeats",
+        || async { replica.stats().heartbeats >= heard + 10 },
+    )
+    .await;
+    assert!(!replica.is_stale(), "{:?}", replica.stats());
+    stack.revoke("after", exp).await;
+    eventually("the replica to follow", || async {
+        replica.version() == stack.publisher.version() && !replica.is_stale()
+    })
+    .await;
+    let verdict = replica
+        .check(&TokenClaims::new("after", exp))
+        .await
+        .unwrap();
+    assert!(verdict.is_revoked(), "{verdict:?}");
+}

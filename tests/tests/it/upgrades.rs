@@ -103,6 +103,7 @@ async fn an_old_replica_meets_a_newer_format_and_stays_stale_loudly() {
         &key(),
         &stack_ns,
         &Message::Delta(Delta {
+            epoch: 0,
             version: version + 1,
             committed_at_ms: now_ms(),
             changes: vec![Change::Add {
@@ -119,6 +120,8 @@ async fn an_old_replica_meets_a_newer_format_and_stays_stale_loudly() {
             &key(),
             &heartbeat_ns,
             &Message::Heartbeat(Heartbeat {
+                epoch: 0,
+                beat: 1,
                 version: version + 1,
                 time_ms: at,
                 digest: Digest([0; 32]),
@@ -203,6 +206,7 @@ async fn a_snapshot_in_a_newer_format_is_refused_by_replicas_and_the_publisher()
             &key(),
             &namespace,
             &Message::Snapshot(Snapshot {
+                log_seq: 0,
                 taken_at_ms: now_ms(),
                 state: Filter::new(params.clone()).unwrap().to_state(),
             }),

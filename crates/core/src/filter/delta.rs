@@ -46,6 +46,8 @@ pub enum Change {
 /// A versioned list of changes: the unit of replication.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
 pub struct Delta {
+    /// The epoch of the namespace it belongs to (see [`crate::Filter::epoch`]).
+    pub epoch: u64,
     /// The filter version this delta produces; it applies on top of `version - 1`.
     pub version: u64,
     /// When the publisher committed it, unix milliseconds (for lag figures only).

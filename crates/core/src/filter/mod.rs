@@ -92,12 +92,26 @@ pub struct Probe<'a> {
     pub iat: Option<u64>,
 }
 
+/// Where a delta stands relative to a filter ([`Filter::succession`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Succession {
+    /// It carries the next version of the filter's epoch: it applies.
+    Next,
+    /// The filter holds its version already (a duplicate or a replayed copy).
+    Applied,
+    /// Versions are missing between the filter and it.
+    Ahead,
+    /// It belongs to another epoch of the namespace.
+    OtherEpoch,
+}
+
 /// A revocation filter at a version.
 #[derive(Debug)]
 pub struct Filter {
     params: FilterParams,
     /// `params.bucket_width`, for the hot path.
     width: Divisor,
+    epoch: u64,
     version: u64,
     buckets: Buckets,
     subject_cutoffs: BTreeMap<String, u64>,
@@ -110,6 +124,7 @@ impl Clone for Filter {
         Filter {
             params: self.params.clone(),
             width: self.width,
+            epoch: self.epoch,
             version: self.version,
             buckets: self.buckets.clone(),
             subject_cutoffs: self.subject_cutoffs.clone(),
@@ -126,12 +141,13 @@ impl PartialEq for Filter {
 }
 
 impl Filter {
-    /// An empty filter at version 0.
+    /// An empty filter at version 0, in epoch 0 (see [`Filter::with_epoch`]).
     pub fn new(params: FilterParams) -> Result<Filter, FilterError> {
         params.validate()?;
         Ok(Filter {
             width: Divisor::new(params.bucket_width),
             params,
+            epoch: 0,
             version: 0,
             buckets: Buckets::default(),
             subject_cutoffs: BTreeMap::new(),
@@ -148,6 +164,36 @@ impl Filter {
     /// The version: the number of deltas applied since version 0.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The epoch: the random id of the namespace's life this filter belongs to. A
+    /// namespace deleted and created again starts a new epoch at version 0; deltas
+    /// apply only within their own epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// This empty filter in `epoch` (a namespace's first filter).
+    pub fn with_epoch(mut self, epoch: u64) -> Filter {
+        self.epoch = epoch;
+        self.digest = OnceLock::new();
+        self
+    }
+
+    /// Where `delta` stands relative to this filter: the next one, one applied
+    /// already, one after a gap, or one of another epoch. A log may hold messages of
+    /// every kind (a stored copy of an old delta, a delta of an earlier life of the
+    /// namespace); readers skip all but [`Succession::Next`] and [`Succession::Ahead`].
+    pub fn succession(&self, delta: &Delta) -> Succession {
+        if delta.epoch != self.epoch {
+            Succession::OtherEpoch
+        } else if delta.version <= self.version {
+            Succession::Applied
+        } else if delta.version == self.version + 1 {
+            Succession::Next
+        } else {
+            Succession::Ahead
+        }
     }
 
     /// Number of entries added to live buckets.
@@ -324,6 +370,12 @@ impl Filter {
     /// Applies `delta`, which must carry version `self.version() + 1`. On any error the
     /// filter is unchanged.
     pub fn apply(&mut self, delta: &Delta) -> Result<(), FilterError> {
+        if delta.epoch != self.epoch {
+            return Err(FilterError::OtherEpoch {
+                have: self.epoch,
+                got: delta.epoch,
+            });
+        }
         let expected = self.version + 1;
         if delta.version <= self.version {
             return Err(FilterError::Duplicate {

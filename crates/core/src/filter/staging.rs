@@ -182,7 +182,12 @@ impl<'f> Overlay<'f> {
 /// staging
 ///     .revoke("token-1", 1_767_225_600, || 0x243F_6A88_85A3_08D3) // use real randomness
 ///     .unwrap();
-/// let delta = Delta { version: filter.version() + 1, committed_at_ms: 0, changes: staging.finish() };
+/// let delta = Delta {
+///     epoch: filter.epoch(),
+///     version: filter.version() + 1,
+///     committed_at_ms: 0,
+///     changes: staging.finish(),
+/// };
 /// filter.apply(&delta).unwrap();
 /// assert!(filter.contains("token-1", Some(1_767_225_600)));
 /// ```

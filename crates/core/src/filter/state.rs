@@ -43,6 +43,8 @@ impl Digest {
 pub struct FilterState {
     /// Parameters.
     pub params: FilterParams,
+    /// The namespace's epoch (see [`Filter::epoch`]).
+    pub epoch: u64,
     /// Version.
     pub version: u64,
     /// Buckets in index order.
@@ -81,6 +83,7 @@ pub struct LayerState {
 #[derive(Encode)]
 struct StateRef<'a> {
     params: &'a FilterParams,
+    epoch: u64,
     version: u64,
     buckets: Vec<BucketRef<'a>>,
     subject_cutoffs: Vec<(&'a str, u64)>,
@@ -107,6 +110,7 @@ impl Filter {
     pub fn to_state(&self) -> FilterState {
         FilterState {
             params: self.params.clone(),
+            epoch: self.epoch,
             version: self.version,
             buckets: self
                 .buckets
@@ -138,6 +142,7 @@ impl Filter {
     /// Rebuilds a filter from a state, validating every part of it.
     pub fn from_state(state: FilterState) -> Result<Filter, FilterError> {
         let mut filter = Filter::new(state.params)?;
+        filter.epoch = state.epoch;
         filter.version = state.version;
         for bucket in state.buckets {
             if bucket.layers.is_empty() || bucket.layers.len() > MAX_LAYERS_PER_BUCKET {
@@ -174,6 +179,7 @@ impl Filter {
         *self.digest.get_or_init(|| {
             let view = StateRef {
                 params: &self.params,
+                epoch: self.epoch,
                 version: self.version,
                 buckets: self
                     .buckets

@@ -10,6 +10,8 @@ use revocast_core::{
 
 fn heartbeat() -> Message {
     Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: 1,
         version: 7,
         time_ms: 1_767_225_600_000,
         digest: Digest([3; 32]),
@@ -18,6 +20,7 @@ fn heartbeat() -> Message {
 
 fn delta() -> Message {
     Message::Delta(Delta {
+        epoch: 0,
         version: 9,
         committed_at_ms: 5,
         changes: vec![
@@ -35,6 +38,7 @@ fn delta() -> Message {
 #[test]
 fn signed_messages_round_trip() {
     let response = Message::ConfirmResponse(ConfirmResponse {
+        epoch: 0,
         jti: "abc".into(),
         nonce: 99,
         revoked: true,
@@ -245,7 +249,7 @@ proptest! {
     #[test]
     fn forged_signatures_are_always_rejected(seed in any::<[u8; 32]>(), version in any::<u64>()) {
         prop_assume!(seed != [42; 32]);
-        let message = Message::Heartbeat(Heartbeat { version, time_ms: 0, digest: Digest([0; 32]) });
+        let message = Message::Heartbeat(Heartbeat { epoch: 0, beat: 1, version, time_ms: 0, digest: Digest([0; 32]) });
         let forged = Signer::new(signing_key_from_seed(seed), namespace()).encode(&message);
         prop_assert!(matches!(verifier().decode(&forged), Err(DecodeError::BadSignature)));
     }
@@ -270,6 +274,7 @@ fn a_delta_with_thousands_of_entries_round_trips() {
         })
         .collect();
     let message = Message::Delta(Delta {
+        epoch: 0,
         version: 1,
         committed_at_ms: 0,
         changes,

@@ -42,6 +42,7 @@ pub fn revoke_all(filter: &mut Filter, items: &[(String, u64)], seeds: &mut Seed
         staging.revoke(jti, *exp, || seeds.next()).unwrap();
     }
     let delta = Delta {
+        epoch: filter.epoch(),
         version: filter.version() + 1,
         committed_at_ms: 0,
         changes: staging.finish(),

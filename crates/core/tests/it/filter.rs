@@ -1,7 +1,9 @@
 //! Behaviour of the filter: lookups, cutoffs, expiry, versions, growth and the
 //! false-positive rate.
 use crate::common::{Seeds, revoke_all, small_params};
-use revocast_core::{Change, Delta, Filter, FilterError, FilterParams, LayerSpec, Lookup, Probe};
+use revocast_core::{
+    Change, Delta, Filter, FilterError, FilterParams, LayerSpec, Lookup, Probe, Succession,
+};
 
 const EXP: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -43,6 +45,7 @@ fn apply_requires_the_next_version_and_leaves_the_filter_untouched_otherwise() {
         Err(FilterError::Duplicate { have: 1, got: 1 })
     );
     let gap = Delta {
+        epoch: 0,
         version: 3,
         committed_at_ms: 0,
         changes: vec![],
@@ -51,9 +54,32 @@ fn apply_requires_the_next_version_and_leaves_the_filter_untouched_otherwise() {
         filter.apply(&gap),
         Err(FilterError::Gap { have: 1, got: 3 })
     );
+    // Each delta's place, as every reader of the log classifies it.
+    let next = |epoch, version| Delta {
+        epoch,
+        version,
+        committed_at_ms: 0,
+        changes: vec![],
+    };
+    assert_eq!(filter.succession(&next(0, 2)), Succession::Next);
+    assert_eq!(filter.succession(&d1), Succession::Applied);
+    assert_eq!(filter.succession(&gap), Succession::Ahead);
+    assert_eq!(filter.succession(&next(7, 2)), Succession::OtherEpoch);
+    // A delta of another epoch never applies, whatever its version.
+    assert_eq!(
+        filter.apply(&next(7, 2)),
+        Err(FilterError::OtherEpoch { have: 0, got: 7 })
+    );
+    let other = Filter::new(FilterParams::default()).unwrap().with_epoch(7);
+    assert_eq!(other.epoch(), 7);
+    assert_ne!(
+        other.digest(),
+        Filter::new(FilterParams::default()).unwrap().digest()
+    );
 
     // A delta whose last change is bad must not apply its good first changes.
     let bad = Delta {
+        epoch: 0,
         version: 2,
         committed_at_ms: 0,
         changes: vec![
@@ -113,6 +139,7 @@ fn malformed_layers_are_rejected() {
     ];
     for spec in cases {
         let delta = Delta {
+            epoch: 0,
             version: 1,
             committed_at_ms: 0,
             changes: vec![Change::OpenLayer(spec.clone())],
@@ -124,6 +151,7 @@ fn malformed_layers_are_rejected() {
         assert_eq!(filter.version(), 0);
     }
     let delta = Delta {
+        epoch: 0,
         version: 1,
         committed_at_ms: 0,
         changes: vec![Change::OpenLayer(good)],
@@ -145,6 +173,7 @@ fn every_layer_of_a_bucket_shares_its_seed() {
     };
     // In one delta, and across deltas.
     let delta = |version, changes| Delta {
+        epoch: 0,
         version,
         committed_at_ms: 0,
         changes,
@@ -178,6 +207,7 @@ fn staging_draws_a_seed_per_bucket_not_per_layer() {
             .unwrap();
     }
     let delta = Delta {
+        epoch: 0,
         version: 1,
         committed_at_ms: 0,
         changes: staging.finish(),
@@ -260,6 +290,7 @@ fn cutoffs_reject_exactly_the_tokens_issued_before() {
     let mut staging = filter.stage();
     staging.subject_cutoff("alice", EXP).unwrap();
     let delta = Delta {
+        epoch: 0,
         version: 1,
         committed_at_ms: 0,
         changes: staging.finish(),
@@ -286,6 +317,7 @@ fn cutoffs_reject_exactly_the_tokens_issued_before() {
     assert_eq!(check("alice", None, None), Lookup::SubjectCutoff);
 
     let delta = Delta {
+        epoch: 0,
         version: 2,
         committed_at_ms: 0,
         changes: vec![Change::GlobalCutoff {
@@ -309,6 +341,7 @@ fn cutoffs_reject_exactly_the_tokens_issued_before() {
 fn cutoffs_only_tighten() {
     let mut filter = Filter::new(FilterParams::default()).unwrap();
     let delta = Delta {
+        epoch: 0,
         version: 1,
         committed_at_ms: 0,
         changes: vec![
@@ -354,6 +387,7 @@ fn expiry_never_drops_a_token_before_exp_plus_leeway() {
         }
         version += 1;
         let delta = Delta {
+            epoch: 0,
             version,
             committed_at_ms: 0,
             changes: vec![Change::Expire { now }],
@@ -381,6 +415,7 @@ fn revoke_hinted(filter: &mut Filter, items: &[(String, u64)], chunk: usize, hin
             staging.revoke(jti, *exp, || seeds.next()).unwrap();
         }
         let delta = Delta {
+            epoch: 0,
             version: filter.version() + 1,
             committed_at_ms: 0,
             changes: staging.finish(),
@@ -511,6 +546,7 @@ fn the_in_place_digest_is_blake3_of_the_state_encoding() {
     let items: Vec<(String, u64)> = (0..300).map(|i| (format!("d{i}"), EXP + i * 400)).collect();
     revoke_all(&mut filter, &items, &mut seeds);
     let delta = Delta {
+        epoch: 0,
         version: 2,
         committed_at_ms: 0,
         changes: vec![
@@ -552,6 +588,7 @@ fn lookup_many_answers_as_lookup_one_by_one() {
         .collect();
     revoke_hinted(&mut filter, &members, 500, 0);
     let delta = Delta {
+        epoch: 0,
         version: filter.version() + 1,
         committed_at_ms: 0,
         changes: vec![

@@ -340,7 +340,7 @@ proptest! {
         for e in &edits {
             edit(&mut state, e);
         }
-        let bytes = signer().encode(&Message::Snapshot(Snapshot { taken_at_ms: 1, state }));
+        let bytes = signer().encode(&Message::Snapshot(Snapshot { log_seq: 0, taken_at_ms: 1, state }));
         let snapshot = verifier().decode_snapshot(&bytes).unwrap();
         if let Ok(filter) = Filter::from_state(snapshot.state) {
             use_filter(&filter);

@@ -11,6 +11,8 @@ use revocast_core::{
 };
 
 const EXP: u64 = 1_767_225_600;
+/// The epoch of the golden namespace.
+const EPOCH: u64 = 0x0123_4567_89ab_cdef;
 
 /// The fixed filter behind the snapshot, delta and heartbeat vectors.
 fn fixed_filter() -> (Filter, Delta) {
@@ -22,7 +24,7 @@ fn fixed_filter() -> (Filter, Delta) {
         max_token_lifetime: 86_400,
         leeway: 60,
     };
-    let mut filter = Filter::new(params).unwrap();
+    let mut filter = Filter::new(params).unwrap().with_epoch(EPOCH);
     let mut seeds = Seeds::new(1000);
     let items: Vec<(String, u64)> = (0..10).map(|i| (format!("jti-{i}"), EXP + i)).collect();
     revoke_all(&mut filter, &items[..5], &mut seeds);
@@ -35,6 +37,7 @@ fn fixed_filter() -> (Filter, Delta) {
     staging.subject_cutoff("bob", EXP - 100).unwrap();
     staging.global_cutoff(EXP - 86_400);
     let delta = Delta {
+        epoch: EPOCH,
         version: 2,
         committed_at_ms: 1_767_225_000_000,
         changes: staging.finish(),
@@ -75,7 +78,7 @@ pub fn reference_member(i: u64) -> (String, u64) {
 /// more members (one in a new bucket), a subject cutoff and an expiry that drops
 /// nothing.
 pub fn reference_filter() -> (Filter, Delta) {
-    let mut filter = Filter::new(reference_params()).unwrap();
+    let mut filter = Filter::new(reference_params()).unwrap().with_epoch(EPOCH);
     let mut seeds = Seeds::new(2026);
     for (part, hint) in [(0..6_000u64, 0), (6_000..10_000, 3_000)] {
         let mut staging = filter.stage();
@@ -87,6 +90,7 @@ pub fn reference_filter() -> (Filter, Delta) {
         staging.subject_cutoff("mallory", EXP - 3_600).unwrap();
         staging.global_cutoff(EXP - 86_400);
         let delta = Delta {
+            epoch: EPOCH,
             version: filter.version() + 1,
             committed_at_ms: 1_767_220_000_000,
             changes: staging.finish(),
@@ -104,6 +108,7 @@ pub fn reference_filter() -> (Filter, Delta) {
     staging.subject_cutoff("trent", EXP - 60).unwrap();
     staging.expire(EXP - 86_400);
     let delta = Delta {
+        epoch: EPOCH,
         version: filter.version() + 1,
         committed_at_ms: 1_767_221_000_000,
         changes: staging.finish(),
@@ -115,19 +120,24 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Message)> {
     let (filter, delta) = fixed_filter();
     let (reference, reference_delta) = reference_filter();
     let reference_snapshot = Message::Snapshot(Snapshot {
+        log_seq: 3,
         taken_at_ms: 1_767_220_500_000,
         state: reference.to_state(),
     });
     let snapshot = Message::Snapshot(Snapshot {
+        log_seq: 2,
         taken_at_ms: 1_767_225_001_000,
         state: filter.to_state(),
     });
     let heartbeat = Message::Heartbeat(Heartbeat {
+        epoch: EPOCH,
         version: filter.version(),
+        beat: 7,
         time_ms: 1_767_225_002_000,
         digest: filter.digest(),
     });
     let response = Message::ConfirmResponse(ConfirmResponse {
+        epoch: EPOCH,
         jti: "jti-7".into(),
         nonce: 0x1234_5678_9abc_def0,
         revoked: true,
@@ -230,7 +240,7 @@ fn golden_snapshot_rebuilds_the_filter_with_the_same_digest() {
 fn an_unknown_format_version_is_rejected() {
     for (name, _, _) in vectors() {
         let mut bytes = golden(name).to_vec();
-        bytes[4] = 2;
+        bytes[4] = 3;
         let err = match name {
             "confirm_request.bin" => decode_request(&bytes, &namespace(), 4096).unwrap_err(),
             _ => verifier().decode(&bytes).unwrap_err(),
@@ -239,8 +249,8 @@ fn an_unknown_format_version_is_rejected() {
             matches!(
                 err,
                 DecodeError::UnsupportedVersion {
-                    found: 2,
-                    supported: 3
+                    found: 3,
+                    supported: 4
                 }
             ),
             "{name}: {err}"

@@ -26,6 +26,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn encode_snapshot(filter: &Filter) -> Vec<u8> {
     signer().encode(&Message::Snapshot(Snapshot {
+        log_seq: 0,
         taken_at_ms: 0,
         state: filter.to_state(),
     }))
@@ -69,7 +70,7 @@ proptest! {
                     }
                 }
             }
-            let delta = Delta { version: publisher.version() + 1, committed_at_ms: 0, changes: staging.finish() };
+            let delta = Delta { epoch: 0, version: publisher.version() + 1, committed_at_ms: 0, changes: staging.finish() };
             let bytes = signer().encode(&Message::Delta(delta.clone()));
             publisher.apply(&delta).unwrap();
             deltas.push(bytes);
@@ -119,7 +120,7 @@ proptest! {
         for i in 0..count {
             let mut staging = publisher.stage();
             staging.revoke(&format!("r{i}"), T0 + i as u64, || seeds.next()).unwrap();
-            let delta = Delta { version: publisher.version() + 1, committed_at_ms: 0, changes: staging.finish() };
+            let delta = Delta { epoch: 0, version: publisher.version() + 1, committed_at_ms: 0, changes: staging.finish() };
             publisher.apply(&delta).unwrap();
             deltas.push(delta);
         }

@@ -322,7 +322,9 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
 
     // Another writer with the same key stores version 2 first.
     let ns = publisher.namespace().clone();
-    let mut replica = revocast_core::Filter::new(Default::default()).unwrap();
+    let mut replica = revocast_core::Filter::new(Default::default())
+        .unwrap()
+        .with_epoch(publisher.epoch());
     for d in stream_deltas(&server.url(), &ns, publisher.public_key()).await {
         replica.apply(&d).unwrap();
     }
@@ -331,6 +333,7 @@ async fn a_delta_stored_behind_the_writers_back_is_read_back_and_adopted() {
         .revoke_with("foreign", now() + 600, None, Some("elsewhere"), || 0x5eed)
         .unwrap();
     let delta = revocast_core::Delta {
+        epoch: publisher.epoch(),
         version: 2,
         committed_at_ms: now() * 1000,
         changes: staging.finish(),

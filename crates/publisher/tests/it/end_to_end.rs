@@ -73,7 +73,9 @@ async fn revocations_become_contiguous_signed_deltas() {
     assert_eq!((status, body["version"].clone()), (200, json!(3)), "{body}");
 
     // Subscribers see versions 1, 2, 3 in order, with the entries.
-    let mut filter = Filter::new(Default::default()).unwrap();
+    let mut filter = Filter::new(Default::default())
+        .unwrap()
+        .with_epoch(publisher.epoch());
     for want in 1..=3u64 {
         let delta = within("a delta on the delta subject", deltas.next())
             .await
@@ -175,7 +177,12 @@ async fn authority_answers_over_nats_and_http() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"jti": "stolen", "revoked": true, "version": 1}),
+        json!({
+            "jti": "stolen",
+            "revoked": true,
+            "version": 1,
+            "epoch": format!("{:016x}", publisher.epoch()),
+        }),
         "sub, reason and times need the admin token"
     );
     let (status, body) = http.get_admin("/v1/revocations/stolen").await;
@@ -188,7 +195,15 @@ async fn authority_answers_over_nats_and_http() {
     let (status, body) = http.get("/v1/revocations/fine").await;
     assert_eq!(
         (status, body),
-        (404, json!({"jti": "fine", "revoked": false, "version": 1}))
+        (
+            404,
+            json!({
+                "jti": "fine",
+                "revoked": false,
+                "version": 1,
+                "epoch": format!("{:016x}", publisher.epoch()),
+            })
+        )
     );
 
     // NATS: signed, nonce echoed.
@@ -304,7 +319,9 @@ async fn heartbeats_carry_version_and_digest() {
     let http = Http::new(publisher.url());
     http.revoke("a").await;
     let verifier = Verifier::new(publisher.public_key(), ns.clone());
-    let mut replica = Filter::new(Default::default()).unwrap();
+    let mut replica = Filter::new(Default::default())
+        .unwrap()
+        .with_epoch(publisher.epoch());
     for delta in stream_deltas(&server.url(), &ns, publisher.public_key()).await {
         replica.apply(&delta).unwrap();
     }
@@ -362,19 +379,20 @@ async fn restart_rebuilds_from_snapshot_and_stream() {
 
     let publisher = start(cfg).await;
     assert_eq!(publisher.public_key(), key, "same key file");
-    assert_eq!(publisher.version(), 5);
+    // Five revocations, and the delta of the restarted publisher's take-over.
+    assert_eq!(publisher.version(), 6);
     let http = Http::new(publisher.url());
     for i in 0..5 {
         let (status, body) = http.get_admin(&format!("/v1/revocations/before-{i}")).await;
         assert_eq!(status, 200, "before-{i}: {body}");
         assert_eq!(body["reason"], "test");
     }
-    assert_eq!(http.revoke("after").await, 6);
+    assert_eq!(http.revoke("after").await, 7);
     assert_eq!(
         stream_deltas(&server.url(), publisher.namespace(), key)
             .await
             .len(),
-        6
+        7
     );
     let (status, ready) = http.get("/readyz").await;
     assert_eq!((status, ready["ready"].clone()), (200, json!(true)));
@@ -536,7 +554,9 @@ async fn the_same_jti_with_an_exp_in_another_bucket_is_added_again() {
         .post("/v1/revocations", json!({"jti": "twice", "exp": later}))
         .await;
     assert_eq!(body["revoked"], 1, "another bucket: {body}");
-    let mut replica = Filter::new(Default::default()).unwrap();
+    let mut replica = Filter::new(Default::default())
+        .unwrap()
+        .with_epoch(publisher.epoch());
     for d in stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await {
         replica.apply(&d).unwrap();
     }
@@ -595,7 +615,9 @@ async fn a_revocation_without_exp_goes_into_every_live_bucket() {
         "{buckets} buckets for {first}..={last}: {body}"
     );
     assert_eq!(body["revoked"], 1, "{body}");
-    let mut replica = Filter::new(params.clone()).unwrap();
+    let mut replica = Filter::new(params.clone())
+        .unwrap()
+        .with_epoch(publisher.epoch());
     for d in stream_deltas(&server.url(), publisher.namespace(), publisher.public_key()).await {
         replica.apply(&d).unwrap();
     }
@@ -708,7 +730,8 @@ async fn a_snapshot_over_the_limit_is_refused_and_nothing_else_stops() {
     publisher.shutdown().await.unwrap();
 
     let publisher = start(cfg).await;
-    assert_eq!(publisher.version(), 2);
+    // Two commits, and the take-over delta.
+    assert_eq!(publisher.version(), 3);
     let (status, _) = http_of(&publisher).get("/v1/revocations/many-999").await;
     assert_eq!(status, 200);
     publisher.shutdown().await.unwrap();

@@ -41,6 +41,8 @@ struct Pulse {
     version: u64,
     digest: Digest,
     last_time_ms: u64,
+    /// The last heartbeat's `beat`.
+    beat: u64,
 }
 
 /// The protocol side of a publisher, driven by the test.
@@ -58,6 +60,8 @@ pub struct FakePublisher {
     pub heartbeats_paused: Arc<AtomicBool>,
     pulse: Arc<Mutex<Pulse>>,
     seeds: u64,
+    /// The stream sequence of the last delta stored.
+    seq: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -107,6 +111,7 @@ impl FakePublisher {
             version: 0,
             digest: filter.digest(),
             last_time_ms: 0,
+            beat: 0,
         }));
         let mut publisher = FakePublisher {
             client,
@@ -120,6 +125,7 @@ impl FakePublisher {
             heartbeats_paused: Arc::default(),
             pulse,
             seeds: 0,
+            seq: 0,
             tasks: Vec::new(),
         };
         publisher.snapshot().await;
@@ -168,6 +174,7 @@ impl FakePublisher {
         };
         self.seeds = seeds;
         Delta {
+            epoch: 0,
             version: self.filter.version() + 1,
             committed_at_ms: now_ms(),
             changes,
@@ -188,17 +195,15 @@ impl FakePublisher {
                 self.namespace.log_subject(),
                 Publish::build()
                     .payload(bytes.clone().into())
-                    .expected_last_sequence(delta.version - 1)
-                    .message_id(format!("{}:{}", self.namespace, delta.version)),
+                    .expected_last_sequence(self.seq)
+                    .message_id(format!("{}:{}:{}", self.namespace, delta.version, self.seq)),
             )
             .await
             .unwrap()
             .await
             .unwrap();
-        assert_eq!(
-            ack.sequence, delta.version,
-            "stream sequence is the version"
-        );
+        assert_eq!(ack.sequence, self.seq + 1, "the next stream message");
+        self.seq = ack.sequence;
         self.client
             .publish(self.namespace.delta_subject(), bytes.into())
             .await
@@ -231,9 +236,29 @@ impl FakePublisher {
         self.store(&delta).await;
     }
 
+    /// Comes back as a publisher whose single-replica stream lost its tail: at
+    /// `filter` (an older state of its own), with the stream purged and a snapshot of
+    /// `filter` covering it. Its next deltas take versions replicas already hold.
+    pub async fn lose_tail(&mut self, filter: Filter) {
+        let stream = self
+            .js
+            .get_stream(self.namespace.stream_name())
+            .await
+            .unwrap();
+        stream.purge().await.unwrap();
+        self.filter = filter;
+        {
+            let mut pulse = self.pulse.lock().unwrap();
+            pulse.version = self.filter.version();
+            pulse.digest = self.filter.digest();
+        }
+        self.snapshot().await;
+    }
+
     /// Stores the current filter as the snapshot.
     pub async fn snapshot(&self) {
         let bytes = self.signer.encode(&Message::Snapshot(Snapshot {
+            log_seq: self.seq,
             taken_at_ms: now_ms(),
             state: self.filter.to_state(),
         }));
@@ -252,6 +277,13 @@ impl FakePublisher {
     /// A correctly signed heartbeat for the current version, with a fresh time.
     pub fn heartbeat_bytes(&self) -> Vec<u8> {
         heartbeat_from(&self.signer, &self.pulse)
+    }
+
+    /// The next heartbeat number, for a heartbeat a test makes itself.
+    pub fn next_beat(&self) -> u64 {
+        let mut pulse = self.pulse.lock().unwrap();
+        pulse.beat += 1;
+        pulse.beat
     }
 
     /// Publishes raw bytes on a subject through core NATS, and flushes.
@@ -318,6 +350,7 @@ impl FakePublisher {
                 let forger = forger.clone();
                 tokio::spawn(async move {
                     let mut answer = ConfirmResponse {
+                        epoch: 0,
                         jti: request.jti.clone(),
                         nonce: request.nonce,
                         revoked: is_revoked,
@@ -360,7 +393,10 @@ fn heartbeat_from(signer: &Signer, pulse: &Mutex<Pulse>) -> Vec<u8> {
     let mut pulse = pulse.lock().unwrap();
     let time_ms = now_ms().max(pulse.last_time_ms + 1);
     pulse.last_time_ms = time_ms;
+    pulse.beat += 1;
     signer.encode(&Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: pulse.beat,
         version: pulse.version,
         time_ms,
         digest: pulse.digest,

@@ -39,6 +39,7 @@ async fn publisher_http_authority_maps_200_404_and_errors() {
         revoked_at: revoked.then_some(1),
         reason: None,
         version: 3,
+        epoch: None,
     };
     let app = Router::new().route(
         REVOCATION_ROUTE,

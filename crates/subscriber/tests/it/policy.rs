@@ -366,6 +366,8 @@ async fn a_heartbeat_ahead_makes_the_replica_unfit_at_once() {
     // The publisher is at a version the stream does not hold yet (its delta is on
     // the way): the replica cannot catch up.
     let ahead = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: publisher.next_beat(),
         version: publisher.version() + 1,
         time_ms: now_ms() + 60_000,
         digest: publisher.filter.digest(),

@@ -25,6 +25,37 @@ fn hits_all(sub: &Subscriber, jtis: &[String], exp: u64) -> bool {
     })
 }
 
+/// A single-replica stream that lost its tail and was written again: the publisher is
+/// back at an older version and commits new deltas with versions the replica holds.
+/// Its heartbeats are held back, so that only the new delta itself can tell the
+/// replica (before, it was dropped as a duplicate and the replica kept accepting it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_lost_its_tail_and_was_written_again_is_followed() {
+    let server = NatsServer::start();
+    let mut publisher = FakePublisher::start(&server.url(), "tail").await;
+    let sub = publisher
+        .replica(&server.url(), Policy::FailOpen, Duration::from_secs(60))
+        .await;
+    let exp = now_secs() + 3600;
+    publisher.revoke(&jtis("kept", 3), exp).await;
+    let kept = publisher.filter.clone();
+    publisher.revoke(&jtis("lost", 2), exp).await;
+    eventually("in sync", || ready(in_sync(&sub, &publisher))).await;
+
+    publisher
+        .heartbeats_paused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    publisher.lose_tail(kept).await;
+    let fresh = jtis("after-loss", 2);
+    publisher.revoke(&fresh, exp).await;
+    eventually("the replica follows the log written again", || {
+        ready(sub.version() == publisher.version() && sub.digest() == publisher.filter.digest())
+    })
+    .await;
+    assert!(hits_all(&sub, &fresh, exp));
+    assert!(sub.stats().resyncs >= 1, "{:?}", sub.stats());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstraps_from_snapshot_then_stream() {
     let server = NatsServer::start();
@@ -95,6 +126,7 @@ async fn not_ready_until_a_valid_snapshot_exists() {
     // Replace snapshot 0 with one signed by another key.
     let forger = Signer::new(signing_key_from_seed([9; 32]), publisher.namespace.clone());
     let forged = forger.encode(&Message::Snapshot(revocast_core::Snapshot {
+        log_seq: 0,
         taken_at_ms: 0,
         state: publisher.filter.to_state(),
     }));
@@ -357,6 +389,8 @@ async fn forged_garbage_replayed_and_foreign_messages_change_nothing() {
         },
         publisher.encode(&old), // replayed
         publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+            epoch: 0,
+            beat: 1,
             version: 99,
             time_ms: u64::MAX,
             digest,
@@ -367,6 +401,8 @@ async fn forged_garbage_replayed_and_foreign_messages_change_nothing() {
     }
     let forged_hb = |signer: &Signer, version: u64| {
         signer.encode(&Message::Heartbeat(Heartbeat {
+            epoch: 0,
+            beat: 1,
             version,
             time_ms: crate::common::now_ms() + 3_600_000,
             digest: revocast_core::Digest([1; 32]),
@@ -443,6 +479,8 @@ async fn digest_mismatch_triggers_a_resync() {
     eventually("synced", || ready(in_sync(&sub, &publisher))).await;
     // A correctly signed heartbeat at the same version with another digest.
     let bytes = publisher.signer.encode(&Message::Heartbeat(Heartbeat {
+        epoch: 0,
+        beat: publisher.next_beat(),
         version: publisher.version(),
         time_ms: crate::common::now_ms() + 60_000,
         digest: revocast_core::Digest([3; 32]),
