@@ -25,6 +25,9 @@ pub enum BenchError {
         /// How it ended.
         source: tokio::task::JoinError,
     },
+    /// The NATS server and publisher the scenarios run against failed.
+    #[error("stack: {0}")]
+    Stack(#[from] revocast_testkit::StackError),
     /// The publisher library failed.
     #[error("publisher: {0}")]
     Publisher(#[from] revocast_publisher::Error),

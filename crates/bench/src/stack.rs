@@ -18,7 +18,7 @@ use crate::workload::{self, Family};
 pub const BULK: u64 = 1_000;
 /// Retries of a bulk call answered 503 (retrying is safe: the API says so).
 const LOAD_RETRIES: u32 = 5;
-/// Bound on one replica's bootstrap and on a publisher start.
+/// Bound on one replica's bootstrap, on a publisher start and on one API call.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Finds `nats-server` or says how to install it.
@@ -26,15 +26,14 @@ pub fn nats_server_bin() -> Result<std::path::PathBuf, BenchError> {
     Ok(revocast_testkit::try_nats_server_bin()?)
 }
 
-/// A NATS server and a ready publisher.
+/// The testkit's [`revocast_testkit::Stack`] (a NATS server and a ready publisher)
+/// with the bench's settings: production heartbeat period, [`READY_TIMEOUT`] as the
+/// bound, a publisher restart that is timed, and loading through the HTTP API.
 #[derive(Debug)]
 pub struct Stack {
-    // Declared before `nats`, so dropped first.
-    publisher: Option<Publisher>,
-    /// The server (killed on drop, with its store).
-    pub nats: NatsServer,
+    // `None` only while the publisher restarts, or after a restart failed.
+    inner: Option<revocast_testkit::Stack>,
     config: Config,
-    api: ApiClient,
     /// When the tokens of this stack were made (their `exp`s count from it).
     pub start: u64,
 }
@@ -47,54 +46,63 @@ impl Stack {
         let mut config = Config::for_tests(nats.url())?;
         // Production heartbeat period, not the tests' fast one.
         config.heartbeat_interval = Duration::from_secs(1);
-        let publisher = start_publisher(&config).await?;
-        let api = ApiClient::new(&publisher.url(), None)?;
+        let inner =
+            revocast_testkit::Stack::try_start_with(nats, config.clone(), READY_TIMEOUT).await?;
         Ok(Stack {
-            nats,
-            publisher: Some(publisher),
+            inner: Some(inner),
             config,
-            api,
             start: workload::now(),
         })
     }
 
+    fn inner(&self) -> &revocast_testkit::Stack {
+        match &self.inner {
+            Some(inner) => inner,
+            None => unreachable!("a stack is not used after its publisher failed to restart"),
+        }
+    }
+
+    /// The server.
+    pub fn nats(&self) -> &NatsServer {
+        &self.inner().nats
+    }
+
     /// The running publisher.
     pub fn publisher(&self) -> &Publisher {
-        match &self.publisher {
-            Some(p) => p,
-            None => unreachable!("a stack always holds a publisher outside restart"),
-        }
+        &self.inner().publisher
     }
 
     /// The publisher's HTTP API.
     pub fn api(&self) -> &ApiClient {
-        &self.api
+        &self.inner().api
     }
 
     /// Stops the publisher gracefully (it writes a final snapshot) and starts it
     /// again with the same key; returns how long the new one took to be ready.
     pub async fn restart_publisher(&mut self) -> Result<Duration, BenchError> {
-        if let Some(p) = self.publisher.take() {
-            p.shutdown().await?;
-        }
+        let Some(inner) = self.inner.take() else {
+            return Err(BenchError::Setup("no publisher to restart".into()));
+        };
+        let nats = inner.shutdown_publisher().await?;
         let started = Instant::now();
-        let publisher = start_publisher(&self.config).await?;
+        let inner =
+            revocast_testkit::Stack::try_start_with(nats, self.config.clone(), READY_TIMEOUT)
+                .await?;
         let took = started.elapsed();
-        self.api = ApiClient::new(&publisher.url(), None)?;
-        self.publisher = Some(publisher);
+        self.inner = Some(inner);
         Ok(took)
     }
 
     /// Shuts the publisher down gracefully, then the server.
-    pub async fn stop(mut self) {
-        if let Some(p) = self.publisher.take() {
-            let _ = p.shutdown().await;
+    pub async fn stop(self) {
+        if let Some(inner) = self.inner {
+            let _ = inner.shutdown_publisher().await;
         }
     }
 
     /// Size of the signed snapshot a new replica downloads, from the object store.
     pub async fn snapshot_bytes(&self) -> Result<u64, BenchError> {
-        let client = async_nats::connect(self.nats.url())
+        let client = async_nats::connect(self.nats().url())
             .await
             .map_err(|e| BenchError::nats("connect", e))?;
         let store = async_nats::jetstream::new(client)
@@ -110,9 +118,8 @@ impl Stack {
 
     /// Options of a replica pinned to this publisher.
     pub fn options(&self) -> SubscriberOptions {
-        let publisher = self.publisher();
-        SubscriberOptions::new(publisher.public_key())
-            .namespace(publisher.namespace().clone())
+        self.inner()
+            .subscriber_options()
             .max_staleness(Duration::from_secs(10))
             // The default 500 ms is for services; a loaded machine holding 10M entries
             // in one process can stall longer, and a timeout here is not a figure.
@@ -126,12 +133,9 @@ impl Stack {
         options: SubscriberOptions,
     ) -> Result<(Subscriber, Duration), BenchError> {
         let started = Instant::now();
-        let replica = options.connect(&self.nats.url()).await?;
-        tokio::time::timeout(READY_TIMEOUT, replica.ready())
-            .await
-            .map_err(|_| {
-                BenchError::Setup(format!("replica not ready within {READY_TIMEOUT:?}"))
-            })?;
+        let replica =
+            revocast_testkit::try_connect_subscriber(options, &self.nats().url(), READY_TIMEOUT)
+                .await?;
         Ok((replica, started.elapsed()))
     }
 
@@ -159,7 +163,7 @@ impl Stack {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let api = self.api.clone();
+            let api = self.api().clone();
             let next = next.clone();
             let order = order.clone();
             let retries = retries.clone();
@@ -232,10 +236,4 @@ pub fn revocation(family: Family, start: u64, i: u64) -> Revocation {
         sub: None,
         reason: None,
     }
-}
-
-async fn start_publisher(config: &Config) -> Result<Publisher, BenchError> {
-    let publisher = Publisher::start(config.clone()).await?;
-    publisher.wait_ready(READY_TIMEOUT).await?;
-    Ok(publisher)
 }

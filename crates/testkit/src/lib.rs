@@ -15,7 +15,8 @@
 //! - `idp` (feature `idp`): [`OpenIdProvider`], OpenID discovery, a JWKS and RFC 9068
 //!   access tokens on a loopback port; the test rotates keys and takes it down.
 //! - `stack` (feature `stack`): [`Stack`], a server and a ready publisher with its API
-//!   client and subscribers.
+//!   client and subscribers; its `try_*` forms return a [`StackError`] instead of
+//!   panicking (for the bench).
 //!
 //! The binary is found through `NATS_SERVER_BIN`, then `PATH`, then `/usr/sbin` and
 //! `/usr/local/bin`. When it is missing, [`NatsServer::start`] panics with install
@@ -52,5 +53,5 @@ pub use prometheus::{
 };
 pub use proxy::Proxy;
 #[cfg(feature = "stack")]
-pub use stack::{Stack, start_publisher};
+pub use stack::{Stack, StackError, start_publisher, try_connect_subscriber, try_start_publisher};
 pub use wait::{DEADLINE, eventually, eventually_within, init_logs, now_ms, now_secs, within};

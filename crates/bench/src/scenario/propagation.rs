@@ -43,7 +43,7 @@ async fn measure(
         eprintln!("[propagation] starting {n} replicas in {processes} processes");
         let started = Instant::now();
         let fleet = match Fleet::start(
-            &stack.nats.url(),
+            &stack.nats().url(),
             &publisher.public_key(),
             publisher.namespace(),
             n,

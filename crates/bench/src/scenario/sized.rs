@@ -96,7 +96,7 @@ async fn measure(
     let replica_heap = if want_memory {
         let publisher = stack.publisher();
         let fleet = Fleet::start(
-            &stack.nats.url(),
+            &stack.nats().url(),
             &publisher.public_key(),
             publisher.namespace(),
             1,
