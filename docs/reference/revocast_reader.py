@@ -8,9 +8,9 @@ standard library has no Ed25519): a real replica must, before it trusts any byte
 
     python3 revocast_reader.py SNAPSHOT [DELTA ...] < checks.tsv > answers.txt
 
-Each line of checks.tsv is `jti<TAB>exp[<TAB>sub<TAB>iat]` (an empty field is
-"absent"); each answer line is one of clear, filter_hit, subject_cutoff,
-global_cutoff, the names of FORMAT.md's "Checking a token".
+Each line of checks.tsv is `jti<TAB>exp[<TAB>sub<TAB>iat<TAB>sid]` (an empty field
+is "absent"); each answer line is one of clear, filter_hit, subject_cutoff,
+session_cutoff, global_cutoff, the names of FORMAT.md's "Checking a token".
 
     python3 revocast_reader.py --selftest
 
@@ -342,6 +342,7 @@ def read_snapshot(body):
         "version": b.varint(),
         "buckets": b.seq(lambda: read_bucket_state(b)),
         "subject_cutoffs": b.seq(lambda: (b.string(), b.varint())),
+        "session_cutoffs": b.seq(lambda: (b.string(), b.varint())),
         "global_cutoff": b.option(b.varint),
     }
     b.end()
@@ -363,6 +364,8 @@ def read_change(b):
         return ("global_cutoff", {"not_before": b.varint()})
     if variant == 4:
         return ("expire", {"now": b.varint()})
+    if variant == 5:
+        return ("session_cutoff", {"sid": b.string(), "not_before": b.varint()})
     raise FormatError("unknown change %d" % variant)
 
 
@@ -419,6 +422,7 @@ class Filter:
             layers = [Layer(l["capacity"], l["count"], l["hashes"], l["bitmap"]) for l in bucket["layers"]]
             self.buckets[bucket["index"]] = (bucket["seed"], layers)
         self.subject_cutoffs = dict(state["subject_cutoffs"])
+        self.session_cutoffs = dict(state["session_cutoffs"])
         self.global_cutoff = state["global_cutoff"]
 
     def bucket_of(self, exp):
@@ -434,7 +438,7 @@ class Filter:
                     return True
         return False
 
-    def lookup(self, jti, exp, sub=None, iat=None):
+    def lookup(self, jti, exp, sub=None, iat=None, sid=None):
         p = self.params
         if iat is not None and exp is not None and exp - iat > p["max_token_lifetime"] + p["leeway"]:
             return "global_cutoff"
@@ -444,6 +448,8 @@ class Filter:
             return "global_cutoff"
         if sub is not None and sub in self.subject_cutoffs and iat < self.subject_cutoffs[sub]:
             return "subject_cutoff"
+        if sid is not None and sid in self.session_cutoffs and iat < self.session_cutoffs[sid]:
+            return "session_cutoff"
         return "filter_hit" if self.contains(jti, exp) else "clear"
 
     def apply(self, delta):
@@ -463,6 +469,8 @@ class Filter:
                 layers[-1].insert(xxh3_64(c["jti"].encode("utf-8")) ^ seed)
             elif name == "subject_cutoff":
                 self.subject_cutoffs[c["sub"]] = max(self.subject_cutoffs.get(c["sub"], 0), c["not_before"])
+            elif name == "session_cutoff":
+                self.session_cutoffs[c["sid"]] = max(self.session_cutoffs.get(c["sid"], 0), c["not_before"])
             elif name == "global_cutoff":
                 self.global_cutoff = max(self.global_cutoff or 0, c["not_before"])
             elif name == "expire":
@@ -478,6 +486,7 @@ class Filter:
             return not_before + p["max_token_lifetime"] + p["leeway"] >= now
 
         self.subject_cutoffs = {s: t for s, t in self.subject_cutoffs.items() if live(t)}
+        self.session_cutoffs = {s: t for s, t in self.session_cutoffs.items() if live(t)}
         if self.global_cutoff is not None and not live(self.global_cutoff):
             self.global_cutoff = None
 
@@ -530,9 +539,10 @@ def main(argv):
     out = []
     for line in sys.stdin:
         fields = line.rstrip("\n").split("\t")
-        fields += [""] * (4 - len(fields))
-        jti, exp, sub, iat = fields[:4]
-        out.append(flt.lookup(jti, int(exp) if exp else None, sub or None, int(iat) if iat else None))
+        fields += [""] * (5 - len(fields))
+        jti, exp, sub, iat, sid = fields[:5]
+        out.append(flt.lookup(jti, int(exp) if exp else None, sub or None, int(iat) if iat else None,
+                              sid or None))
     sys.stdout.write("\n".join(out) + ("\n" if out else ""))
     return 0
 

@@ -72,6 +72,7 @@ fn exercise(message: Message) {
                     exp: Some(1_700_000_000),
                     sub: Some("sub"),
                     iat: None,
+                    sid: None,
                 });
                 // What a replica accepted, it can hand on unchanged.
                 let again = Filter::from_state(filter.to_state()).expect("a state it wrote");
@@ -106,7 +107,8 @@ fuzz_target!(|data: &[u8]| {
     let kind = KINDS[usize::from(pick) % KINDS.len()];
     let bytes = envelope(kind, body);
     if kind == Kind::ConfirmRequest {
-        let _ = decode_request(&bytes, &namespace(), 4096);
+        let _ = decode_request(&bytes, &namespace(), 4096);,
+        sid: None,
     } else if let Ok(message) = verifier.decode(&bytes) {
         exercise(message);
     }

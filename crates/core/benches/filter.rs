@@ -102,6 +102,7 @@ fn probe(jti: &str, exp: u64) -> Probe<'_> {
         exp: Some(exp),
         sub: None,
         iat: None,
+        sid: None,
     }
 }
 

@@ -57,6 +57,12 @@ pub enum FilterError {
     /// `sub` is longer than [`crate::MAX_SUB_LEN`] bytes.
     #[error("sub is {0} bytes long; the limit is 256")]
     SubTooLong(usize),
+    /// `sid` is empty.
+    #[error("sid is empty")]
+    EmptySid,
+    /// `sid` is longer than [`crate::MAX_SUB_LEN`] bytes.
+    #[error("sid is {0} bytes long; the limit is 256")]
+    SidTooLong(usize),
 }
 
 /// Why bytes were not accepted as a revocast message. Checked in this order: size,

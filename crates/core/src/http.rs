@@ -175,9 +175,12 @@ pub struct Committed {
 /// when `sub` is absent) issued before `not_before`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CutoffRequest {
-    /// The subject; absent: every token (key compromise).
+    /// The subject; absent (and no `sid`): every token (key compromise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// A session id: every token carrying it in its `sid` claim (not with `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Unix seconds.
     pub not_before: u64,
 }
@@ -329,6 +332,9 @@ pub struct TokenQuery {
     /// The token's `iat`, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// The token's session id (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl TokenQuery {
@@ -336,8 +342,8 @@ impl TokenQuery {
     ///
     /// ```
     /// use revocast_core::http::TokenQuery;
-    /// let q = TokenQuery { exp: Some(9), sub: Some("a b".into()), iat: None };
-    /// assert_eq!(q.to_query_string(), "exp=9&sub=a%20b");
+    /// let q = TokenQuery { exp: Some(9), sub: Some("a b".into()), iat: None, sid: Some("s/1".into()) };
+    /// assert_eq!(q.to_query_string(), "exp=9&sub=a%20b&sid=s%2F1");
     /// ```
     pub fn to_query_string(&self) -> String {
         let mut parts = Vec::new();
@@ -349,6 +355,9 @@ impl TokenQuery {
         }
         if let Some(iat) = self.iat {
             parts.push(format!("iat={iat}"));
+        }
+        if let Some(sid) = &self.sid {
+            parts.push(format!("sid={}", encode_path_segment(sid)));
         }
         parts.join("&")
     }
@@ -725,6 +734,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(CutoffRequest {
                 sub: None,
+                sid: None,
                 not_before: 7
             })
             .unwrap(),

@@ -64,7 +64,7 @@ pub use error::{DecodeError, FilterError, KeyError, NamespaceError};
 pub use filter::{
     Bitmap, BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats,
     LayerSpec, LayerStats, Lookup, MAX_BLOCKS, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe,
-    Staging, Succession, check_jti, check_sub, optimal_bits_per_entry,
+    Staging, Succession, check_jti, check_sid, check_sub, optimal_bits_per_entry,
 };
 pub use keys::{PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
 pub use subjects::Namespace;

@@ -97,6 +97,8 @@ pub struct ConfirmRequest {
     /// The token's `iat`, if any: the authority compares it with the cutoffs (without
     /// it, `exp - max_token_lifetime` stands in, as on replicas).
     pub iat: Option<u64>,
+    /// The token's session id (`sid`), if any: the authority applies session cutoffs.
+    pub sid: Option<String>,
 }
 
 /// The authority's signed answer.

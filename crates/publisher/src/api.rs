@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::oneshot;
 
 use crate::authority;
-use crate::commit::{Command, CommitError};
+use crate::commit::{Command, CommitError, CutoffOf};
 use crate::error::and_cause;
 use crate::state::Shared;
 use crate::stats::{self, Gauges};
@@ -458,6 +458,7 @@ async fn get_revocation(
             exp: token.exp,
             sub: token.sub.as_deref(),
             iat: token.iat,
+            sid: token.sid.as_deref(),
         },
     );
     let revoked = answer.revoked();
@@ -483,7 +484,8 @@ async fn get_revocation(
     })
 }
 
-/// `POST /v1/cutoffs`: reject tokens of `sub` (or all tokens) issued before `not_before`.
+/// `POST /v1/cutoffs`: reject tokens of `sub`, of session `sid`, or all tokens, issued
+/// before `not_before`.
 async fn post_cutoff(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -491,10 +493,26 @@ async fn post_cutoff(
 ) -> ApiResult {
     let body: CutoffRequest = serde_json::from_value(admit_json(&shared, &headers, body)?)
         .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
-    if let Some(sub) = &body.sub {
-        revocast_core::check_sub(sub)
-            .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
-    }
+    let of = match (body.sub, body.sid) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_cutoff",
+                "give sub or sid, not both: a cutoff is of a subject, of a session, or of \
+                 everyone",
+            ));
+        }
+        (Some(sub), None) => {
+            revocast_core::check_sub(&sub)
+                .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
+            CutoffOf::Subject(sub)
+        }
+        (None, Some(sid)) => {
+            revocast_core::check_sid(&sid)
+                .map_err(|e| ApiError::unprocessable("invalid_cutoff", e.to_string()))?;
+            CutoffOf::Session(sid)
+        }
+        (None, None) => CutoffOf::Everyone,
+    };
     let now = shared.now_secs();
     if body.not_before > now + CUTOFF_FUTURE_SLACK_SECS {
         return Err(ApiError::unprocessable(
@@ -507,14 +525,14 @@ async fn post_cutoff(
         ));
     }
     Ok(committed(
-        commit_cutoff(&shared, body.sub, body.not_before).await?,
+        commit_cutoff(&shared, of, body.not_before).await?,
     ))
 }
 
 /// Commits a cutoff: a no-op success when every token it could catch has expired.
 async fn commit_cutoff(
     shared: &Shared,
-    sub: Option<String>,
+    of: CutoffOf,
     not_before: u64,
 ) -> Result<Committed, ApiError> {
     let now = shared.now_secs();
@@ -532,7 +550,7 @@ async fn commit_cutoff(
         });
     }
     submit(shared, |reply| Command::Cutoff {
-        sub,
+        of,
         not_before,
         reply,
     })

@@ -49,7 +49,7 @@ pub(crate) fn lookup(shared: &Shared, probe: &Probe<'_>) -> Answer {
     // (the records answer for it).
     let cut_off = matches!(
         ledger.filter.lookup(probe),
-        Lookup::SubjectCutoff | Lookup::GlobalCutoff
+        Lookup::SubjectCutoff | Lookup::SessionCutoff | Lookup::GlobalCutoff
     );
     let (epoch, version) = (ledger.filter.epoch(), ledger.filter.version());
     drop(ledger);
@@ -88,6 +88,7 @@ pub(crate) fn answer(
             exp: request.exp,
             sub: request.sub.as_deref(),
             iat: request.iat,
+            sid: request.sid.as_deref(),
         },
     );
     let revoked = answer.revoked();

@@ -167,14 +167,28 @@ pub async fn export(
         .filter(|(_, nb)| params.cutoff_is_live(**nb, now))
         .map(|(sub, nb)| CutoffRequest {
             sub: Some(sub.clone()),
+            sid: None,
             not_before: *nb,
         })
+        .chain(
+            ledger
+                .filter
+                .session_cutoffs()
+                .iter()
+                .filter(|(_, nb)| params.cutoff_is_live(**nb, now))
+                .map(|(sid, nb)| CutoffRequest {
+                    sub: None,
+                    sid: Some(sid.clone()),
+                    not_before: *nb,
+                }),
+        )
         .collect();
     if let Some(nb) = ledger.filter.global_cutoff()
         && params.cutoff_is_live(nb, now)
     {
         cutoffs.push(CutoffRequest {
             sub: None,
+            sid: None,
             not_before: nb,
         });
     }
@@ -255,7 +269,7 @@ mod tests {
                 version: 7,
                 exported_at: 100,
                 revocations: 1,
-                cutoffs: 2,
+                cutoffs: 3,
             },
             revocations: vec![ExportedRevocation {
                 revocation: Revocation {
@@ -269,10 +283,17 @@ mod tests {
             cutoffs: vec![
                 CutoffRequest {
                     sub: Some("bob".into()),
+                    sid: None,
                     not_before: 50,
                 },
                 CutoffRequest {
                     sub: None,
+                    sid: Some("s-1".into()),
+                    not_before: 55,
+                },
+                CutoffRequest {
+                    sub: None,
+                    sid: None,
                     not_before: 60,
                 },
             ],
@@ -288,6 +309,7 @@ mod tests {
                 BackupLine::Revocation(export.revocations[0].revocation.clone()),
                 BackupLine::Cutoff(export.cutoffs[0].clone()),
                 BackupLine::Cutoff(export.cutoffs[1].clone()),
+                BackupLine::Cutoff(export.cutoffs[2].clone()),
             ]
         );
         for (bad, why) in [

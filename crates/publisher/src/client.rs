@@ -222,11 +222,18 @@ impl ApiClient {
         sub: Option<&str>,
         not_before: u64,
     ) -> Result<Committed, ClientError> {
-        let body = CutoffRequest {
+        self.cutoff_of(&CutoffRequest {
             sub: sub.map(str::to_owned),
+            sid: None,
             not_before,
-        };
-        self.post(http::CUTOFFS, &body).await
+        })
+        .await
+    }
+
+    /// `POST /v1/cutoffs` with any cutoff: of a subject, of a session (`sid`), or of
+    /// every token.
+    pub async fn cutoff_of(&self, request: &CutoffRequest) -> Result<Committed, ClientError> {
+        self.post(http::CUTOFFS, request).await
     }
 
     /// `GET /v1/stats`, as JSON.
@@ -511,7 +518,7 @@ pub async fn import(
         progress(done);
     }
     for (line, c) in &cutoffs {
-        match with_retries(|| api.cutoff(c.sub.as_deref(), c.not_before)).await {
+        match with_retries(|| api.cutoff_of(c)).await {
             Ok(done) => {
                 summary.accepted += 1;
                 summary.cutoffs += 1;

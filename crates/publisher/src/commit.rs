@@ -2,7 +2,7 @@
 //! [`Committed`] answer (the HTTP contract's) or a [`CommitError`].
 
 use revocast_core::http::{Committed, Revocation};
-use revocast_core::{FilterError, check_sub};
+use revocast_core::{FilterError, check_sid, check_sub};
 use tokio::sync::oneshot;
 
 use crate::error::{Cause, and_cause};
@@ -31,6 +31,26 @@ pub enum CommitError {
 
 pub(crate) type Reply = oneshot::Sender<Result<Committed, CommitError>>;
 
+/// Whose tokens a cutoff rejects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CutoffOf {
+    /// Every token of a subject (`sub`).
+    Subject(String),
+    /// Every token of a session (`sid`).
+    Session(String),
+    /// Every token.
+    Everyone,
+}
+
+impl CutoffOf {
+    fn id_len(&self) -> usize {
+        match self {
+            CutoffOf::Subject(id) | CutoffOf::Session(id) => id.len(),
+            CutoffOf::Everyone => 0,
+        }
+    }
+}
+
 /// A request to the writer.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -39,7 +59,7 @@ pub(crate) enum Command {
         reply: Reply,
     },
     Cutoff {
-        sub: Option<String>,
+        of: CutoffOf,
         not_before: u64,
         reply: Reply,
     },
@@ -60,7 +80,7 @@ impl Command {
                     .sum::<usize>();
                 (adds, bytes + 64)
             }
-            Command::Cutoff { sub, .. } => (1, sub.as_ref().map_or(0, String::len) + 24),
+            Command::Cutoff { of, .. } => (1, of.id_len() + 24),
         }
     }
 
@@ -71,9 +91,12 @@ impl Command {
                 .iter()
                 .try_for_each(Revocation::validate)
                 .map_err(invalid),
-            Command::Cutoff { sub, .. } => {
-                sub.as_deref().map_or(Ok(()), check_sub).map_err(invalid)
+            Command::Cutoff { of, .. } => match of {
+                CutoffOf::Subject(sub) => check_sub(sub),
+                CutoffOf::Session(sid) => check_sid(sid),
+                CutoffOf::Everyone => Ok(()),
             }
+            .map_err(invalid),
         }
     }
 

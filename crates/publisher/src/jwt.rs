@@ -87,6 +87,8 @@ pub(crate) struct TokenClaims {
     pub(crate) exp: Option<u64>,
     pub(crate) sub: Option<String>,
     pub(crate) iat: Option<u64>,
+    /// The session id (OpenID Connect `sid`).
+    pub(crate) sid: Option<String>,
     pub(crate) nbf: Option<u64>,
     pub(crate) iss: Option<String>,
     /// `client_id` (RFC 9068), else `azp` (OpenID Connect).
@@ -159,6 +161,7 @@ pub(crate) fn claims(key: Option<&JwtKey>, token: &str) -> Result<TokenClaims, T
         exp: time("exp")?,
         sub: string("sub"),
         iat: time("iat")?,
+        sid: string("sid"),
         nbf: time("nbf")?,
         iss: string("iss"),
         client_id: string("client_id").or_else(|| string("azp")),

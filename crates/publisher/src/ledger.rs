@@ -134,6 +134,7 @@ impl Ledger {
                 Change::Expire { now } => self.forget_expired(&params, *now),
                 Change::OpenLayer(_)
                 | Change::SubjectCutoff { .. }
+                | Change::SessionCutoff { .. }
                 | Change::GlobalCutoff { .. } => {}
             }
         }

@@ -303,9 +303,12 @@ struct RevokeArgs {
 struct CutoffArgs {
     #[command(flatten)]
     api: ApiArgs,
-    /// Subject whose tokens are cut off; without it, every token.
-    #[arg(long, env = "REVOCAST_SUB")]
+    /// Subject whose tokens are cut off; without it (and without --sid), every token.
+    #[arg(long, env = "REVOCAST_SUB", conflicts_with = "sid")]
     sub: Option<String>,
+    /// Session id (`sid` claim) whose tokens are cut off.
+    #[arg(long, env = "REVOCAST_SID")]
+    sid: Option<String>,
     /// Tokens issued before this are rejected: unix seconds, `now`, or `-DURATION`.
     #[arg(
         long,
@@ -475,7 +478,11 @@ async fn cutoff(args: CutoffArgs) -> Result<ExitCode, Failure> {
     let done = args
         .api
         .client()?
-        .cutoff(args.sub.as_deref(), args.not_before)
+        .cutoff_of(&revocast_core::http::CutoffRequest {
+            sub: args.sub,
+            sid: args.sid,
+            not_before: args.not_before,
+        })
         .await?;
     print_json(&done)
 }

@@ -60,6 +60,8 @@ pub(crate) struct SetClaims {
 pub(crate) struct Effects {
     /// Subject cutoffs: `(sub, not_before)`.
     pub(crate) cutoffs: Vec<(String, u64)>,
+    /// Session cutoffs: `(sid, not_before)`.
+    pub(crate) sessions: Vec<(String, u64)>,
     /// Tokens revoked by `jti` (their `exp` unknown: every live bucket).
     pub(crate) tokens: Vec<String>,
     /// Event types accepted but not applied.
@@ -115,8 +117,9 @@ pub(crate) fn interpret(
             })?;
         let target = target_of(subject, issuer)
             .map_err(|why| SsfError::request(format!("event {event_type}: {why}")))?;
-        let sub = match target {
-            Target::User(sub) => sub,
+        let (sub, session) = match target {
+            Target::User(sub) => (sub, false),
+            Target::Session(sid) => (sid, true),
             Target::Token(jti) => {
                 revocast_core::check_jti(&jti).map_err(|e| {
                     SsfError::request(format!("event {event_type}: jwt_id subject {e}"))
@@ -125,8 +128,13 @@ pub(crate) fn interpret(
                 continue;
             }
         };
-        revocast_core::check_sub(&sub)
-            .map_err(|e| SsfError::request(format!("event {event_type}: subject {e}")))?;
+        if session {
+            revocast_core::check_sid(&sub)
+                .map_err(|e| SsfError::request(format!("event {event_type}: session {e}")))?;
+        } else {
+            revocast_core::check_sub(&sub)
+                .map_err(|e| SsfError::request(format!("event {event_type}: subject {e}")))?;
+        }
         let at = payload
             .get("event_timestamp")
             .map(|t| {
@@ -139,7 +147,11 @@ pub(crate) fn interpret(
             .transpose()?
             .unwrap_or(iat);
         // Tokens issued up to the event are cut off; never a cutoff ahead of the clock.
-        effects.cutoffs.push((sub, at.min(now)));
+        if session {
+            effects.sessions.push((sub, at.min(now)));
+        } else {
+            effects.cutoffs.push((sub, at.min(now)));
+        }
     }
     Ok(effects)
 }
@@ -148,6 +160,8 @@ pub(crate) fn interpret(
 enum Target {
     /// A user: the `sub` of their tokens.
     User(String),
+    /// One session of a user: the `sid` of its tokens.
+    Session(String),
     /// One token: its `jti`.
     Token(String),
 }
@@ -171,6 +185,24 @@ fn target_of(subject: &Value, issuer: &str) -> Result<Target, String> {
             .and_then(Value::as_str)
             .ok_or("the subject has no jti")?;
         return Ok(Target::Token(jti.to_owned()));
+    }
+    if let Some(session) = subject.get("session") {
+        // A complex subject naming a user's session (RFC 9493 section 3.3): the
+        // session's id is the `sid` of its tokens.
+        if let Some(user) = subject.get("user") {
+            user_of(user, issuer)?;
+        }
+        let id = session
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("the session subject has no id")?;
+        if !matches!(
+            session.get("format").and_then(Value::as_str),
+            Some("opaque")
+        ) {
+            return Err("a session subject's format must be opaque".to_owned());
+        }
+        return Ok(Target::Session(id.to_owned()));
     }
     user_of(subject, issuer).map(Target::User)
 }
@@ -197,16 +229,7 @@ fn user_of(subject: &Value, issuer: &str) -> Result<String, String> {
             text(subject, "sub")
         }
         Some("opaque") => text(subject, "id"),
-        Some("complex") | None if subject.contains_key("user") => {
-            if subject.contains_key("session") {
-                return Err(
-                    "a session subject asks for a session cutoff, which replicas \
-                            cannot apply yet"
-                        .to_owned(),
-                );
-            }
-            user_of(&subject["user"], issuer)
-        }
+        Some("complex") | None if subject.contains_key("user") => user_of(&subject["user"], issuer),
         Some("jwt_id") => Err("a jwt_id subject names a token, not a user".to_owned()),
         Some(other) => Err(format!(
             "subject format {other:?} does not name a token's sub (use iss_sub or opaque)"
@@ -270,6 +293,27 @@ mod tests {
             )
             .unwrap();
             assert_eq!(effects.cutoffs, vec![("bob".to_owned(), NOW - 10)]);
+        }
+    }
+
+    #[test]
+    fn a_session_subject_becomes_a_session_cutoff() {
+        for subject in [
+            json!({"format": "complex", "user": user("bob"), "session": {"format": "opaque", "id": "s-9"}}),
+            json!({"session": {"format": "opaque", "id": "s-9"}}),
+        ] {
+            let effects = interpret(
+                Some("secevent+jwt"),
+                set(
+                    json!({REVOKED: {"event_timestamp": NOW - 5}}),
+                    Some(subject),
+                ),
+                ISS,
+                NOW,
+            )
+            .unwrap();
+            assert_eq!(effects.sessions, vec![("s-9".to_owned(), NOW - 5)]);
+            assert!(effects.cutoffs.is_empty(), "the session only, not the user");
         }
     }
 
@@ -353,7 +397,14 @@ mod tests {
                 typ,
                 set(
                     json!({REVOKED: {}}),
-                    Some(json!({"user": user("a"), "session": {"format": "opaque", "id": "s"}})),
+                    Some(json!({"user": user("a"), "session": {"format": "email", "id": "s"}})),
+                ),
+            ),
+            (
+                typ,
+                set(
+                    json!({REVOKED: {}}),
+                    Some(json!({"user": user("a"), "session": {"format": "opaque", "id": ""}})),
                 ),
             ),
             (typ, set(json!({REVOKED: {}}), Some(json!({"id": "a"})))),

@@ -28,7 +28,7 @@ use revocast_core::{Delta, FilterError, Message};
 use revocast_nats::{Backoff, LogEntry};
 use tokio::sync::{mpsc, watch};
 
-use crate::commit::{Command, CommitError};
+use crate::commit::{Command, CommitError, CutoffOf};
 use crate::error::{Cause, Error};
 use crate::keys::BucketSeeds;
 use crate::nats::{Followed, Storage, follow};
@@ -383,16 +383,11 @@ impl Writer {
                     }
                     c.noop = c.revoked == 0;
                 }
-                Command::Cutoff {
-                    sub: Some(sub),
-                    not_before,
-                    ..
-                } => staging.subject_cutoff(sub, *not_before)?,
-                Command::Cutoff {
-                    sub: None,
-                    not_before,
-                    ..
-                } => staging.global_cutoff(*not_before),
+                Command::Cutoff { of, not_before, .. } => match of {
+                    CutoffOf::Subject(sub) => staging.subject_cutoff(sub, *not_before)?,
+                    CutoffOf::Session(sid) => staging.session_cutoff(sid, *not_before)?,
+                    CutoffOf::Everyone => staging.global_cutoff(*not_before),
+                },
             }
             counts.push(c);
         }

@@ -32,6 +32,8 @@ pub struct ConfirmQuery<'a> {
     pub sub: Option<&'a str>,
     /// The token's `iat`: the authority compares it with the cutoffs.
     pub iat: Option<u64>,
+    /// The token's `sid`: the authority applies session cutoffs with it.
+    pub sid: Option<&'a str>,
     /// The raw token, when the check started from one (introspection needs it).
     pub token: Option<&'a str>,
 }
@@ -163,6 +165,7 @@ impl Authority for NatsAuthority {
                 nonce,
                 sub: query.sub.map(str::to_owned),
                 iat: query.iat,
+                sid: query.sid.map(str::to_owned),
             };
             let payload = encode_request(&self.namespace, &request);
             let inbox = self.client.new_inbox();
@@ -249,6 +252,7 @@ mod http_authorities {
                     exp: query.exp,
                     sub: query.sub.map(str::to_owned),
                     iat: query.iat,
+                    sid: query.sid.map(str::to_owned),
                 };
                 let mut url = format!("{}{}", self.base, http::revocation_path(query.jti));
                 let params = token.to_query_string();

@@ -325,6 +325,7 @@ mod tests {
             exp: None,
             sub: None,
             iat: None,
+            sid: None,
             token: None,
         }
     }

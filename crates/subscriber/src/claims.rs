@@ -25,6 +25,9 @@ pub struct TokenClaims {
     /// Issued at (`iat`), for cutoffs; without it `exp - max_token_lifetime` stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Session id (`sid`, OpenID Connect), for session cutoffs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Every other claim, as JSON.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -38,6 +41,7 @@ impl TokenClaims {
             exp,
             sub: None,
             iat: None,
+            sid: None,
             extra: serde_json::Map::new(),
         }
     }
@@ -54,12 +58,19 @@ impl TokenClaims {
         self
     }
 
+    /// Sets `sid`.
+    pub fn with_sid(mut self, sid: impl Into<String>) -> TokenClaims {
+        self.sid = Some(sid.into());
+        self
+    }
+
     pub(crate) fn probe(&self) -> revocast_core::Probe<'_> {
         revocast_core::Probe {
             jti: &self.jti,
             exp: Some(self.exp),
             sub: self.sub.as_deref(),
             iat: self.iat,
+            sid: self.sid.as_deref(),
         }
     }
 }
@@ -72,6 +83,8 @@ pub enum RevokedBy {
     Jti,
     /// Its subject was cut off after it was issued.
     SubjectCutoff,
+    /// Its session was logged out after it was issued.
+    SessionCutoff,
     /// It was issued before the global cutoff.
     GlobalCutoff,
 }

@@ -263,6 +263,11 @@ impl Rejection {
                 "revoked",
                 "every token of this subject issued before a cutoff has been revoked",
             ),
+            Rejection::Revoked(RevokedBy::SessionCutoff) => (
+                StatusCode::UNAUTHORIZED,
+                "revoked",
+                "the session of this token has been logged out",
+            ),
             Rejection::Revoked(RevokedBy::GlobalCutoff) => (
                 StatusCode::UNAUTHORIZED,
                 "revoked",

@@ -386,6 +386,13 @@ impl Subscriber {
                     source: Source::Local,
                 })
             }
+            Lookup::SessionCutoff => {
+                bump(&shared.counters.cutoff_rejections);
+                LocalCheck::Decided(Verdict::Revoked {
+                    by: RevokedBy::SessionCutoff,
+                    source: Source::Local,
+                })
+            }
         }
     }
 
@@ -435,6 +442,7 @@ impl Subscriber {
             exp: Some(claims.exp),
             sub: claims.sub.as_deref(),
             iat: claims.iat,
+            sid: claims.sid.as_deref(),
             token,
         };
         let (answer, via) = shared

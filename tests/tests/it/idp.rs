@@ -117,6 +117,38 @@ async fn an_idp_logout_reaches_every_replica_and_the_sidecar() {
     // A token issued after the logout, and another user's, pass.
     let alice_new = access("alice", "alice-new", now_secs() + 2);
     assert_eq!(check(alice_new).await, 200);
+    assert_eq!(check(bob.clone()).await, 200);
+
+    // The provider ends one session of carol's only (a logout token with a sid and no
+    // sub): the tokens of that session are refused, her other session's pass.
+    let in_session = |jti: &str, sid: &str| {
+        idp.token(json!({
+            "sub": "carol", "aud": API, "iat": before, "exp": now_secs() + 600, "jti": jti,
+            "client_id": "web", "scope": "orders", "sid": sid,
+        }))
+    };
+    let (carol_1, carol_2) = (in_session("carol-1", "c-1"), in_session("carol-2", "c-2"));
+    assert_eq!(check(carol_1.clone()).await, 200);
+    let session_logout = idp.token_with_typ(
+        Some("logout+jwt"),
+        json!({
+            "aud": RP, "iat": now_secs(), "exp": now_secs() + 120, "jti": "logout-2",
+            "sid": "c-1", "events": {LOGOUT_EVENT: {}},
+        }),
+    );
+    let response = http
+        .post(&logout)
+        .form(&[("logout_token", &session_logout)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    eventually(
+        "the sidecar refuses the logged-out session's token",
+        || async { (check(carol_1.clone()).await == 401).then_some(()) },
+    )
+    .await;
+    assert_eq!(check(carol_2).await, 200);
     assert_eq!(check(bob).await, 200);
 
     let _ = stop.send(());

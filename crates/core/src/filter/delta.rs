@@ -41,6 +41,14 @@ pub enum Change {
         /// The publisher's clock, unix seconds.
         now: u64,
     },
+    /// Reject every token carrying the session id `sid` issued before `not_before`
+    /// (kept as the maximum): an OpenID Connect logout of one session.
+    SessionCutoff {
+        /// The session id (the tokens' `sid` claim).
+        sid: String,
+        /// Unix seconds.
+        not_before: u64,
+    },
 }
 
 /// A versioned list of changes: the unit of replication.

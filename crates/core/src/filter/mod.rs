@@ -55,7 +55,7 @@ pub use layer::{Bucket, LayerSpec, MAX_BLOCKS, MAX_LAYER_BYTES, expected_fpr};
 pub use params::{
     DEFAULT_BUCKET_WIDTH_SECS, DEFAULT_INITIAL_CAPACITY, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_TOKEN_LIFETIME_SECS, DEFAULT_TARGET_FPR, FilterParams, MAX_JTI_LEN,
-    MAX_LAYERS_PER_BUCKET, MAX_REASON_LEN, MAX_SUB_LEN, check_jti, check_sub,
+    MAX_LAYERS_PER_BUCKET, MAX_REASON_LEN, MAX_SUB_LEN, check_jti, check_sid, check_sub,
 };
 pub use staging::{Staging, growth};
 pub use state::{BucketState, Digest, FilterState, LayerState};
@@ -77,6 +77,8 @@ pub enum Lookup {
     SubjectCutoff,
     /// Every token issued before the global cutoff is revoked (exact).
     GlobalCutoff,
+    /// The token's session was logged out after the token was issued (exact).
+    SessionCutoff,
 }
 
 /// The claims of a token that a check looks at.
@@ -90,6 +92,8 @@ pub struct Probe<'a> {
     pub sub: Option<&'a str>,
     /// The token's `iat`; when missing, `exp - max_token_lifetime` stands in for it.
     pub iat: Option<u64>,
+    /// The token's session id (`sid`), for session cutoffs.
+    pub sid: Option<&'a str>,
 }
 
 /// Where a delta stands relative to a filter ([`Filter::succession`]).
@@ -115,6 +119,7 @@ pub struct Filter {
     version: u64,
     buckets: Buckets,
     subject_cutoffs: BTreeMap<String, u64>,
+    session_cutoffs: BTreeMap<String, u64>,
     global_cutoff: Option<u64>,
     digest: OnceLock<Digest>,
 }
@@ -128,6 +133,7 @@ impl Clone for Filter {
             version: self.version,
             buckets: self.buckets.clone(),
             subject_cutoffs: self.subject_cutoffs.clone(),
+            session_cutoffs: self.session_cutoffs.clone(),
             global_cutoff: self.global_cutoff,
             digest: self.digest.clone(),
         }
@@ -151,6 +157,7 @@ impl Filter {
             version: 0,
             buckets: Buckets::default(),
             subject_cutoffs: BTreeMap::new(),
+            session_cutoffs: BTreeMap::new(),
             global_cutoff: None,
             digest: OnceLock::new(),
         })
@@ -215,9 +222,22 @@ impl Filter {
         &self.subject_cutoffs
     }
 
+    /// The session cutoffs, by session id.
+    pub fn session_cutoffs(&self) -> &BTreeMap<String, u64> {
+        &self.session_cutoffs
+    }
+
     /// The global cutoff, if any.
     pub fn global_cutoff(&self) -> Option<u64> {
         self.global_cutoff
+    }
+
+    /// Whether any cutoff exists (the exact part of a check has work to do).
+    #[inline]
+    fn has_cutoffs(&self) -> bool {
+        self.global_cutoff.is_some()
+            || !self.subject_cutoffs.is_empty()
+            || !self.session_cutoffs.is_empty()
     }
 
     /// Checks a token against cutoffs (exact) and the Bloom filter.
@@ -229,7 +249,7 @@ impl Filter {
         if self.outlives_cutoffs(probe) {
             return Lookup::GlobalCutoff;
         }
-        if (self.global_cutoff.is_some() || !self.subject_cutoffs.is_empty())
+        if self.has_cutoffs()
             && let Some(hit) = self.cutoff_lookup(probe)
         {
             return hit;
@@ -245,7 +265,7 @@ impl Filter {
     /// global cutoff rejects the token. The authority uses it beside its exact
     /// records, where a Bloom hit would be a false positive.
     pub fn cutoff(&self, probe: &Probe<'_>) -> Option<Lookup> {
-        if self.global_cutoff.is_none() && self.subject_cutoffs.is_empty() {
+        if !self.has_cutoffs() {
             return None;
         }
         self.cutoff_lookup(probe)
@@ -277,7 +297,7 @@ impl Filter {
     ) {
         const GROUP: usize = 16;
         out.clear();
-        let cutoffs = self.global_cutoff.is_some() || !self.subject_cutoffs.is_empty();
+        let cutoffs = self.has_cutoffs();
         let mut probes = probes.into_iter();
         let mut buffer = [None; GROUP];
         loop {
@@ -360,11 +380,17 @@ impl Filter {
         if self.global_cutoff.is_some_and(|nb| issued < nb) {
             return Some(Lookup::GlobalCutoff);
         }
-        let sub = probe.sub?;
-        match self.subject_cutoffs.get(sub) {
-            Some(&nb) if issued < nb => Some(Lookup::SubjectCutoff),
-            _ => None,
+        if let Some(sub) = probe.sub
+            && self.subject_cutoffs.get(sub).is_some_and(|&nb| issued < nb)
+        {
+            return Some(Lookup::SubjectCutoff);
         }
+        if let Some(sid) = probe.sid
+            && self.session_cutoffs.get(sid).is_some_and(|&nb| issued < nb)
+        {
+            return Some(Lookup::SessionCutoff);
+        }
+        None
     }
 
     /// Applies `delta`, which must carry version `self.version() + 1`. On any error the
@@ -404,6 +430,7 @@ impl Filter {
                     overlay.add(self.params.bucket_of(*exp))?;
                 }
                 Change::SubjectCutoff { sub, .. } => check_sub(sub)?,
+                Change::SessionCutoff { sid, .. } => check_sid(sid)?,
                 Change::GlobalCutoff { .. } => {}
                 Change::Expire { now } => overlay.expire(self.params.first_live_bucket(*now)),
             }
@@ -431,6 +458,10 @@ impl Filter {
                     let entry = self.subject_cutoffs.entry(sub.clone()).or_insert(0);
                     *entry = (*entry).max(*not_before);
                 }
+                Change::SessionCutoff { sid, not_before } => {
+                    let entry = self.session_cutoffs.entry(sid.clone()).or_insert(0);
+                    *entry = (*entry).max(*not_before);
+                }
                 Change::GlobalCutoff { not_before } => {
                     self.global_cutoff = Some(self.global_cutoff.unwrap_or(0).max(*not_before));
                 }
@@ -448,6 +479,8 @@ impl Filter {
         let params = &self.params;
         self.subject_cutoffs
             .retain(|_, nb| params.cutoff_is_live(*nb, now));
+        self.session_cutoffs
+            .retain(|_, nb| params.cutoff_is_live(*nb, now));
         if self
             .global_cutoff
             .is_some_and(|nb| !params.cutoff_is_live(nb, now))
@@ -463,6 +496,7 @@ impl Filter {
             || self
                 .subject_cutoffs
                 .values()
+                .chain(self.session_cutoffs.values())
                 .any(|&nb| !self.params.cutoff_is_live(nb, now))
             || self
                 .global_cutoff

@@ -126,6 +126,17 @@ pub fn check_sub(sub: &str) -> Result<(), FilterError> {
     Ok(())
 }
 
+/// Checks a session id (`sid`) for the limits every component shares (those of `sub`).
+pub fn check_sid(sid: &str) -> Result<(), FilterError> {
+    if sid.is_empty() {
+        return Err(FilterError::EmptySid);
+    }
+    if sid.len() > MAX_SUB_LEN {
+        return Err(FilterError::SidTooLong(sid.len()));
+    }
+    Ok(())
+}
+
 /// Division by a bucket width without a division instruction on the hot path: for
 /// numerators below 2^32 (every `exp` until 2106), `n / d == (n * c) >> 64` with
 /// `c = ceil(2^64 / d)` (Lemire, Kaser and Kurz, "Faster Remainder by Direct

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use super::Filter;
 use super::delta::Change;
 use super::layer::LayerSpec;
-use super::params::{FilterParams, MAX_LAYERS_PER_BUCKET, MAX_REASON_LEN, check_jti, check_sub};
+use super::params::{
+    FilterParams, MAX_LAYERS_PER_BUCKET, MAX_REASON_LEN, check_jti, check_sid, check_sub,
+};
 use crate::error::FilterError;
 
 /// How buckets grow: the size and false-positive rate of each layer.
@@ -263,6 +265,16 @@ impl Staging<'_> {
         check_sub(sub)?;
         self.changes.push(Change::SubjectCutoff {
             sub: sub.to_owned(),
+            not_before,
+        });
+        Ok(())
+    }
+
+    /// Stages a session cutoff: every token carrying `sid` issued before `not_before`.
+    pub fn session_cutoff(&mut self, sid: &str, not_before: u64) -> Result<(), FilterError> {
+        check_sid(sid)?;
+        self.changes.push(Change::SessionCutoff {
+            sid: sid.to_owned(),
             not_before,
         });
         Ok(())

@@ -8,7 +8,7 @@ use bincode::{Decode, Encode};
 use super::Filter;
 use super::block::Bitmap;
 use super::layer::{Bucket, Layer};
-use super::params::{FilterParams, MAX_LAYERS_PER_BUCKET, check_sub};
+use super::params::{FilterParams, MAX_LAYERS_PER_BUCKET, check_sid, check_sub};
 use crate::error::FilterError;
 
 /// A BLAKE3 digest of a filter's whole state.
@@ -51,6 +51,8 @@ pub struct FilterState {
     pub buckets: Vec<BucketState>,
     /// Subject cutoffs in subject order.
     pub subject_cutoffs: Vec<(String, u64)>,
+    /// Session cutoffs in session id order.
+    pub session_cutoffs: Vec<(String, u64)>,
     /// The global cutoff.
     pub global_cutoff: Option<u64>,
 }
@@ -87,6 +89,7 @@ struct StateRef<'a> {
     version: u64,
     buckets: Vec<BucketRef<'a>>,
     subject_cutoffs: Vec<(&'a str, u64)>,
+    session_cutoffs: Vec<(&'a str, u64)>,
     global_cutoff: Option<u64>,
 }
 
@@ -135,6 +138,11 @@ impl Filter {
                 .iter()
                 .map(|(s, &t)| (s.clone(), t))
                 .collect(),
+            session_cutoffs: self
+                .session_cutoffs
+                .iter()
+                .map(|(s, &t)| (s.clone(), t))
+                .collect(),
             global_cutoff: self.global_cutoff,
         }
     }
@@ -169,6 +177,15 @@ impl Filter {
             previous = Some(sub.clone());
             filter.subject_cutoffs.insert(sub, not_before);
         }
+        let mut previous: Option<String> = None;
+        for (sid, not_before) in state.session_cutoffs {
+            check_sid(&sid)?;
+            if previous.as_ref().is_some_and(|p| *p >= sid) {
+                return Err(FilterError::InvalidState("session cutoffs out of order"));
+            }
+            previous = Some(sid.clone());
+            filter.session_cutoffs.insert(sid, not_before);
+        }
         filter.global_cutoff = state.global_cutoff;
         Ok(filter)
     }
@@ -201,6 +218,11 @@ impl Filter {
                     .collect(),
                 subject_cutoffs: self
                     .subject_cutoffs
+                    .iter()
+                    .map(|(s, &t)| (s.as_str(), t))
+                    .collect(),
+                session_cutoffs: self
+                    .session_cutoffs
                     .iter()
                     .map(|(s, &t)| (s.as_str(), t))
                     .collect(),

@@ -43,6 +43,7 @@ impl Filter {
             estimated_fpr: buckets.iter().map(|b| b.estimated_fpr).fold(0.0, f64::max),
             estimated_fpr_without_exp: 1.0 - miss_all,
             subject_cutoffs: self.subject_cutoffs.len() as u64,
+            session_cutoffs: self.session_cutoffs.len() as u64,
             global_cutoff: self.global_cutoff,
             buckets,
         }
@@ -112,6 +113,8 @@ pub struct FilterStats {
     pub estimated_fpr_without_exp: f64,
     /// Number of subject cutoffs.
     pub subject_cutoffs: u64,
+    /// Number of session cutoffs.
+    pub session_cutoffs: u64,
     /// Global cutoff.
     pub global_cutoff: Option<u64>,
     /// Per bucket.

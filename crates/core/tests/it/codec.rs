@@ -65,6 +65,7 @@ fn requests_are_unsigned_and_namespaced() {
         nonce: 77,
         sub: None,
         iat: None,
+        sid: None,
     };
     let bytes = encode_request(&namespace(), &request);
     assert_eq!(decode_request(&bytes, &namespace(), 4096).unwrap(), request);

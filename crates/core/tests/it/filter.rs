@@ -13,6 +13,7 @@ fn probe(jti: &str, exp: Option<u64>) -> Probe<'_> {
         exp,
         sub: None,
         iat: None,
+        sid: None,
     }
 }
 
@@ -303,6 +304,7 @@ fn cutoffs_reject_exactly_the_tokens_issued_before() {
             exp,
             sub: Some(sub),
             iat,
+            sid: None,
         })
     };
     assert_eq!(
@@ -331,6 +333,7 @@ fn cutoffs_reject_exactly_the_tokens_issued_before() {
             exp: Some(iat + 600),
             sub: None,
             iat: Some(iat),
+            sid: None,
         })
     };
     assert_eq!(global(EXP + 99), Lookup::GlobalCutoff);
@@ -611,6 +614,7 @@ fn lookup_many_answers_as_lookup_one_by_one() {
             exp: (i % 11 != 0).then_some(EXP + (i as u64 % 7) * 3600 + i as u64),
             sub: (i % 3 == 0).then_some("alice"),
             iat: (i % 4 == 0).then_some(EXP - 100_000 + i as u64 * 20),
+            sid: None,
         })
         .collect();
     let mut answers = Vec::new();

@@ -75,6 +75,7 @@ fn use_filter(filter: &Filter) {
         exp: Some(1_767_225_603),
         sub: Some("bob"),
         iat: None,
+        sid: None,
     });
     // What a replica accepted it can hand on: its state rebuilds the same filter.
     let again = Filter::from_state(filter.to_state()).expect("a state the filter wrote");

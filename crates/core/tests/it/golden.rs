@@ -35,6 +35,7 @@ fn fixed_filter() -> (Filter, Delta) {
             .unwrap();
     }
     staging.subject_cutoff("bob", EXP - 100).unwrap();
+    staging.session_cutoff("s-7", EXP - 100).unwrap();
     staging.global_cutoff(EXP - 86_400);
     let delta = Delta {
         epoch: EPOCH,
@@ -88,6 +89,7 @@ pub fn reference_filter() -> (Filter, Delta) {
             staging.revoke(&jti, exp, || seeds.next()).unwrap();
         }
         staging.subject_cutoff("mallory", EXP - 3_600).unwrap();
+        staging.session_cutoff("s-1", EXP - 5_400).unwrap();
         staging.global_cutoff(EXP - 86_400);
         let delta = Delta {
             epoch: EPOCH,
@@ -106,6 +108,7 @@ pub fn reference_filter() -> (Filter, Delta) {
             .unwrap();
     }
     staging.subject_cutoff("trent", EXP - 60).unwrap();
+    staging.session_cutoff("s-2", EXP - 3_000).unwrap();
     staging.expire(EXP - 86_400);
     let delta = Delta {
         epoch: EPOCH,
@@ -152,6 +155,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Message)> {
         nonce: 0x1234_5678_9abc_def0,
         sub: Some("alice".into()),
         iat: Some(EXP - 3_600),
+        sid: Some("s-7".into()),
     };
     let signer = signer();
     vec![

@@ -37,11 +37,18 @@ fn name(lookup: Lookup) -> &'static str {
         Lookup::FilterHit => "filter_hit",
         Lookup::SubjectCutoff => "subject_cutoff",
         Lookup::GlobalCutoff => "global_cutoff",
+        Lookup::SessionCutoff => "session_cutoff",
     }
 }
 
-/// A check: `jti`, `exp`, `sub`, `iat`.
-type Check = (String, Option<u64>, Option<String>, Option<u64>);
+/// A check: `jti`, `exp`, `sub`, `iat`, `sid`.
+type Check = (
+    String,
+    Option<u64>,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+);
 
 fn checks() -> Vec<Check> {
     let mut out: Vec<Check> = Vec::new();
@@ -49,26 +56,59 @@ fn checks() -> Vec<Check> {
     for i in 0..10_050 {
         let (jti, exp) = reference_member(i);
         let exp = if i == 10_049 { EXP + 5 * 3600 } else { exp };
-        out.push((jti, Some(exp), None, None));
+        out.push((jti, Some(exp), None, None, None));
     }
     // Tokens that are not members, in the members' buckets and around them.
     for i in 0..100_000u64 {
         let jti = format!("0b5c1d2e-{:04x}-4bbb-8ccc-{:012x}", i % 65_536, i);
-        out.push((jti, Some(EXP - 3600 + (i * 53) % (7 * 3600)), None, None));
+        out.push((
+            jti,
+            Some(EXP - 3600 + (i * 53) % (7 * 3600)),
+            None,
+            None,
+            None,
+        ));
     }
     // Without `exp` (every bucket is searched), with subjects and issue times that
     // the cutoffs catch or not, and jtis from 1 to 256 bytes (every XXH3 length class).
     for i in 0..300u64 {
         let (member, exp) = reference_member(i * 31);
-        out.push((member, None, None, None));
-        out.push(("x".repeat(1 + i as usize % 256), Some(exp), None, None));
+        out.push((member, None, None, None, None));
+        out.push((
+            "x".repeat(1 + i as usize % 256),
+            Some(exp),
+            None,
+            None,
+            None,
+        ));
         let sub = ["mallory", "trent", "alice"][i as usize % 3].to_owned();
         let iat = EXP - 7_200 + i * 30;
-        out.push((format!("cut-{i}"), Some(exp), Some(sub.clone()), Some(iat)));
-        out.push((format!("old-{i}"), Some(EXP + i), Some(sub), None));
+        out.push((
+            format!("cut-{i}"),
+            Some(exp),
+            Some(sub.clone()),
+            Some(iat),
+            None,
+        ));
+        out.push((format!("old-{i}"), Some(EXP + i), Some(sub), None, None));
         // Lifetimes around the namespace's bound (a day plus the leeway).
         let lifetime = 86_400 + 300 - 150 + i;
-        out.push((format!("long-{i}"), Some(exp), None, Some(exp - lifetime)));
+        out.push((
+            format!("long-{i}"),
+            Some(exp),
+            None,
+            Some(exp - lifetime),
+            None,
+        ));
+        // Sessions: logged out in the snapshot (s-1), in the delta (s-2), or not.
+        let sid = ["s-1", "s-2", "s-3"][i as usize % 3].to_owned();
+        out.push((
+            format!("sess-{i}"),
+            Some(exp),
+            Some("bob".into()),
+            Some(iat),
+            Some(sid),
+        ));
     }
     out
 }
@@ -96,12 +136,13 @@ fn the_python_reference_reader_answers_exactly_as_the_filter() {
     let checks = checks();
     let mut input = String::new();
     let field = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for (jti, exp, sub, iat) in &checks {
+    for (jti, exp, sub, iat, sid) in &checks {
         input.push_str(&format!(
-            "{jti}\t{}\t{}\t{}\n",
+            "{jti}\t{}\t{}\t{}\t{}\n",
             field(*exp),
             sub.as_deref().unwrap_or(""),
-            field(*iat)
+            field(*iat),
+            sid.as_deref().unwrap_or("")
         ));
     }
 
@@ -141,17 +182,22 @@ fn the_python_reference_reader_answers_exactly_as_the_filter() {
 
     let mut mismatches = Vec::new();
     let mut false_positives = 0;
-    for (i, ((jti, exp, sub, iat), python)) in checks.iter().zip(&answers).enumerate() {
+    let mut sessions_cut = 0;
+    for (i, ((jti, exp, sub, iat, sid), python)) in checks.iter().zip(&answers).enumerate() {
         let rust = name(filter.lookup(&Probe {
             jti,
             exp: *exp,
             sub: sub.as_deref(),
             iat: *iat,
+            sid: sid.as_deref(),
         }));
         if rust != *python {
             mismatches.push(format!(
-                "{jti} {exp:?} {sub:?} {iat:?}: rust {rust}, python {python}"
+                "{jti} {exp:?} {sub:?} {iat:?} {sid:?}: rust {rust}, python {python}"
             ));
+        }
+        if rust == "session_cutoff" {
+            sessions_cut += 1;
         }
         if (10_050..110_050).contains(&i) && rust == "filter_hit" {
             false_positives += 1;
@@ -167,6 +213,10 @@ fn the_python_reference_reader_answers_exactly_as_the_filter() {
     // Every member is found, and the non-members' hits are the false positives the
     // target rate allows, found identically by both.
     assert!(answers[..10_050].iter().all(|a| *a != "clear"));
+    assert!(
+        (20..200).contains(&sessions_cut),
+        "{sessions_cut} tokens caught by session cutoffs"
+    );
     assert!(
         (1..200).contains(&false_positives),
         "{false_positives} false positives in 100,000"

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use revocast_core::http::LogoutForm;
 
 use super::{ApiError, ApiResult, commit_cutoff, require_ready};
-use crate::logout::{self, LogoutClaims, LogoutError};
+use crate::commit::CutoffOf;
+use crate::logout::{self, LogoutClaims};
 use crate::state::Shared;
 use crate::stats;
 
@@ -86,40 +87,45 @@ pub(super) async fn backchannel_logout(
     let (now, leeway) = (shared.now_secs(), shared.ledger().filter.params().leeway);
     let logout = logout::validate(header.typ.as_deref(), verified.claims, now, leeway)
         .map_err(|e| refused(&shared, e.to_string()))?;
-    let Some(sub) = logout.sub.clone() else {
-        return Err(refused(
-            &shared,
-            format!(
-                "{}; a logout token with only a sid (no sub) asks for a session cutoff, \
-                 which this publisher cannot apply yet: configure the IdP to include sub",
-                LogoutError::NoSubject
-            ),
-        ));
-    };
+    // A subject cutoff when the token names the user, a session cutoff when it names
+    // the session; both when it names both.
+    let cutoffs: Vec<CutoffOf> = [
+        logout.sub.clone().map(CutoffOf::Subject),
+        logout.sid.clone().map(CutoffOf::Session),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     require_ready(&shared)?;
     idp.replays
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .admit(&logout, now, leeway)
         .map_err(|e| refused(&shared, e.to_string()))?;
-    let done = match commit_cutoff(&shared, Some(sub), logout.iat).await {
-        Ok(done) => done,
-        Err(e) => {
-            // Not durable: the IdP's retry of the same token must be accepted.
-            idp.replays
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .forget(&logout);
-            return Err(e);
+    let mut done = None;
+    for of in cutoffs {
+        match commit_cutoff(&shared, of, logout.iat).await {
+            Ok(committed) => done = Some(committed),
+            Err(e) => {
+                // Not durable: the IdP's retry of the same token must be accepted (a
+                // cutoff committed already is committed again, harmlessly).
+                idp.replays
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .forget(&logout);
+                return Err(e);
+            }
         }
-    };
+    }
+    // `validate` guarantees a sub or a sid.
+    let done = done.unwrap_or_default();
     stats::add(&shared.counters.logouts_applied, 1);
     tracing::info!(
         iss = %logout.iss,
         sid = logout.sid.as_deref().unwrap_or(""),
         not_before = logout.iat,
         version = done.version,
-        "back-channel logout: subject cut off"
+        "back-channel logout: subject or session cut off"
     );
     let mut response = axum::Json(done).into_response();
     response

@@ -300,6 +300,7 @@ fn active(shared: &Shared, claims: TokenClaims) -> Option<Introspection> {
         exp: claims.exp,
         sub: claims.sub.as_deref(),
         iat: claims.iat,
+        sid: claims.sid.as_deref(),
     };
     if ledger.filter.cutoff(&probe).is_some() {
         return None;

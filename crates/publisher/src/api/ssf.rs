@@ -17,7 +17,7 @@ use revocast_verifier::VerifyError;
 use subtle::ConstantTimeEq as _;
 
 use super::{ApiError, commit_cutoff, require_ready, submit};
-use crate::commit::Command;
+use crate::commit::{Command, CutoffOf};
 use crate::ssf::{self, SetClaims, SsfError};
 use crate::state::Shared;
 use crate::stats;
@@ -192,7 +192,11 @@ async fn receive(
         );
     }
     for (sub, not_before) in effects.cutoffs {
-        commit_cutoff(shared, Some(sub), not_before).await?;
+        commit_cutoff(shared, CutoffOf::Subject(sub), not_before).await?;
+        stats::add(&shared.counters.ssf_events_applied, 1);
+    }
+    for (sid, not_before) in effects.sessions {
+        commit_cutoff(shared, CutoffOf::Session(sid), not_before).await?;
         stats::add(&shared.counters.ssf_events_applied, 1);
     }
     for event in &effects.ignored {

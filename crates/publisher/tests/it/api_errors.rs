@@ -199,6 +199,15 @@ async fn bad_requests_get_json_4xx_and_the_publisher_keeps_serving() {
         case("cutoff empty sub", "POST", "/v1/cutoffs")
             .json(json!({"sub": "", "not_before": 1}))
             .expect(422, "invalid_cutoff"),
+        case("cutoff empty sid", "POST", "/v1/cutoffs")
+            .json(json!({"sid": "", "not_before": 1}))
+            .expect(422, "invalid_cutoff"),
+        case("cutoff of a subject and a session", "POST", "/v1/cutoffs")
+            .json(json!({"sub": "a", "sid": "s", "not_before": 1}))
+            .expect(422, "invalid_cutoff"),
+        case("cutoff sid too long", "POST", "/v1/cutoffs")
+            .json(json!({"sid": "s".repeat(257), "not_before": 1}))
+            .expect(422, "invalid_cutoff"),
         case("cutoff in the future", "POST", "/v1/cutoffs")
             .json(json!({"not_before": now() * 1000}))
             .expect(422, "not_before_in_future"),

@@ -558,6 +558,7 @@ fn random_requests_get_4xx_never_5xx_and_lose_no_acknowledged_revocation() {
                     nonce: 7,
                     sub: None,
                     iat: None,
+                    sid: None,
                 };
                 let reply = nats
                     .request(

@@ -179,6 +179,7 @@ async fn nats_restart_under_the_publisher() {
             nonce: 9,
             sub: None,
             iat: None,
+            sid: None,
         },
     );
     let answer = eventually("the authority over NATS", || {

@@ -218,6 +218,7 @@ async fn authority_answers_over_nats_and_http() {
                 nonce,
                 sub: None,
                 iat: None,
+                sid: None,
             },
         );
         let reply = within(
@@ -260,6 +261,7 @@ async fn authority_answers_over_nats_and_http() {
             nonce: 1,
             sub: None,
             iat: None,
+            sid: None,
         },
     );
     let reply = within(
@@ -676,6 +678,7 @@ async fn the_authority_applies_subject_and_global_cutoffs() {
             nonce: 7,
             sub: Some(sub.into()),
             iat: Some(iat),
+            sid: None,
         };
         let payload = encode_request(&ns, &request);
         let client = client.clone();

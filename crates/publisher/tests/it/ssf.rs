@@ -120,6 +120,21 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
         }
     })
     .await;
+    // A CAEP session-revoked for one session of erin (a complex subject): that
+    // session's tokens only.
+    let session = idp.token_with_typ(
+        Some("secevent+jwt"),
+        json!({
+            "aud": AUDIENCE, "iat": now(), "jti": "set-s",
+            "events": {SESSION_REVOKED: {}},
+            "sub_id": {
+                "format": "complex",
+                "user": {"format": "opaque", "id": "erin"},
+                "session": {"format": "opaque", "id": "erin-s1"},
+            },
+        }),
+    );
+    assert_eq!(push(&http, auth, ct, &session).await.0, 202);
     let version = stack.publisher.version();
     eventually("the replica holds every cutoff", || async {
         (replica.version() >= version).then_some(())
@@ -134,6 +149,12 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
             .unwrap();
         assert!(!new.is_revoked(), "{sub}: {new:?}");
     }
+
+    let in_session = |sid: &str| claims_of("erin", "e", before).with_sid(sid);
+    let logged_out = replica.check(&in_session("erin-s1")).await.unwrap();
+    assert!(logged_out.is_revoked(), "{logged_out:?}");
+    let other = replica.check(&in_session("erin-s2")).await.unwrap();
+    assert!(!other.is_revoked(), "{other:?}");
 
     // Every bad request: 400 with {"err", "description"}.
     let other_idp = OpenIdProvider::start().await;
@@ -233,7 +254,7 @@ async fn security_events_cut_users_off_and_bad_ones_change_nothing() {
     assert!(!check.is_revoked());
     let metrics = http.metrics().await;
     for line in [
-        "revocast_ssf_events_total{outcome=\"applied\"} 4".to_owned(),
+        "revocast_ssf_events_total{outcome=\"applied\"} 5".to_owned(),
         "revocast_ssf_events_total{outcome=\"ignored\"} 1".to_owned(),
         format!("revocast_ssf_sets_refused_total {}", cases.len()),
     ] {

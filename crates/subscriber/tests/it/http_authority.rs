@@ -26,6 +26,7 @@ fn query<'a>(jti: &'a str, token: Option<&'a str>) -> ConfirmQuery<'a> {
         sub: None,
         iat: None,
         token,
+        sid: None,
     }
 }
 
