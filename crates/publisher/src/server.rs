@@ -117,9 +117,27 @@ impl Server {
                 .into_future(),
         );
 
-        let booted = tokio::select! {
-            booted = boot(&shared) => match booted {
-                Ok(b) => b,
+        // Load the state, then (a namespace that existed) take it over with one delta
+        // before the first heartbeat: see `Heartbeat::beat`.
+        let start = async {
+            let (client, storage, took_over) = boot(&shared).await?;
+            let (stop_tx, stop) = watch::channel(false);
+            let snapshot_due = Arc::new(Notify::new());
+            let mut writer = Writer::new(
+                shared.clone(),
+                storage.clone(),
+                rx,
+                stop.clone(),
+                snapshot_due.clone(),
+            );
+            if took_over {
+                writer.take_over().await?;
+            }
+            Ok::<_, Error>((client, storage, writer, (stop_tx, stop), snapshot_due))
+        };
+        let (client, storage, writer, (stop_tx, stop), snapshot_due) = tokio::select! {
+            started = start => match started {
+                Ok(started) => started,
                 Err(e) => {
                     http.abort();
                     return Err(e);
@@ -132,31 +150,6 @@ impl Server {
                 return Ok(());
             }
         };
-        let (client, storage, took_over) = booted;
-        let (stop_tx, stop) = watch::channel(false);
-        let snapshot_due = Arc::new(Notify::new());
-        let mut writer = Writer::new(
-            shared.clone(),
-            storage.clone(),
-            rx,
-            stop.clone(),
-            snapshot_due.clone(),
-        );
-        if took_over {
-            // Before the first heartbeat: see `Heartbeat::beat`.
-            tokio::select! {
-                done = writer.take_over() => if let Err(e) = done {
-                    http.abort();
-                    return Err(e);
-                },
-                _ = &mut shutdown => {
-                    let _ = http_stop.send(());
-                    let _ = tokio::time::timeout(config.shutdown_timeout, &mut http).await;
-                    http.abort();
-                    return Ok(());
-                }
-            }
-        }
         let mut writer = tokio::spawn(writer.run());
         let authority = tokio::spawn(authority::serve(
             shared.clone(),
