@@ -2,26 +2,14 @@
 //! the admin endpoint off, `HOME` and `XDG_*` in a temporary directory, killed on drop.
 //! Like nginx, caddy is optional: [`caddy_bin`] gives `None` when it is missing.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::program;
 
 /// Where `caddy` is: `CADDY_BIN`, then `PATH`, then `/usr/bin`; `None` if missing.
 pub fn caddy_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CADDY_BIN") {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_path
-        .iter()
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")].iter())
-        .map(|dir| dir.join("caddy"))
-        .find(|p| p.is_file())
+    program::find("caddy", "CADDY_BIN", &["/usr/bin", "/usr/local/bin"]).ok()
 }
 
 /// A running caddy; killed, and its directory removed, on drop.
@@ -63,19 +51,9 @@ impl Caddy {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let mut caddy = Caddy { child, port, dir };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = caddy.child.try_wait() {
-                panic!("caddy exited ({status}): {}", caddy.log());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return caddy;
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                panic!("caddy not listening on {port}: {}", caddy.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = caddy.dir.path().join("caddy.log");
+        program::wait_listening(&mut caddy.child, port, "caddy", &log);
+        caddy
     }
 
     /// `http://127.0.0.1:<port>`.

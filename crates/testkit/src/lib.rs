@@ -33,6 +33,7 @@ pub mod caddy;
 mod idp;
 pub mod nats;
 pub mod nginx;
+mod program;
 pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]

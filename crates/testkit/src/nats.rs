@@ -2,6 +2,7 @@
 //! port with its own store directory (killed, and its store removed, on drop), and
 //! clusters of them.
 
+use crate::program::Found;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -31,24 +32,15 @@ pub enum NatsServerMissing {
 /// `/usr/local/bin`. For tools that report a missing server as an error (the
 /// bench); tests use [`nats_server_bin`].
 pub fn try_nats_server_bin() -> Result<PathBuf, NatsServerMissing> {
-    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(NatsServerMissing::NotAFile(path))
-        };
+    match crate::program::find(
+        "nats-server",
+        "NATS_SERVER_BIN",
+        &["/usr/sbin", "/usr/local/bin"],
+    ) {
+        Found::At(path) => Ok(path),
+        Found::NotAFile(path) => Err(NatsServerMissing::NotAFile(path)),
+        Found::Nowhere => Err(NatsServerMissing::NotFound),
     }
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let extra = [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")];
-    from_path
-        .iter()
-        .chain(extra.iter())
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-        .ok_or(NatsServerMissing::NotFound)
 }
 
 /// Where `nats-server` is, or a panic that says how to install it: a test cannot run

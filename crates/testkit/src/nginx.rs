@@ -5,27 +5,14 @@
 //! Unlike `nats-server`, nginx is optional: [`nginx_bin`] gives `None` when it is
 //! missing and the test prints why it skips (CI installs the Debian package `nginx`).
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// How long nginx may take to listen.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::program;
 
 /// Where `nginx` is: `NGINX_BIN`, then `PATH`, then `/usr/sbin`; `None` if missing.
 pub fn nginx_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NGINX_BIN") {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_path
-        .iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")].iter())
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
+    program::find("nginx", "NGINX_BIN", &["/usr/sbin", "/usr/local/sbin"]).ok()
 }
 
 /// A running nginx; killed, and its prefix removed, on drop.
@@ -85,19 +72,9 @@ impl Nginx {
             port,
             prefix,
         };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}): {}", nginx.error_log());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return nginx;
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                panic!("nginx not listening on {port}: {}", nginx.error_log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = nginx.prefix.path().join("error.log");
+        program::wait_listening(&mut nginx.child, port, "nginx", &log);
+        nginx
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -7,6 +7,7 @@
 //! Prometheus is optional: [`try_prometheus_bin`] and [`try_promtool_bin`] say why it
 //! is missing so that a test can skip with that message.
 
+use crate::program::Found;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,23 +38,11 @@ pub enum PrometheusMissing {
 }
 
 fn find(name: &'static str, var: &'static str) -> Result<PathBuf, PrometheusMissing> {
-    if let Some(path) = std::env::var_os(var) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(PrometheusMissing::NotAFile { var, path })
-        };
+    match crate::program::find(name, var, &["/usr/bin"]) {
+        Found::At(path) => Ok(path),
+        Found::NotAFile(path) => Err(PrometheusMissing::NotAFile { var, path }),
+        Found::Nowhere => Err(PrometheusMissing::NotFound(name)),
     }
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    dirs.iter()
-        .map(PathBuf::as_path)
-        .chain([Path::new("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or(PrometheusMissing::NotFound(name))
 }
 
 /// Where `prometheus` is: `PROMETHEUS_BIN`, then `PATH`, then `/usr/bin`.
