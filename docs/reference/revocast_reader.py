@@ -230,7 +230,7 @@ def bit_positions(h, k):
 # Bytes: the envelope and bincode-encoded bodies (FORMAT.md, "Encoding")
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 KINDS = {1: "snapshot", 2: "delta", 3: "heartbeat", 4: "confirm request", 5: "confirm response"}
 
 
@@ -344,10 +344,18 @@ def read_snapshot(body):
         "subject_cutoffs": b.seq(lambda: (b.string(), b.varint())),
         "session_cutoffs": b.seq(lambda: (b.string(), b.varint())),
         "global_cutoff": b.option(b.varint),
+        "key_chain": b.seq(lambda: read_rollover(b)),
     }
     b.end()
     state["log_seq"] = log_seq
     return taken_at_ms, state
+
+
+def read_rollover(b):
+    """A signed key rollover (FORMAT.md, "Key rollovers"). This reader does not check
+    signatures (the standard library has no Ed25519): it keeps the chain as data."""
+    return {"epoch": b.varint(), "index": b.varint(), "from": b.take(32).hex(), "to": b.take(32).hex(),
+            "at_ms": b.varint(), "overlap_ms": b.varint(), "signature": b.take(64).hex()}
 
 
 def read_change(b):
@@ -366,6 +374,8 @@ def read_change(b):
         return ("expire", {"now": b.varint()})
     if variant == 5:
         return ("session_cutoff", {"sid": b.string(), "not_before": b.varint()})
+    if variant == 6:
+        return ("rollover", read_rollover(b))
     raise FormatError("unknown change %d" % variant)
 
 
@@ -424,6 +434,7 @@ class Filter:
         self.subject_cutoffs = dict(state["subject_cutoffs"])
         self.session_cutoffs = dict(state["session_cutoffs"])
         self.global_cutoff = state["global_cutoff"]
+        self.key_chain = list(state["key_chain"])
 
     def bucket_of(self, exp):
         return exp // self.params["bucket_width"]
@@ -475,6 +486,8 @@ class Filter:
                 self.global_cutoff = max(self.global_cutoff or 0, c["not_before"])
             elif name == "expire":
                 self.expire(c["now"])
+            elif name == "rollover":
+                self.key_chain.append(c)
         self.version = delta["version"]
 
     def expire(self, now):

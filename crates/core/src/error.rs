@@ -63,6 +63,66 @@ pub enum FilterError {
     /// `sid` is longer than [`crate::MAX_SUB_LEN`] bytes.
     #[error("sid is {0} bytes long; the limit is 256")]
     SidTooLong(usize),
+    /// A key rollover does not extend the namespace's key chain.
+    #[error("key rollover: {0}")]
+    Rollover(#[from] RolloverError),
+}
+
+/// Why a key rollover was refused (see [`crate::rollover`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloverError {
+    /// Its signature does not verify against the key it hands over from.
+    #[error("rollover {index} is not signed by the key it hands over from")]
+    BadSignature {
+        /// Its place in the chain.
+        index: u64,
+    },
+    /// One of its keys is not a valid Ed25519 public key.
+    #[error("rollover {index} names an invalid Ed25519 key")]
+    InvalidKey {
+        /// Its place in the chain.
+        index: u64,
+    },
+    /// Not the next place in the chain.
+    #[error("rollover {got} out of order: the chain's next is {expected}")]
+    OutOfOrder {
+        /// The next place.
+        expected: u64,
+        /// Its place.
+        got: u64,
+    },
+    /// It hands over from another key than the one the chain handed over to last.
+    #[error("rollover {index} does not start from the key the chain handed over to last")]
+    Broken {
+        /// Its place in the chain.
+        index: u64,
+    },
+    /// It hands over to a key the chain used before (or to its own key).
+    #[error("rollover {index} hands over to a key the chain used before")]
+    KeyReused {
+        /// Its place in the chain.
+        index: u64,
+    },
+    /// It belongs to another epoch of the namespace.
+    #[error("rollover {index} belongs to epoch {epoch:016x}")]
+    OtherEpoch {
+        /// Its place in the chain.
+        index: u64,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// It differs from the rollover this replica followed at the same place.
+    #[error("rollover {index} differs from the one followed at that place (a forked chain)")]
+    Fork {
+        /// Its place in the chain.
+        index: u64,
+    },
+    /// The chain is full.
+    #[error("the key chain holds {0} rollovers already")]
+    TooMany(usize),
+    /// Signing asked for with a key that is not the one the rollover hands over from.
+    #[error("a rollover must be signed by the key it hands over from")]
+    NotFromSigner,
 }
 
 /// Why bytes were not accepted as a revocast message. Checked in this order: size,
@@ -105,8 +165,8 @@ pub enum DecodeError {
         /// What the message is.
         found: &'static str,
     },
-    /// The signature does not verify against the pinned key.
-    #[error("bad signature: not signed by the pinned publisher key")]
+    /// The signature does not verify against any key the verifier accepts.
+    #[error("bad signature: not signed by a publisher key this replica accepts")]
     BadSignature,
     /// Signed for another namespace.
     #[error("message is for namespace {found:?}, expected {expected:?}")]
@@ -125,6 +185,9 @@ pub enum DecodeError {
     /// Bytes left over after the signature.
     #[error("trailing bytes after the message")]
     TrailingBytes,
+    /// A snapshot's key chain does not extend the one this verifier followed.
+    #[error("snapshot key chain refused: {0}")]
+    KeyChain(#[source] RolloverError),
 }
 
 impl DecodeError {
@@ -141,6 +204,7 @@ impl DecodeError {
             DecodeError::WrongNamespace { .. } => "wrong_namespace",
             DecodeError::Body(_) | DecodeError::BodyTrailingBytes(_) => "malformed_body",
             DecodeError::TrailingBytes => "trailing_bytes",
+            DecodeError::KeyChain(_) => "key_chain",
         }
     }
 }
@@ -160,6 +224,9 @@ pub enum KeyError {
     /// The key file does not have the expected header.
     #[error("not a revocast signing key file (expected a line `{0}`)")]
     BadFile(&'static str),
+    /// A line after the secret that is not `retired <public key>`.
+    #[error("unexpected line in the key file: {0:?} (expected `retired <public key>`)")]
+    BadLine(String),
 }
 
 /// A namespace that cannot be used in subject, stream and bucket names.

@@ -64,14 +64,80 @@ pub fn signing_key_to_file(key: &SigningKey) -> String {
     )
 }
 
-/// Parses the text of a signing key file.
+/// Parses the text of a signing key file (its signing key; see [`KeyFile`] for the
+/// keys it retired).
 pub fn signing_key_from_file(text: &str) -> Result<SigningKey, KeyError> {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    if lines.next() != Some(KEY_FILE_HEADER) {
-        return Err(KeyError::BadFile(KEY_FILE_HEADER));
+    KeyFile::parse(text).map(|file| file.signing)
+}
+
+/// Starts a line of a key file naming a public key the publisher signed with before
+/// a rotation.
+pub const RETIRED_PREFIX: &str = "retired ";
+
+/// A signing key file: the header line, the secret seed, then one `retired <public
+/// key>` line for each key the publisher rotated away from, the newest first. The
+/// publisher reads its namespace's older messages (a snapshot taken before a rotation)
+/// with the retired keys; they are public, and the file never keeps an old secret.
+#[derive(Clone)]
+pub struct KeyFile {
+    /// The key the publisher signs with.
+    pub signing: SigningKey,
+    /// The keys it signed with before, the newest first.
+    pub retired: Vec<PublicKey>,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("KeyFile")
+            .field("public_key", &PublicKey(self.signing.verifying_key()))
+            .field("retired", &self.retired)
+            .finish()
     }
-    let secret = lines.next().ok_or(KeyError::Length(0))?;
-    Ok(SigningKey::from_bytes(&decode_32(secret)?))
+}
+
+impl KeyFile {
+    /// A file holding `signing` and no retired key.
+    pub fn new(signing: SigningKey) -> KeyFile {
+        KeyFile {
+            signing,
+            retired: Vec::new(),
+        }
+    }
+
+    /// The public key of the signing key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key())
+    }
+
+    /// Parses a key file's text.
+    pub fn parse(text: &str) -> Result<KeyFile, KeyError> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        if lines.next() != Some(KEY_FILE_HEADER) {
+            return Err(KeyError::BadFile(KEY_FILE_HEADER));
+        }
+        let secret = lines.next().ok_or(KeyError::Length(0))?;
+        let signing = SigningKey::from_bytes(&decode_32(secret)?);
+        let retired = lines
+            .map(|line| {
+                line.strip_prefix(RETIRED_PREFIX)
+                    .ok_or_else(|| KeyError::BadLine(line.chars().take(40).collect()))?
+                    .parse()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(KeyFile { signing, retired })
+    }
+
+    /// The file's text.
+    pub fn to_text(&self) -> String {
+        let mut text = signing_key_to_file(&self.signing);
+        for key in &self.retired {
+            text.push_str(RETIRED_PREFIX);
+            text.push_str(&key.to_string());
+            text.push('\n');
+        }
+        text
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +170,28 @@ mod tests {
             signing_key_from_file("revocast-ed25519-signing-key-v1\n!!!\n"),
             Err(KeyError::Encoding(_))
         ));
+    }
+
+    #[test]
+    fn key_files_keep_the_retired_public_keys() {
+        let mut file = KeyFile::new(signing_key_from_seed([7; 32]));
+        file.retired = vec![
+            PublicKey(signing_key_from_seed([6; 32]).verifying_key()),
+            PublicKey(signing_key_from_seed([5; 32]).verifying_key()),
+        ];
+        let back = KeyFile::parse(&file.to_text()).unwrap();
+        assert_eq!(back.signing.to_bytes(), file.signing.to_bytes());
+        assert_eq!(back.retired, file.retired);
+        // A file written before rotation existed reads as one with no retired key.
+        let plain = signing_key_to_file(&file.signing);
+        assert!(KeyFile::parse(&plain).unwrap().retired.is_empty());
+        let bad = format!("{plain}old AAAA\n");
+        assert_eq!(
+            KeyFile::parse(&bad).unwrap_err(),
+            KeyError::BadLine("old AAAA".into())
+        );
+        let bad = format!("{plain}retired AAAA\n");
+        assert_eq!(KeyFile::parse(&bad).unwrap_err(), KeyError::Length(3));
     }
 
     #[test]

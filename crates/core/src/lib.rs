@@ -2,7 +2,8 @@
 //!
 //! The parts of revocast that the publisher and every subscriber share: the revocation
 //! filter, the wire format and the NATS names. Pure and synchronous: no I/O, no
-//! clock, no randomness of its own (callers pass the time and the seeds).
+//! randomness of its own (callers pass the seeds), and no clock but one: a
+//! [`Verifier`] retires a rotated-away key by the system clock unless given its own.
 //!
 //! # Layout
 //! - [`duration`]: durations as operators write them (`30s`, `1h30m`), for every
@@ -15,6 +16,8 @@
 //! - [`http`]: the publisher's HTTP API as types: routes, bodies, the error body.
 //! - [`codec`]: the bincode configuration of every body and of the digest.
 //! - [`keys`]: the publisher's Ed25519 key as operators see it.
+//! - [`rollover`]: key rotation: the signed hand-over from one key to the next, the
+//!   chain of them, and the [`KeyRing`] a verifier checks signatures with.
 //! - [`subjects`]: [`Namespace`] and every subject, stream and bucket name.
 //! - [`error`]: typed errors.
 //!
@@ -57,16 +60,18 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod keys;
+pub mod rollover;
 pub mod subjects;
 pub mod wire;
 
-pub use error::{DecodeError, FilterError, KeyError, NamespaceError};
+pub use error::{DecodeError, FilterError, KeyError, NamespaceError, RolloverError};
 pub use filter::{
     Bitmap, BucketStats, Change, Delta, Digest, Filter, FilterParams, FilterState, FilterStats,
     LayerSpec, LayerStats, Lookup, MAX_BLOCKS, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe,
     Staging, Succession, check_jti, check_sid, check_sub, optimal_bits_per_entry,
 };
-pub use keys::{PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
+pub use keys::{KeyFile, PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
+pub use rollover::{Followed, KeyRing, KeyRingStatus, Rollover, SignedRollover};
 pub use subjects::Namespace;
 pub use wire::{
     ConfirmRequest, ConfirmResponse, Heartbeat, Kind, Message, Signer, Snapshot, Verifier,

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "RVCB"
-//! 4       1     format version (4)
+//! 4       1     format version (5)
 //! 5       1     kind (1 snapshot, 2 delta, 3 heartbeat, 4 confirm request, 5 confirm response)
 //! 6       1     namespace length n (1..=64)
 //! 7       n     namespace (ASCII)
@@ -15,7 +15,8 @@
 //! 11+n+b  64    Ed25519 signature over bytes 0..11+n+b (absent for confirm requests)
 //! ```
 //! Everything the publisher sends is signed by its key, and subscribers pin the public
-//! key. Confirm *requests* come from services, which hold no publisher key: they are
+//! key; a [`Verifier`] accepts the keys of its [`KeyRing`], which follows the
+//! namespace's key rollovers ([`crate::rollover`]). Confirm *requests* come from services, which hold no publisher key: they are
 //! unsigned, carry a nonce, and the signed response echoes it, so a replayed or forged
 //! answer cannot pass for the authority's.
 //!
@@ -24,19 +25,22 @@
 //! build reads exactly one format version and refuses the others
 //! ([`DecodeError::UnsupportedVersion`]).
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _};
 
 use crate::codec::bincode_config;
-use crate::error::DecodeError;
+use crate::error::{DecodeError, RolloverError};
 use crate::filter::{Delta, Digest, FilterState};
 use crate::keys::PublicKey;
+use crate::rollover::{Followed, KeyRing, KeyRingStatus, Rollover, SignedRollover};
 use crate::subjects::Namespace;
 
 /// First four bytes of every revocast message.
 pub const MAGIC: [u8; 4] = *b"RVCB";
 /// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 /// Default largest message a decoder accepts (snapshots of tens of millions of entries).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Memory a confirm request's body may claim while it decodes.
@@ -303,6 +307,32 @@ impl Signer {
         &self.namespace
     }
 
+    /// Signs a rollover handing the namespace's `epoch` over from this key to `to`, at
+    /// place `index` of the chain, made at `at_ms`, the old key accepted for
+    /// `overlap_ms` more.
+    pub fn rollover(
+        &self,
+        to: PublicKey,
+        epoch: u64,
+        index: u64,
+        at_ms: u64,
+        overlap_ms: u64,
+    ) -> SignedRollover {
+        let rollover = Rollover {
+            epoch,
+            index,
+            from: self.key.verifying_key().to_bytes(),
+            to: to.0.to_bytes(),
+            at_ms,
+            overlap_ms,
+        };
+        let signature = self.key.sign(&rollover.signed_bytes()).to_bytes();
+        SignedRollover {
+            rollover,
+            signature,
+        }
+    }
+
     /// Encodes and signs a message. Confirm requests are framed without a signature.
     pub fn encode(&self, message: &Message) -> Vec<u8> {
         let kind = message.kind();
@@ -315,12 +345,35 @@ impl Signer {
     }
 }
 
-/// Decodes messages for one namespace, verifying them against the pinned key.
-#[derive(Clone, Debug)]
+/// The clock a [`Verifier`] retires keys by: unix milliseconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Decodes messages for one namespace, verifying them against the keys of its
+/// [`KeyRing`]. Clones share the ring: a rollover one of them follows (the sync task,
+/// applying a delta) is followed by all (the store replaying the log, the authority
+/// client checking answers).
+#[derive(Clone)]
 pub struct Verifier {
-    key: VerifyingKey,
+    ring: Arc<RwLock<KeyRing>>,
     namespace: Namespace,
     max_size: usize,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.status())
+            .field("namespace", &self.namespace)
+            .field("max_size", &self.max_size)
+            .finish()
+    }
 }
 
 /// The envelope's parts, before the signature is checked.
@@ -401,13 +454,56 @@ fn check_namespace(expected: &Namespace, found: &[u8]) -> Result<(), DecodeError
 }
 
 impl Verifier {
-    /// A verifier for messages signed by `key` for `namespace`.
+    /// A verifier for messages signed by `key` for `namespace`, following the
+    /// namespace's key rollovers from it.
     pub fn new(key: PublicKey, namespace: Namespace) -> Verifier {
+        Verifier::with_ring(KeyRing::new([key], false), namespace)
+    }
+
+    /// A verifier whose keys are `ring`'s.
+    pub fn with_ring(ring: KeyRing, namespace: Namespace) -> Verifier {
         Verifier {
-            key: key.0,
+            ring: Arc::new(RwLock::new(ring)),
             namespace,
             max_size: DEFAULT_MAX_MESSAGE_BYTES,
+            clock: Arc::new(system_clock),
         }
+    }
+
+    /// Retires keys by `clock` (unix milliseconds) instead of the system clock.
+    pub fn clock(mut self, clock: Clock) -> Verifier {
+        self.clock = clock;
+        self
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        // The ring is changed only by whole-value operations: a panic elsewhere
+        // cannot leave it half changed.
+        self.ring.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, KeyRing> {
+        self.ring.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows one rollover (from a delta the caller applied) on every clone.
+    pub fn follow(&self, rollover: &SignedRollover) -> Result<Followed, RolloverError> {
+        self.ring_mut().follow(rollover)
+    }
+
+    /// Follows a chain (from a snapshot the caller loaded) on every clone.
+    pub fn follow_chain(&self, chain: &[SignedRollover]) -> Result<Vec<Followed>, RolloverError> {
+        self.ring_mut().follow_chain(chain)
+    }
+
+    /// Pins one more key on every clone.
+    pub fn pin(&self, key: PublicKey) {
+        self.ring_mut().pin(key);
+    }
+
+    /// The keys accepted now and those retired, for stats.
+    pub fn status(&self) -> KeyRingStatus {
+        self.ring().status((self.clock)())
     }
 
     /// Sets the largest message accepted (default 256 MiB).
@@ -445,9 +541,52 @@ impl Verifier {
         body_of(self.verified(bytes, Kind::Delta)?.body, Kind::Delta)
     }
 
-    /// Decodes a [`Snapshot`].
+    /// Decodes a [`Snapshot`] and follows the key chain it carries. A snapshot signed
+    /// by a key this verifier does not accept yet is read once more through its chain:
+    /// if the chain leads from an accepted key to the snapshot's signer, the snapshot
+    /// is accepted and the ring follows the chain (a replica that pins an old key,
+    /// started after a rotation).
     pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot, DecodeError> {
-        body_of(self.verified(bytes, Kind::Snapshot)?.body, Kind::Snapshot)
+        let parts = split(bytes, self.max_size)?;
+        if parts.kind != Kind::Snapshot {
+            return Err(DecodeError::UnexpectedKind {
+                expected: Kind::Snapshot.name(),
+                found: parts.kind.name(),
+            });
+        }
+        let signature =
+            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        if self.signed_by_accepted(&parts, &signature) {
+            check_namespace(&self.namespace, parts.namespace)?;
+            let snapshot: Snapshot = body_of(parts.body, Kind::Snapshot)?;
+            self.follow_chain(&snapshot.state.key_chain)
+                .map_err(DecodeError::KeyChain)?;
+            return Ok(snapshot);
+        }
+        // Not signed by a key accepted now: read the chain the body carries (its
+        // rollovers prove themselves) and try the keys it leads to, on a copy of the
+        // ring that replaces the ring only if the snapshot then verifies.
+        check_namespace(&self.namespace, parts.namespace)?;
+        let snapshot: Snapshot = body_of(parts.body, Kind::Snapshot)?;
+        let mut ring = self.ring().clone();
+        ring.follow_chain(&snapshot.state.key_chain)
+            .map_err(|_| DecodeError::BadSignature)?;
+        let verified = ring
+            .accepted((self.clock)())
+            .iter()
+            .any(|key| key.verify(parts.signed, &signature).is_ok());
+        if !verified {
+            return Err(DecodeError::BadSignature);
+        }
+        *self.ring_mut() = ring;
+        Ok(snapshot)
+    }
+
+    fn signed_by_accepted(&self, parts: &Parts<'_>, signature: &Signature) -> bool {
+        self.ring()
+            .accepted((self.clock)())
+            .iter()
+            .any(|key| key.verify(parts.signed, signature).is_ok())
     }
 
     /// Decodes a [`Heartbeat`].
@@ -476,9 +615,9 @@ impl Verifier {
     fn verify<'a>(&self, parts: Parts<'a>) -> Result<Parts<'a>, DecodeError> {
         let signature =
             Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
-        self.key
-            .verify(parts.signed, &signature)
-            .map_err(|_| DecodeError::BadSignature)?;
+        if !self.signed_by_accepted(&parts, &signature) {
+            return Err(DecodeError::BadSignature);
+        }
         check_namespace(&self.namespace, parts.namespace)?;
         Ok(parts)
     }

@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 
 use super::layer::LayerSpec;
+use crate::rollover::SignedRollover;
 
 /// One change inside a delta. Changes apply in order.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
@@ -49,6 +50,10 @@ pub enum Change {
         /// Unix seconds.
         not_before: u64,
     },
+    /// The publisher hands the namespace over to a new signing key: the rollover joins
+    /// the namespace's key chain, and the publisher signs everything after this delta
+    /// with the new key (see [`crate::rollover`]).
+    Rollover(SignedRollover),
 }
 
 /// A versioned list of changes: the unit of replication.

@@ -48,6 +48,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 
 use crate::error::FilterError;
+use crate::rollover::{SignedRollover, check_extension};
 
 pub use block::{Bitmap, MAX_HASHES};
 pub use delta::{Change, Delta};
@@ -121,6 +122,8 @@ pub struct Filter {
     subject_cutoffs: BTreeMap<String, u64>,
     session_cutoffs: BTreeMap<String, u64>,
     global_cutoff: Option<u64>,
+    /// The epoch's key rollovers ([`crate::rollover`]); shared between copies.
+    key_chain: Arc<Vec<SignedRollover>>,
     digest: OnceLock<Digest>,
 }
 
@@ -135,6 +138,7 @@ impl Clone for Filter {
             subject_cutoffs: self.subject_cutoffs.clone(),
             session_cutoffs: self.session_cutoffs.clone(),
             global_cutoff: self.global_cutoff,
+            key_chain: Arc::clone(&self.key_chain),
             digest: self.digest.clone(),
         }
     }
@@ -159,6 +163,7 @@ impl Filter {
             subject_cutoffs: BTreeMap::new(),
             session_cutoffs: BTreeMap::new(),
             global_cutoff: None,
+            key_chain: Arc::default(),
             digest: OnceLock::new(),
         })
     }
@@ -178,6 +183,16 @@ impl Filter {
     /// apply only within their own epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The epoch's key rollovers, oldest first (see [`crate::rollover`]).
+    pub fn key_chain(&self) -> &[SignedRollover] {
+        &self.key_chain
+    }
+
+    /// The key the chain handed over to last, if the namespace's key ever rotated.
+    pub fn chain_head(&self) -> Option<[u8; 32]> {
+        self.key_chain.last().map(|r| r.rollover.to)
     }
 
     /// This empty filter in `epoch` (a namespace's first filter).
@@ -418,6 +433,7 @@ impl Filter {
         // Pass 1: validate against a light overlay; pass 2 cannot fail.
         let mut layers = Vec::new();
         let mut overlay = Overlay::new(self);
+        let mut chain: Option<Vec<SignedRollover>> = None;
         for change in &delta.changes {
             match change {
                 Change::OpenLayer(spec) => {
@@ -433,6 +449,11 @@ impl Filter {
                 Change::SessionCutoff { sid, .. } => check_sid(sid)?,
                 Change::GlobalCutoff { .. } => {}
                 Change::Expire { now } => overlay.expire(self.params.first_live_bucket(*now)),
+                Change::Rollover(next) => {
+                    let chain = chain.get_or_insert_with(|| self.key_chain.to_vec());
+                    check_extension(chain, self.epoch, next)?;
+                    chain.push(next.clone());
+                }
             }
         }
         let mut layers = layers.into_iter();
@@ -466,7 +487,11 @@ impl Filter {
                     self.global_cutoff = Some(self.global_cutoff.unwrap_or(0).max(*not_before));
                 }
                 Change::Expire { now } => self.expire(*now),
+                Change::Rollover(_) => {}
             }
+        }
+        if let Some(chain) = chain {
+            self.key_chain = Arc::new(chain);
         }
         self.version = delta.version;
         self.digest = OnceLock::new();

@@ -10,6 +10,7 @@ use super::block::Bitmap;
 use super::layer::{Bucket, Layer};
 use super::params::{FilterParams, MAX_LAYERS_PER_BUCKET, check_sid, check_sub};
 use crate::error::FilterError;
+use crate::rollover::{SignedRollover, check_chain};
 
 /// A BLAKE3 digest of a filter's whole state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
@@ -55,6 +56,8 @@ pub struct FilterState {
     pub session_cutoffs: Vec<(String, u64)>,
     /// The global cutoff.
     pub global_cutoff: Option<u64>,
+    /// The epoch's key rollovers, in order (see [`crate::rollover`]).
+    pub key_chain: Vec<SignedRollover>,
 }
 
 /// One bucket inside a [`FilterState`].
@@ -91,6 +94,7 @@ struct StateRef<'a> {
     subject_cutoffs: Vec<(&'a str, u64)>,
     session_cutoffs: Vec<(&'a str, u64)>,
     global_cutoff: Option<u64>,
+    key_chain: &'a [SignedRollover],
 }
 
 #[derive(Encode)]
@@ -144,6 +148,7 @@ impl Filter {
                 .map(|(s, &t)| (s.clone(), t))
                 .collect(),
             global_cutoff: self.global_cutoff,
+            key_chain: self.key_chain.to_vec(),
         }
     }
 
@@ -187,6 +192,8 @@ impl Filter {
             filter.session_cutoffs.insert(sid, not_before);
         }
         filter.global_cutoff = state.global_cutoff;
+        check_chain(&state.key_chain, state.epoch)?;
+        filter.key_chain = Arc::new(state.key_chain);
         Ok(filter)
     }
 
@@ -227,6 +234,7 @@ impl Filter {
                     .map(|(s, &t)| (s.as_str(), t))
                     .collect(),
                 global_cutoff: self.global_cutoff,
+                key_chain: &self.key_chain,
             };
             let mut hasher = blake3::Hasher::new();
             {

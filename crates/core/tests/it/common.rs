@@ -31,6 +31,11 @@ pub fn signer() -> Signer {
     Signer::new(signing_key_from_seed([42; 32]), namespace())
 }
 
+/// The key the reference filter's chain hands over to first, then the one after it.
+pub fn next_signer(n: u8) -> Signer {
+    Signer::new(signing_key_from_seed([42 + n; 32]), namespace())
+}
+
 pub fn verifier() -> Verifier {
     Verifier::new(signer().public_key(), namespace())
 }

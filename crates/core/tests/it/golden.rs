@@ -4,9 +4,9 @@
 //! change and needs a new format version. Regenerate (only for a deliberate format
 //! change) with `REVOCAST_BLESS=1 cargo test -p revocast-core --test it golden`, and
 //! copy them into `fuzz/seeds/` as `fuzz/README.md` says.
-use crate::common::{Seeds, namespace, revoke_all, signer, verifier};
+use crate::common::{Seeds, namespace, next_signer, revoke_all, signer, verifier};
 use revocast_core::{
-    ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, FilterParams, Heartbeat, Message,
+    Change, ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, FilterParams, Heartbeat, Message,
     Snapshot, decode_request, encode_request,
 };
 
@@ -75,9 +75,10 @@ pub fn reference_member(i: u64) -> (String, u64) {
 
 /// 10,000 members over three buckets: one grown without a hint from 1,000 entries
 /// (three layers, with 11, 12 and 16 bits per key), one sized by a hint and full, one
-/// sized by a hint and a third full (8 bits per key); a subject and a global cutoff. And the delta that follows it: 50
-/// more members (one in a new bucket), a subject cutoff and an expiry that drops
-/// nothing.
+/// sized by a hint and a third full (8 bits per key); a subject and a global cutoff; a
+/// key chain of one rollover (the test key to `next_signer(1)`). And the delta that
+/// follows it: 50 more members (one in a new bucket), a subject cutoff, an expiry that
+/// drops nothing and a second rollover (to `next_signer(2)`).
 pub fn reference_filter() -> (Filter, Delta) {
     let mut filter = Filter::new(reference_params()).unwrap().with_epoch(EPOCH);
     let mut seeds = Seeds::new(2026);
@@ -91,11 +92,21 @@ pub fn reference_filter() -> (Filter, Delta) {
         staging.subject_cutoff("mallory", EXP - 3_600).unwrap();
         staging.session_cutoff("s-1", EXP - 5_400).unwrap();
         staging.global_cutoff(EXP - 86_400);
+        let mut changes = staging.finish();
+        if hint > 0 {
+            changes.push(Change::Rollover(signer().rollover(
+                next_signer(1).public_key(),
+                EPOCH,
+                1,
+                1_767_220_000_000,
+                600_000,
+            )));
+        }
         let delta = Delta {
             epoch: EPOCH,
             version: filter.version() + 1,
             committed_at_ms: 1_767_220_000_000,
-            changes: staging.finish(),
+            changes,
         };
         filter.apply(&delta).unwrap();
     }
@@ -110,11 +121,19 @@ pub fn reference_filter() -> (Filter, Delta) {
     staging.subject_cutoff("trent", EXP - 60).unwrap();
     staging.session_cutoff("s-2", EXP - 3_000).unwrap();
     staging.expire(EXP - 86_400);
+    let mut changes = staging.finish();
+    changes.push(Change::Rollover(next_signer(1).rollover(
+        next_signer(2).public_key(),
+        EPOCH,
+        2,
+        1_767_221_000_000,
+        600_000,
+    )));
     let delta = Delta {
         epoch: EPOCH,
         version: filter.version() + 1,
         committed_at_ms: 1_767_221_000_000,
-        changes: staging.finish(),
+        changes,
     };
     (filter, delta)
 }
@@ -172,14 +191,15 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Message)> {
             Message::ConfirmRequest(request),
         ),
         ("confirm_response.bin", signer.encode(&response), response),
+        // After the first rollover the publisher signs with the key it handed over to.
         (
             "reference_snapshot.bin",
-            signer.encode(&reference_snapshot),
+            next_signer(1).encode(&reference_snapshot),
             reference_snapshot,
         ),
         (
             "reference_delta.bin",
-            signer.encode(&Message::Delta(reference_delta.clone())),
+            next_signer(1).encode(&Message::Delta(reference_delta.clone())),
             Message::Delta(reference_delta),
         ),
     ]
@@ -216,12 +236,16 @@ fn encoding_matches_the_golden_vectors() {
 
 #[test]
 fn golden_vectors_decode_to_the_expected_messages() {
+    // One verifier, as one replica: the reference snapshot's chain leads it from the
+    // test key to the key that signs the reference vectors.
+    let verifier = verifier();
     for (name, _, message) in vectors() {
         let decoded = match &message {
             Message::ConfirmRequest(_) => {
                 Message::ConfirmRequest(decode_request(golden(name), &namespace(), 4096).unwrap())
             }
-            _ => verifier().decode(golden(name)).unwrap(),
+            Message::Snapshot(_) => Message::Snapshot(verifier.decode_snapshot(golden(name)).unwrap()),
+            _ => verifier.decode(golden(name)).unwrap(),
         };
         assert_eq!(decoded, message, "{name}");
     }
@@ -244,7 +268,7 @@ fn golden_snapshot_rebuilds_the_filter_with_the_same_digest() {
 fn an_unknown_format_version_is_rejected() {
     for (name, _, _) in vectors() {
         let mut bytes = golden(name).to_vec();
-        bytes[4] = 3;
+        bytes[4] = 4;
         let err = match name {
             "confirm_request.bin" => decode_request(&bytes, &namespace(), 4096).unwrap_err(),
             _ => verifier().decode(&bytes).unwrap_err(),
@@ -253,8 +277,8 @@ fn an_unknown_format_version_is_rejected() {
             matches!(
                 err,
                 DecodeError::UnsupportedVersion {
-                    found: 3,
-                    supported: 4
+                    found: 4,
+                    supported: 5
                 }
             ),
             "{name}: {err}"

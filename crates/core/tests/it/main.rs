@@ -4,7 +4,8 @@
 //! - `golden`: the golden vectors in `test_data/` and refused format versions;
 //! - `fuzz_decode`: the fuzz target's decode paths as property tests;
 //! - `replication`: replicas fed through the wire format equal the publisher;
-//! - `reference`: the Python reference reader answers exactly as the filter.
+//! - `reference`: the Python reference reader answers exactly as the filter;
+//! - `rotation`: key rollovers in the filter's chain and in the verifier's key ring.
 #![allow(clippy::unwrap_used)]
 
 mod codec;
@@ -14,3 +15,4 @@ mod fuzz_decode;
 mod golden;
 mod reference;
 mod replication;
+mod rotation;
