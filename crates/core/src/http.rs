@@ -51,6 +51,8 @@ pub const SSF_EVENTS: &str = "/ssf/events";
 pub const CUTOFFS: &str = "/v1/cutoffs";
 /// `GET`: the [`PublisherStats`].
 pub const STATS: &str = "/v1/stats";
+/// `POST`: rotate the publisher's signing key (admin).
+pub const KEYS_ROTATE: &str = "/v1/keys/rotate";
 /// `GET`: Prometheus / OpenMetrics text.
 pub const METRICS: &str = "/metrics";
 /// `GET`: [`Health`], 200 while the process runs.
@@ -183,6 +185,41 @@ pub struct CutoffRequest {
     pub sid: Option<String>,
     /// Unix seconds.
     pub not_before: u64,
+}
+
+/// The body of `POST /v1/keys/rotate`. Both fields are optional: `{}` rotates to a key
+/// the publisher generates, with the configured overlap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// A signing key file on the publisher's host holding the new key (made with
+    /// `revocast-publisher keygen`, its public key pinned on services first: the
+    /// compromise procedure). Absent: the publisher generates the new key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// How long replicas keep accepting the old key, seconds (default: the
+    /// publisher's `--key-overlap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_secs: Option<u64>,
+}
+
+/// The answer of `POST /v1/keys/rotate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotated {
+    /// The key the publisher signs with now (base64url).
+    pub public_key: String,
+    /// The key it signed with before.
+    pub previous_public_key: String,
+    /// The filter version of the delta carrying the rollover.
+    pub version: u64,
+    /// The rollover's place in the namespace's key chain, from 1.
+    pub rollover: u64,
+    /// Replicas accept the previous key until this time, unix milliseconds.
+    pub previous_accepted_until_ms: u64,
+    /// The key file now holding the new key (the publisher's own, rewritten), or why
+    /// it could not be written (then see the publisher's log: restart it only with the
+    /// new key's file).
+    pub key_file: String,
 }
 
 /// The form of `POST /oauth/revoke` (RFC 7009 section 2.1) and of `POST
@@ -521,6 +558,9 @@ pub struct PublisherStats {
     pub namespace: String,
     /// Public key subscribers pin.
     pub public_key: String,
+    /// Key rollovers in the namespace's key chain (this epoch).
+    #[serde(default)]
+    pub key_rollovers: u64,
     /// Whether the publisher finished loading its state.
     pub ready: bool,
     /// Filter version: deltas committed in this epoch.

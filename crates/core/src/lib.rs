@@ -70,7 +70,9 @@ pub use filter::{
     LayerSpec, LayerStats, Lookup, MAX_BLOCKS, MAX_JTI_LEN, MAX_REASON_LEN, MAX_SUB_LEN, Probe,
     Staging, Succession, check_jti, check_sid, check_sub, optimal_bits_per_entry,
 };
-pub use keys::{KeyFile, PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file};
+pub use keys::{
+    KeyFile, PublicKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file,
+};
 pub use rollover::{Followed, KeyRing, KeyRingStatus, Rollover, SignedRollover};
 pub use subjects::Namespace;
 pub use wire::{
@@ -79,4 +81,4 @@ pub use wire::{
 };
 
 /// Re-exported so that callers name key types without depending on ed25519-dalek.
-pub use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -184,8 +184,10 @@ pub struct KeyRing {
     retired: Vec<([u8; 32], u64)>,
     /// The epoch whose chain `chain` is.
     chain_epoch: u64,
-    /// The rollovers of `chain_epoch` seen, in order.
+    /// The rollovers of `chain_epoch` seen, in order (a following ring's).
     chain: Vec<SignedRollover>,
+    /// The hand-overs (old key, new key) a pin-only ring saw.
+    seen_pinned: Vec<([u8; 32], [u8; 32])>,
 }
 
 /// A view of a [`KeyRing`] for stats.
@@ -218,6 +220,7 @@ impl KeyRing {
             retired: Vec::new(),
             chain_epoch: 0,
             chain: Vec::new(),
+            seen_pinned: Vec::new(),
         }
     }
 
@@ -261,6 +264,9 @@ impl KeyRing {
     /// ring is pin-only and does not pin it. Trust flows only from a trusted key: a
     /// rollover between keys the ring never trusted changes nothing.
     pub fn follow(&mut self, next: &SignedRollover) -> Result<Followed, RolloverError> {
+        if self.pin_only {
+            return self.follow_pinned(next);
+        }
         let r = &next.rollover;
         if r.epoch != self.chain_epoch {
             if r.index != 1 {
@@ -293,12 +299,32 @@ impl KeyRing {
         self.retired.push((r.from, r.retires_at_ms()));
         if self.trusts(&r.to) {
             Ok(Followed::Trusted(to))
-        } else if self.pin_only {
-            Ok(Followed::Refused(to))
         } else {
             self.followed.push(to.0);
             Ok(Followed::Trusted(to))
         }
+    }
+
+    /// A pin-only ring keeps no chain (whatever chain a stolen key signed cannot
+    /// confuse it): a correctly signed rollover from a pinned key retires that key
+    /// after the overlap, and says whether the new key is pinned.
+    fn follow_pinned(&mut self, next: &SignedRollover) -> Result<Followed, RolloverError> {
+        let r = &next.rollover;
+        next.verify()?;
+        if !self.trusts(&r.from) {
+            return Ok(Followed::Unrelated);
+        }
+        let to = next.to_key()?;
+        if self.seen_pinned.contains(&(r.from, r.to)) {
+            return Ok(Followed::Known);
+        }
+        self.seen_pinned.push((r.from, r.to));
+        self.retired.push((r.from, r.retires_at_ms()));
+        Ok(if self.trusts(&r.to) {
+            Followed::Trusted(to)
+        } else {
+            Followed::Refused(to)
+        })
     }
 
     /// Follows a whole chain (a snapshot's), skipping the rollovers seen already.
@@ -316,10 +342,14 @@ impl KeyRing {
             retired: self
                 .retired
                 .iter()
-                .filter_map(|(k, at)| VerifyingKey::from_bytes(k).ok().map(|k| (PublicKey(k), *at)))
+                .filter_map(|(k, at)| {
+                    VerifyingKey::from_bytes(k)
+                        .ok()
+                        .map(|k| (PublicKey(k), *at))
+                })
                 .collect(),
             pin_only: self.pin_only,
-            rollovers: self.chain.len() as u64,
+            rollovers: (self.chain.len() + self.seen_pinned.len()) as u64,
         }
     }
 }
@@ -405,6 +435,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_only_ring_is_not_confused_by_a_stolen_keys_fork() {
+        // The thief of key 1 hands over to key 3; the publisher then to key 2.
+        let mut ring = KeyRing::new([public(1), public(2)], true);
+        assert_eq!(
+            ring.follow(&rollover(1, 3, 1)),
+            Ok(Followed::Refused(public(3)))
+        );
+        assert_eq!(
+            ring.follow(&rollover(1, 2, 1)),
+            Ok(Followed::Trusted(public(2)))
+        );
+        assert_eq!(ring.accepted(2_000), vec![public(2).0]);
+        let mut forged = rollover(1, 2, 1);
+        forged.signature[0] ^= 1;
+        assert_eq!(
+            ring.follow(&forged),
+            Err(RolloverError::BadSignature { index: 1 })
+        );
+    }
+
+    #[test]
     fn a_pin_only_ring_refuses_keys_it_does_not_pin() {
         let mut ring = KeyRing::new([public(1)], true);
         assert_eq!(
@@ -440,10 +491,7 @@ mod tests {
         let mut stranger = KeyRing::new([public(3)], false);
         assert_eq!(stranger.follow(&rollover(1, 2, 1)), Ok(Followed::Unrelated));
         assert!(!stranger.trusts(public(2).0.as_bytes()));
-        assert_eq!(
-            stranger.follow(&rollover(2, 3, 2)),
-            Ok(Followed::Unrelated)
-        );
+        assert_eq!(stranger.follow(&rollover(2, 3, 2)), Ok(Followed::Unrelated));
         assert_eq!(stranger.accepted(u64::MAX), vec![public(3).0]);
     }
 }

@@ -191,6 +191,11 @@ impl Store {
         self
     }
 
+    /// The verifier messages are read with (its clones share its key ring).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
     /// The namespace read.
     pub fn namespace(&self) -> &Namespace {
         self.verifier.namespace()

@@ -17,15 +17,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use revocast_core::http::{
     self, Committed, CutoffRequest, ErrorBody, Health, NatsReport, PublisherStats, Readiness,
-    Revocation, RevocationStatus, TokenQuery,
+    Revocation, RevocationStatus, RotateKeyRequest, TokenQuery,
 };
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::oneshot;
 
 use crate::authority;
-use crate::commit::{Command, CommitError, CutoffOf};
+use crate::commit::{Command, CommitError, CutoffOf, Rotate, RotateError};
 use crate::error::and_cause;
+use crate::keys::KeySource;
 use crate::state::Shared;
 use crate::stats::{self, Gauges};
 
@@ -127,6 +128,25 @@ impl From<CommitError> for ApiError {
     }
 }
 
+impl From<RotateError> for ApiError {
+    fn from(e: RotateError) -> ApiError {
+        match e {
+            RotateError::Commit(e) => e.into(),
+            RotateError::KeyReused => {
+                ApiError::new(StatusCode::CONFLICT, "key_reused", e.to_string())
+            }
+            RotateError::NoKeyFile => {
+                ApiError::new(StatusCode::CONFLICT, "no_key_file", e.to_string())
+            }
+            RotateError::KeyFile(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "key_file_not_written",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -168,6 +188,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(http::SSF_EVENTS, post(ssf::events))
         .route(http::CUTOFFS, post(post_cutoff))
+        .route(http::KEYS_ROTATE, post(post_rotate_key))
         .route(http::STATS, get(get_stats))
         .route(http::METRICS, get(get_metrics))
         .route(http::HEALTHZ, get(healthz))
@@ -529,6 +550,63 @@ async fn post_cutoff(
     ))
 }
 
+/// `POST /v1/keys/rotate`: sign with a new key from now on (see `Writer::rotate`).
+/// The new key comes from a key file on the publisher's host, or is generated.
+async fn post_rotate_key(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body: RotateKeyRequest = serde_json::from_value(admit_json(&shared, &headers, body)?)
+        .map_err(|e| ApiError::unprocessable("invalid_rotation", e.to_string()))?;
+    if !matches!(shared.config.signing_key, KeySource::File(_)) {
+        return Err(RotateError::NoKeyFile.into());
+    }
+    let key = match &body.key_file {
+        Some(path) => {
+            crate::keys::read_key_file(std::path::Path::new(path))
+                .map_err(|e| ApiError::unprocessable("invalid_key_file", e.to_string()))?
+                .signing
+        }
+        None => crate::keys::generate_key().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no_randomness",
+                e.to_string(),
+            )
+        })?,
+    };
+    let overlap = body
+        .overlap_secs
+        .map_or(shared.config.key_overlap, std::time::Duration::from_secs);
+    let (reply, answer) = oneshot::channel();
+    let wait = async {
+        shared
+            .commands
+            .send(Command::Rotate(Rotate {
+                key,
+                overlap_ms: overlap.as_millis().try_into().unwrap_or(u64::MAX),
+                reply,
+            }))
+            .await
+            .map_err(|_| RotateError::Commit(CommitError::Stopped))?;
+        answer
+            .await
+            .map_err(|_| RotateError::Commit(CommitError::Stopped))?
+    };
+    match tokio::time::timeout(shared.config.commit_timeout, wait).await {
+        Ok(result) => Ok(axum::Json(result?).into_response()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_durable",
+            format!(
+                "the rotation was not confirmed within {:?}: read `public_key` in                  GET /v1/stats to learn whether it happened before asking again",
+                shared.config.commit_timeout
+            ),
+        )),
+    }
+}
+
 /// Commits a cutoff: a no-op success when every token it could catch has expired.
 async fn commit_cutoff(
     shared: &Shared,
@@ -559,12 +637,13 @@ async fn commit_cutoff(
 
 /// Builds the stats report.
 pub(crate) fn report(shared: &Shared) -> PublisherStats {
-    let (records, epoch, log_seq) = {
+    let (records, epoch, log_seq, key_rollovers) = {
         let ledger = shared.ledger();
         (
             ledger.records.len() as u64,
             ledger.filter.epoch(),
             ledger.seq,
+            ledger.filter.key_chain().len() as u64,
         )
     };
     // Counting set bits is proportional to the filter: outside the ledger lock.
@@ -572,7 +651,8 @@ pub(crate) fn report(shared: &Shared) -> PublisherStats {
     let s = &shared.counters;
     PublisherStats {
         namespace: shared.config.namespace.to_string(),
-        public_key: shared.signer.public_key().to_string(),
+        public_key: shared.signer().public_key().to_string(),
+        key_rollovers,
         ready: shared.is_ready(),
         version: filter.version,
         epoch: format!("{epoch:016x}"),
@@ -660,7 +740,7 @@ mod tests {
         config.admin_token = admin_token.map(str::to_owned);
         let key = revocast_core::signing_key_from_seed([3; 32]);
         let signer = revocast_core::Signer::new(key, config.namespace.clone());
-        let (shared, mut rx) = Shared::new(config, signer, None).unwrap();
+        let (shared, mut rx) = Shared::new(config, signer, &[], None).unwrap();
         shared.ready.send_replace(true);
         tokio::spawn(async move {
             while let Some(command) = rx.recv().await {
@@ -791,7 +871,7 @@ mod tests {
             revocast_core::signing_key_from_seed([4; 32]),
             config.namespace.clone(),
         );
-        let (shared, _rx) = Shared::new(config, signer, None).unwrap();
+        let (shared, _rx) = Shared::new(config, signer, &[], None).unwrap();
         let loading = router(shared);
         let body = format!(r#"{{"jti":"a","exp":{}}}"#, soon());
         let (status, json) = call(&loading, revoke(None, &body)).await;

@@ -105,7 +105,7 @@ pub(crate) fn answer(
         reason: None,
     };
     Ok(Bytes::from(
-        shared.signer.encode(&Message::ConfirmResponse(response)),
+        shared.signer().encode(&Message::ConfirmResponse(response)),
     ))
 }
 

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use revocast_core::http::{
-    self, AnswerError, Committed, CutoffRequest, ErrorBody, Readiness, Revocation, RevocationBatch,
-    RevocationStatus,
+    self, AnswerError, Committed, CutoffRequest, ErrorBody, KeyRotated, Readiness, Revocation,
+    RevocationBatch, RevocationStatus, RotateKeyRequest,
 };
 
 use crate::backup::{self, BackupLine};
@@ -192,11 +192,11 @@ impl ApiClient {
         }
     }
 
-    async fn post<B: serde::Serialize + ?Sized>(
+    async fn post<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
-    ) -> Result<Committed, ClientError> {
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let (status, bytes) = self.send(self.http.post(url).json(body)).await?;
         Self::read(status, &bytes)
@@ -234,6 +234,11 @@ impl ApiClient {
     /// every token.
     pub async fn cutoff_of(&self, request: &CutoffRequest) -> Result<Committed, ClientError> {
         self.post(http::CUTOFFS, request).await
+    }
+
+    /// `POST /v1/keys/rotate`: the publisher signs with a new key from now on.
+    pub async fn rotate_key(&self, request: &RotateKeyRequest) -> Result<KeyRotated, ClientError> {
+        self.post(http::KEYS_ROTATE, request).await
     }
 
     /// `GET /v1/stats`, as JSON.

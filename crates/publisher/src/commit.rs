@@ -1,8 +1,8 @@
 //! What the API hands the writer ([`Command`]) and what it hears back: a
 //! [`Committed`] answer (the HTTP contract's) or a [`CommitError`].
 
-use revocast_core::http::{Committed, Revocation};
-use revocast_core::{FilterError, check_sid, check_sub};
+use revocast_core::http::{Committed, KeyRotated, Revocation};
+use revocast_core::{FilterError, SigningKey, check_sid, check_sub};
 use tokio::sync::oneshot;
 
 use crate::error::{Cause, and_cause};
@@ -30,6 +30,42 @@ pub enum CommitError {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Committed, CommitError>>;
+
+/// Why a key rotation did not happen (or, for `KeyFileNotInstalled`, happened without
+/// its key file in place).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The new key is the current one or one the chain used before.
+    #[error("the new key is the current key or was used before in this namespace's key chain")]
+    KeyReused,
+    /// The publisher's key is held in memory: a new key would not survive a restart.
+    #[error("the signing key is held in memory, not in a key file: rotation needs a key file")]
+    NoKeyFile,
+    /// The file for the new key could not be written; nothing changed.
+    #[error("writing the new key file failed (nothing changed): {0}")]
+    KeyFile(Cause),
+    /// The delta carrying the rollover was not stored; nothing changed.
+    #[error("{0}")]
+    Commit(#[from] CommitError),
+}
+
+/// A key rotation for the writer.
+pub(crate) struct Rotate {
+    /// The key to sign with from now on.
+    pub(crate) key: SigningKey,
+    /// How long replicas keep accepting the old key, milliseconds.
+    pub(crate) overlap_ms: u64,
+    pub(crate) reply: oneshot::Sender<Result<KeyRotated, RotateError>>,
+}
+
+impl std::fmt::Debug for Rotate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Rotate")
+            .field("overlap_ms", &self.overlap_ms)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Whose tokens a cutoff rejects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +99,8 @@ pub(crate) enum Command {
         not_before: u64,
         reply: Reply,
     },
+    /// Sign with a new key: never batched with other commands.
+    Rotate(Rotate),
 }
 
 impl Command {
@@ -81,6 +119,7 @@ impl Command {
                 (adds, bytes + 64)
             }
             Command::Cutoff { of, .. } => (1, of.id_len() + 24),
+            Command::Rotate(_) => (1, 256),
         }
     }
 
@@ -97,15 +136,23 @@ impl Command {
                 CutoffOf::Everyone => Ok(()),
             }
             .map_err(invalid),
+            Command::Rotate(_) => Ok(()),
         }
     }
 
+    /// Answers the caller. A rotation is answered here only when it fails (the writer
+    /// answers a done rotation itself).
     pub(crate) fn answer(self, result: Result<Committed, CommitError>) {
-        let reply = match self {
-            Command::Revoke { reply, .. } | Command::Cutoff { reply, .. } => reply,
-        };
         // The caller may have given up (timeout); nothing to do then.
-        let _ = reply.send(result);
+        match self {
+            Command::Revoke { reply, .. } | Command::Cutoff { reply, .. } => {
+                let _ = reply.send(result);
+            }
+            Command::Rotate(rotate) => {
+                let error = result.err().unwrap_or(CommitError::Stopped);
+                let _ = rotate.reply.send(Err(RotateError::Commit(error)));
+            }
+        }
     }
 }
 

@@ -242,6 +242,10 @@ pub struct Config {
     /// How long an API call waits for its revocation to become durable before it
     /// answers 503 (retrying is always safe).
     pub commit_timeout: Duration,
+    /// How long replicas keep accepting the old key after a key rotation (the default
+    /// of `POST /v1/keys/rotate`): long enough for every publisher instance answering
+    /// confirms to restart with the new key file.
+    pub key_overlap: Duration,
     /// Bound on a graceful shutdown: stop HTTP, commit what is queued, then a final
     /// snapshot if time is left (best effort: the stream holds every commit).
     pub shutdown_timeout: Duration,
@@ -327,6 +331,8 @@ pub mod defaults {
     pub const MAX_BODY_BYTES: usize = 512 << 10;
     /// How long a call waits for durability before it answers 503.
     pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long replicas keep accepting the old key after a key rotation.
+    pub const KEY_OVERLAP: Duration = Duration::from_secs(600);
     /// Bound on a graceful shutdown.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     /// Largest snapshot: the wire format's limit, which replicas enforce too. About
@@ -361,6 +367,7 @@ impl Config {
             max_bulk: defaults::MAX_BULK,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             commit_timeout: defaults::COMMIT_TIMEOUT,
+            key_overlap: defaults::KEY_OVERLAP,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
             pause_after_broadcast: PausePoint::default(),

@@ -88,6 +88,20 @@ pub enum Error {
         /// The cause, when one error says it (a delta that does not verify or apply).
         source: Option<Cause>,
     },
+    /// The namespace's key was rotated away from the key this publisher holds.
+    #[error(
+        "this namespace's signing key was rotated to {head} (rollover {rollover}); this \
+         publisher holds {own}: start it with the new key's file (a rotation rewrites the \
+         key file in place, and leaves the new key in `<key file>.next` if it could not)"
+    )]
+    KeyRotated {
+        /// The key the namespace's chain handed over to last.
+        head: revocast_core::PublicKey,
+        /// The number of rollovers in the chain.
+        rollover: u64,
+        /// This publisher's key.
+        own: revocast_core::PublicKey,
+    },
     /// Binding or serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),

@@ -4,9 +4,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use revocast_core::{
-    SigningKey, signing_key_from_file, signing_key_from_seed, signing_key_to_file,
-};
+use revocast_core::{KeyFile, SigningKey, signing_key_from_seed};
 
 use crate::error::Error;
 
@@ -62,9 +60,21 @@ impl BucketSeeds {
     }
 }
 
+/// A fresh signing key from the operating system's random source.
+pub fn generate_key() -> Result<SigningKey, Error> {
+    Ok(signing_key_from_seed(random_bytes()?))
+}
+
 /// Writes a new signing key to `path` (mode 0600, never overwriting) and returns it.
 pub fn generate_key_file(path: &Path) -> Result<SigningKey, Error> {
-    let key = signing_key_from_seed(random_bytes()?);
+    let key = generate_key()?;
+    write_key_file(path, &KeyFile::new(key.clone()), true)?;
+    Ok(key)
+}
+
+/// Writes `file` to `path`, mode 0600, synced to disk; with `create_new`, never over
+/// an existing file.
+fn write_key_file(path: &Path, file: &KeyFile, create_new: bool) -> Result<(), Error> {
     let file_error = |source| Error::KeyFile {
         path: path.to_path_buf(),
         source,
@@ -73,21 +83,58 @@ pub fn generate_key_file(path: &Path) -> Result<SigningKey, Error> {
         std::fs::create_dir_all(parent).map_err(file_error)?;
     }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    if create_new {
+        options.write(true).create_new(true);
+    } else {
+        options.write(true).create(true).truncate(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(file_error)?;
-    file.write_all(signing_key_to_file(&key).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(file_error)?;
-    Ok(key)
+    let mut out = options.open(path).map_err(file_error)?;
+    out.write_all(file.to_text().as_bytes())
+        .and_then(|()| out.sync_all())
+        .map_err(file_error)
 }
 
-/// Reads a signing key file.
-pub fn read_key_file(path: &Path) -> Result<SigningKey, Error> {
+/// Where a rotation writes the key file it switches to, beside `path`, before it
+/// commits the rollover: a publisher that stops between the commit and the rename
+/// finds it there at start and finishes the rotation.
+pub fn next_key_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Writes the key file a rotation switches to (see [`next_key_path`]).
+pub(crate) fn write_next_key_file(path: &Path, file: &KeyFile) -> Result<PathBuf, Error> {
+    let next = next_key_path(path);
+    write_key_file(&next, file, false)?;
+    Ok(next)
+}
+
+/// Puts the file a rotation wrote in place of the key file (an atomic rename, then the
+/// directory synced so that the rename survives a crash).
+pub(crate) fn install_next_key_file(path: &Path) -> Result<(), Error> {
+    let next = next_key_path(path);
+    let file_error = |source| Error::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::rename(&next, path).map_err(file_error)?;
+    #[cfg(unix)]
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(file_error)?;
+    }
+    Ok(())
+}
+
+/// Reads a signing key file: the key, and the keys it retired.
+pub fn read_key_file(path: &Path) -> Result<KeyFile, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::KeyFile {
         path: path.to_path_buf(),
         source,
@@ -104,21 +151,21 @@ pub fn read_key_file(path: &Path) -> Result<SigningKey, Error> {
             );
         }
     }
-    signing_key_from_file(&text).map_err(|source| Error::KeyParse {
+    KeyFile::parse(&text).map_err(|source| Error::KeyParse {
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Resolves a [`KeySource`]: loads the file, or creates it with a fresh key when it
-/// does not exist. Returns the key and whether it was just created.
-pub(crate) fn load_or_create(source: &KeySource) -> Result<(SigningKey, bool), Error> {
+/// does not exist. Returns the key file and whether it was just created.
+pub(crate) fn load_or_create(source: &KeySource) -> Result<(KeyFile, bool), Error> {
     match source {
-        KeySource::Key(key) => Ok((key.clone(), false)),
+        KeySource::Key(key) => Ok((KeyFile::new(key.clone()), false)),
         KeySource::File(path) => match read_key_file(path) {
-            Ok(key) => Ok((key, false)),
+            Ok(file) => Ok((file, false)),
             Err(Error::KeyFile { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok((generate_key_file(path)?, true))
+                Ok((KeyFile::new(generate_key_file(path)?), true))
             }
             Err(e) => Err(e),
         },
@@ -138,7 +185,7 @@ mod tests {
         assert!(created);
         let (again, created) = load_or_create(&source).unwrap();
         assert!(!created);
-        assert_eq!(key.to_bytes(), again.to_bytes());
+        assert_eq!(key.signing.to_bytes(), again.signing.to_bytes());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -153,6 +200,31 @@ mod tests {
         assert!(matches!(
             load_or_create(&source),
             Err(Error::KeyParse { .. })
+        ));
+    }
+
+    #[test]
+    fn a_rotation_writes_the_next_file_beside_the_key_and_renames_it_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let old = generate_key_file(&path).unwrap();
+        let mut next = KeyFile::new(generate_key().unwrap());
+        next.retired
+            .push(revocast_core::PublicKey(old.verifying_key()));
+        let written = write_next_key_file(&path, &next).unwrap();
+        assert_eq!(written, dir.path().join("signing.key.next"));
+        assert_eq!(
+            read_key_file(&path).unwrap().signing.to_bytes(),
+            old.to_bytes()
+        );
+        install_next_key_file(&path).unwrap();
+        let now = read_key_file(&path).unwrap();
+        assert_eq!(now.signing.to_bytes(), next.signing.to_bytes());
+        assert_eq!(now.retired, next.retired);
+        assert!(!written.exists());
+        assert!(matches!(
+            install_next_key_file(&path),
+            Err(Error::KeyFile { .. })
         ));
     }
 

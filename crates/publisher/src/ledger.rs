@@ -135,7 +135,8 @@ impl Ledger {
                 Change::OpenLayer(_)
                 | Change::SubjectCutoff { .. }
                 | Change::SessionCutoff { .. }
-                | Change::GlobalCutoff { .. } => {}
+                | Change::GlobalCutoff { .. }
+                | Change::Rollover(_) => {}
             }
         }
     }

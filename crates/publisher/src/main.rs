@@ -53,6 +53,10 @@ enum Command {
     Cutoff(CutoffArgs),
     /// Print the publisher's stats (JSON).
     Stats(ApiArgs),
+    /// Rotate the running publisher's signing key: it announces the new key in a
+    /// rollover signed by the current one, then signs with the new key; replicas that
+    /// pin the old key follow. Rewrites the publisher's key file.
+    RotateKey(RotateKeyArgs),
     /// Revoke tokens in bulk from JSON lines or CSV (`jti,exp[,sub,reason]`), or
     /// restore an export (revocations and cutoffs).
     Import(ImportArgs),
@@ -205,6 +209,10 @@ struct ServeArgs {
     /// How long an API call waits for durability before answering 503.
     #[arg(long, env = "REVOCAST_COMMIT_TIMEOUT", default_value_t = HumanDuration(defaults::COMMIT_TIMEOUT))]
     commit_timeout: HumanDuration,
+    /// After a key rotation, how long replicas keep accepting the old key (the default
+    /// of `rotate-key`).
+    #[arg(long, env = "REVOCAST_KEY_OVERLAP", default_value_t = HumanDuration(defaults::KEY_OVERLAP))]
+    key_overlap: HumanDuration,
     /// Bound on a graceful shutdown.
     #[arg(long, env = "REVOCAST_SHUTDOWN_TIMEOUT", default_value_t = HumanDuration(defaults::SHUTDOWN_TIMEOUT))]
     shutdown_timeout: HumanDuration,
@@ -257,6 +265,7 @@ impl ServeArgs {
                 ..defaults.batch.clone()
             },
             commit_timeout: self.commit_timeout.0,
+            key_overlap: self.key_overlap.0,
             shutdown_timeout: self.shutdown_timeout.0,
             max_snapshot_bytes: self.max_snapshot_bytes,
             ..defaults
@@ -318,6 +327,21 @@ struct CutoffArgs {
         allow_hyphen_values = true
     )]
     not_before: u64,
+}
+
+#[derive(Debug, Args)]
+struct RotateKeyArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// A key file on the publisher's host holding the new key (from `keygen`, its
+    /// public key pinned on services first: the compromise procedure). Without it,
+    /// the publisher generates the new key.
+    #[arg(long, env = "REVOCAST_NEW_KEY_FILE")]
+    new_key_file: Option<PathBuf>,
+    /// How long replicas keep accepting the old key [default: the publisher's
+    /// --key-overlap, 10m].
+    #[arg(long, env = "REVOCAST_KEY_OVERLAP")]
+    overlap: Option<HumanDuration>,
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +440,7 @@ fn main() -> ExitCode {
             Command::Revoke(args) => revoke(args).await,
             Command::Cutoff(args) => cutoff(args).await,
             Command::Stats(args) => stats(args).await,
+            Command::RotateKey(args) => rotate_key(args).await,
             Command::Import(args) => import(args).await,
             Command::Export(args) => export(*args).await,
         }
@@ -482,6 +507,28 @@ async fn cutoff(args: CutoffArgs) -> Result<ExitCode, Failure> {
             sub: args.sub,
             sid: args.sid,
             not_before: args.not_before,
+        })
+        .await?;
+    print_json(&done)
+}
+
+async fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, Failure> {
+    let new_key_file = match args.new_key_file {
+        // The publisher reads the path on its own host: send it absolute.
+        Some(path) => Some(
+            std::path::absolute(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let done = args
+        .api
+        .client()?
+        .rotate_key(&revocast_core::http::RotateKeyRequest {
+            key_file: new_key_file,
+            overlap_secs: args.overlap.map(|d| d.0.as_secs()),
         })
         .await?;
     print_json(&done)
@@ -581,7 +628,7 @@ async fn export(args: ExportArgs) -> Result<ExitCode, Failure> {
             let path = args
                 .signing_key
                 .unwrap_or_else(|| args.data_dir.join(defaults::KEY_FILE));
-            PublicKey(revocast_publisher::keys::read_key_file(&path)?.verifying_key())
+            revocast_publisher::keys::read_key_file(&path)?.public_key()
         }
     };
     let now = std::time::SystemTime::now()

@@ -186,7 +186,7 @@ pub(crate) async fn replay(
 ) -> Result<(), Error> {
     let mut replay = store.replay(from..=to).await?;
     while let Some(entry) = replay.next().await {
-        follow(ledger, counters, &entry?)?;
+        follow(ledger, counters, store.verifier(), &entry?)?;
     }
     Ok(())
 }
@@ -212,6 +212,7 @@ pub(crate) enum Followed {
 pub(crate) fn follow(
     ledger: &mut Ledger,
     counters: &Counters,
+    verifier: &Verifier,
     entry: &LogEntry,
 ) -> Result<Followed, Error> {
     ledger.seq = ledger.seq.max(entry.seq());
@@ -228,6 +229,7 @@ pub(crate) fn follow(
             ledger.apply(delta).map_err(|e| {
                 Error::inconsistent_by(format!("delta {} does not apply", delta.version), e)
             })?;
+            follow_rollovers(verifier, delta);
             Ok(Followed::Applied)
         }
         Succession::Applied if delta.version > ledger.noted => {
@@ -260,6 +262,23 @@ pub(crate) fn follow(
             ledger.filter.version(),
             "of this namespace"
         ))),
+    }
+}
+
+/// Follows the key rollovers of an applied delta: the key handed over from stops being
+/// accepted when its overlap ends, so that nobody holding a retired key can write the
+/// log for this publisher.
+pub(crate) fn follow_rollovers(verifier: &Verifier, delta: &revocast_core::Delta) {
+    for change in &delta.changes {
+        if let revocast_core::Change::Rollover(rollover) = change
+            && let Err(e) = verifier.follow(rollover)
+        {
+            tracing::error!(
+                version = delta.version,
+                error = %e,
+                "an applied rollover does not extend the publisher's key ring"
+            );
+        }
     }
 }
 
@@ -348,6 +367,18 @@ pub(crate) async fn bootstrap(
     let had_snapshot = snapshot_seq.is_some();
     let snapshot_version = filter.version();
     let mut ledger = rebuild(&store, namespace, filter, snapshot_seq, counters).await?;
+    // Nothing is signed before the key is known to be the namespace's.
+    if let Some(head) = ledger.filter.chain_head()
+        && head != signer.public_key().0.to_bytes()
+    {
+        return Err(Error::KeyRotated {
+            head: revocast_core::VerifyingKey::from_bytes(&head)
+                .map(revocast_core::PublicKey)
+                .map_err(|_| Error::inconsistent("the key chain ends in an invalid key"))?,
+            rollover: ledger.filter.key_chain().len() as u64,
+            own: signer.public_key(),
+        });
+    }
     let now = config.clock.now_secs();
     let params = ledger.filter.params().clone();
     ledger.forget_expired(&params, now);

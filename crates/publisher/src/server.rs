@@ -71,8 +71,8 @@ impl Server {
             .as_deref()
             .map(JwtKey::parse)
             .transpose()?;
-        let (key, created) = keys::load_or_create(&config.signing_key)?;
-        let signer = Signer::new(key, config.namespace.clone());
+        let (keys, created) = keys::load_or_create(&config.signing_key)?;
+        let signer = Signer::new(keys.signing.clone(), config.namespace.clone());
         if created && let KeySource::File(path) = &config.signing_key {
             tracing::info!(
                 path = %path.display(),
@@ -80,7 +80,7 @@ impl Server {
                 "created a new signing key; subscribers pin the public key"
             );
         }
-        let (shared, rx) = Shared::new(config, signer, jwt)?;
+        let (shared, rx) = Shared::new(config, signer, &keys.retired, jwt)?;
         Ok(Server { shared, rx })
     }
 
@@ -101,7 +101,7 @@ impl Server {
         tracing::info!(
             %addr,
             namespace = %config.namespace,
-            public_key = %shared.signer.public_key(),
+            public_key = %shared.signer().public_key(),
             nats = %revocast_core::subjects::redact_urls(&config.nats.url),
             "revocast publisher starting"
         );
@@ -261,6 +261,55 @@ impl Server {
     }
 }
 
+/// A publisher that stopped between committing a rollover and renaming the new key
+/// file in place finds the new key beside its key file: it finishes the rotation.
+/// `Err` when the key the namespace rotated to is not there.
+fn finish_rotation(shared: &Shared, head: PublicKey) -> Result<(), ()> {
+    let KeySource::File(path) = &shared.config.signing_key else {
+        return Err(());
+    };
+    let next = keys::next_key_path(path);
+    let Ok(file) = keys::read_key_file(&next) else {
+        return Err(());
+    };
+    if file.public_key() != head {
+        return Err(());
+    }
+    if let Err(e) = keys::install_next_key_file(path) {
+        tracing::error!(error = %e, "could not put the rotated key file in place");
+        return Err(());
+    }
+    for key in &file.retired {
+        shared.verifier.pin(*key);
+    }
+    shared.set_signer(Signer::new(file.signing, shared.config.namespace.clone()));
+    tracing::warn!(
+        public_key = %head,
+        path = %path.display(),
+        "finished a key rotation that was interrupted after its rollover was stored"
+    );
+    Ok(())
+}
+
+/// A new key file left beside the key file by a rotation whose rollover was never
+/// stored: the rotation failed, and the file is removed.
+fn remove_unused_next_key(shared: &Shared) {
+    let KeySource::File(path) = &shared.config.signing_key else {
+        return;
+    };
+    let next = keys::next_key_path(path);
+    if next.exists() {
+        match std::fs::remove_file(&next) {
+            Ok(()) => {
+                tracing::warn!(path = %next.display(), "removed the key file of a rotation that did not happen")
+            }
+            Err(e) => {
+                tracing::warn!(path = %next.display(), error = %e, "could not remove the key file of a rotation that did not happen")
+            }
+        }
+    }
+}
+
 /// Connects to NATS and rebuilds the ledger, retrying what is transient (NATS not up
 /// yet) and giving up on what is not (wrong key, inconsistent stream).
 async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool), Error> {
@@ -273,7 +322,7 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool
             &client,
             config,
             &shared.verifier,
-            &shared.signer,
+            &shared.signer(),
             &shared.counters,
         )
         .await;
@@ -287,12 +336,24 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool
                     "state loaded from NATS"
                 );
                 *shared.ledger_mut() = booted.ledger;
+                remove_unused_next_key(shared);
                 if let Some(bytes) = booted.snapshot_written {
                     tasks::record_snapshot(shared, version, bytes);
                 } else {
                     crate::stats::set(&shared.counters.last_snapshot_version, version);
                 }
                 return Ok((client, booted.storage, booted.took_over));
+            }
+            Err(Error::KeyRotated {
+                head,
+                rollover,
+                own,
+            }) => {
+                finish_rotation(shared, head).map_err(|()| Error::KeyRotated {
+                    head,
+                    rollover,
+                    own,
+                })?;
             }
             Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
@@ -320,7 +381,6 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool
 #[derive(Debug)]
 pub struct Publisher {
     local_addr: SocketAddr,
-    public_key: PublicKey,
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), Error>>,
@@ -339,7 +399,6 @@ impl Publisher {
         check_listen(&config, local_addr)?;
         let server = Server::new(config)?;
         let shared = server.shared.clone();
-        let public_key = shared.signer.public_key();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(listener, async {
             // A dropped handle stops the publisher too.
@@ -347,7 +406,6 @@ impl Publisher {
         }));
         Ok(Publisher {
             local_addr,
-            public_key,
             shared,
             shutdown: Some(tx),
             task,
@@ -364,9 +422,10 @@ impl Publisher {
         format!("http://{}", self.local_addr)
     }
 
-    /// The public key subscribers pin.
+    /// The public key the publisher signs with now (subscribers pin it; a key
+    /// rotation changes it).
     pub fn public_key(&self) -> PublicKey {
-        self.public_key
+        self.shared.signer().public_key()
     }
 
     /// The namespace.

@@ -3,7 +3,8 @@
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use revocast_core::{Signer, Verifier};
+use arc_swap::ArcSwap;
+use revocast_core::{KeyRing, PublicKey, Signer, Verifier};
 use tokio::sync::{mpsc, watch};
 
 use crate::commit::Command;
@@ -20,7 +21,10 @@ pub(crate) const COMMAND_QUEUE: usize = 16_384;
 /// tasks. Only the writer changes the ledger.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) signer: Signer,
+    /// The key everything is signed with; a key rotation replaces it.
+    signer: ArcSwap<Signer>,
+    /// Reads the namespace back: pins the signing key and the keys it retired (the
+    /// key file's), pin-only (a publisher knows its own keys).
     pub(crate) verifier: Verifier,
     ledger: RwLock<Ledger>,
     pub(crate) counters: Counters,
@@ -92,13 +96,21 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Builds the shared state with an empty ledger (not ready yet) and returns the
-    /// receiving end of the writer's queue.
+    /// receiving end of the writer's queue. `retired`: the keys `signer`'s key took
+    /// over from (the key file's), to read older messages with.
     pub(crate) fn new(
         config: Config,
         signer: Signer,
+        retired: &[PublicKey],
         jwt: Option<JwtKey>,
     ) -> Result<(Arc<Shared>, mpsc::Receiver<Command>), crate::Error> {
-        let verifier = Verifier::new(signer.public_key(), config.namespace.clone());
+        let ring = KeyRing::new(
+            std::iter::once(signer.public_key()).chain(retired.iter().copied()),
+            true,
+        );
+        let clock = config.clock.clone();
+        let verifier = Verifier::with_ring(ring, config.namespace.clone())
+            .clock(Arc::new(move || clock.now_ms()));
         let idp = Idp::new(&config)?;
         let filter =
             revocast_core::Filter::new(config.filter.clone()).map_err(crate::Error::Filter)?;
@@ -112,7 +124,7 @@ impl Shared {
         Ok((
             Arc::new(Shared {
                 config,
-                signer,
+                signer: ArcSwap::from_pointee(signer),
                 verifier,
                 ledger: RwLock::new(Ledger::new(filter)),
                 counters,
@@ -125,6 +137,17 @@ impl Shared {
             }),
             rx,
         ))
+    }
+
+    /// The signer of everything the publisher sends now.
+    pub(crate) fn signer(&self) -> Arc<Signer> {
+        self.signer.load_full()
+    }
+
+    /// Signs with `signer` from now on, and reads messages signed by its key.
+    pub(crate) fn set_signer(&self, signer: Signer) {
+        self.verifier.pin(signer.public_key());
+        self.signer.store(Arc::new(signer));
     }
 
     /// Reads the ledger. A panic while holding the lock cannot leave it half

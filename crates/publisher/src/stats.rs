@@ -48,6 +48,8 @@ pub(crate) struct Counters {
     pub(crate) snapshots_published: AtomicU64,
     pub(crate) snapshots_refused: AtomicU64,
     pub(crate) expiries_clamped: AtomicU64,
+    /// Signing key rotations done by this process.
+    pub(crate) key_rotations: AtomicU64,
     pub(crate) snapshot_limit_bytes: AtomicU64,
     /// When the last snapshot was written, unix milliseconds.
     pub(crate) last_snapshot_at_ms: AtomicU64,
@@ -99,6 +101,7 @@ impl Default for Counters {
             snapshots_published: AtomicU64::new(0),
             snapshots_refused: AtomicU64::new(0),
             expiries_clamped: AtomicU64::new(0),
+            key_rotations: AtomicU64::new(0),
             snapshot_limit_bytes: AtomicU64::new(0),
             last_snapshot_at_ms: AtomicU64::new(0),
             last_snapshot_bytes: AtomicU64::new(0),
@@ -268,6 +271,12 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
         "revocast_requests_rejected",
         "API requests refused as client mistakes",
         revocations.requests_rejected,
+    );
+    counter(
+        &mut r,
+        "revocast_key_rotations",
+        "Signing key rotations done by this publisher process",
+        get(&stats.key_rotations),
     );
     counter(
         &mut r,

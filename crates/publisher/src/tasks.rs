@@ -35,7 +35,7 @@ pub(crate) async fn heartbeats(
             digest: filter.digest(),
         };
         drop(filter);
-        let bytes = shared.signer.encode(&Message::Heartbeat(beat));
+        let bytes = shared.signer().encode(&Message::Heartbeat(beat));
         match client.publish(subject.clone(), bytes.into()).await {
             Ok(()) => stats::add(&shared.counters.heartbeats_sent, 1),
             Err(e) => tracing::debug!(error = %e, "heartbeat not sent"),
@@ -63,7 +63,7 @@ pub(crate) async fn write_snapshot(
         // Copy, encode and sign outside the ledger lock.
         (version, log_seq, filter.to_state())
     };
-    let bytes = nats::encode_snapshot(&shared.signer, state, log_seq, shared.now_ms());
+    let bytes = nats::encode_snapshot(&shared.signer(), state, log_seq, shared.now_ms());
     if !nats::within_snapshot_limit(&shared.config, bytes.len()) {
         stats::add(&shared.counters.snapshots_refused, 1);
         return Ok(false);

@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
-use revocast_core::http::Committed;
-use revocast_core::{Delta, FilterError, Message};
+use revocast_core::http::{Committed, KeyRotated};
+use revocast_core::{Change, Delta, FilterError, KeyFile, Message, PublicKey, Signer};
 use revocast_nats::{Backoff, LogEntry};
 use tokio::sync::{mpsc, watch};
 
-use crate::commit::{Command, CommitError, CutoffOf};
+use crate::commit::{Command, CommitError, CutoffOf, Rotate, RotateError};
 use crate::error::{Cause, Error};
-use crate::keys::BucketSeeds;
+use crate::keys::{self, BucketSeeds, KeySource};
 use crate::nats::{Followed, Storage, follow};
 use crate::state::Shared;
 use crate::stats;
@@ -142,6 +142,10 @@ impl Writer {
                     }
                 }
             };
+            if let Command::Rotate(rotate) = first {
+                self.rotate(rotate).await?;
+                continue;
+            }
             let (batch, next) = self.gather(first).await;
             held = next;
             self.commit(batch, None, false).await?;
@@ -160,6 +164,11 @@ impl Writer {
                     Err(_) => return Ok(()),
                 },
             };
+            if let Command::Rotate(_) = first {
+                // A new key is not started while stopping.
+                first.answer(Err(CommitError::Stopped));
+                continue;
+            }
             let (batch, next) = self.gather_now(first);
             held = next;
             self.commit(batch, None, false).await?;
@@ -178,6 +187,10 @@ impl Writer {
 
     /// Adds `next` to `batch` if it fits the limits; gives it back if not.
     fn add(&self, batch: &mut Batch, next: Command) -> Result<(), Command> {
+        if let Command::Rotate(_) = next {
+            // Alone in its delta, signed by the key it hands over from.
+            return Err(next);
+        }
         let (adds, bytes) = next.cost();
         if batch.adds + adds > self.shared.config.batch.max_adds
             || batch.bytes + bytes > self.byte_budget()
@@ -388,6 +401,8 @@ impl Writer {
                     CutoffOf::Session(sid) => staging.session_cutoff(sid, *not_before)?,
                     CutoffOf::Everyone => staging.global_cutoff(*not_before),
                 },
+                // Never gathered into a batch (see `add`).
+                Command::Rotate(_) => {}
             }
             counts.push(c);
         }
@@ -425,6 +440,140 @@ impl Writer {
             tracing::warn!("the take-over delta was not stored; retrying");
             backoff.wait().await;
         }
+    }
+
+    /// Rotates the signing key: writes the new key file beside the current one
+    /// (`<key file>.next`, the old public key listed as retired), commits a delta
+    /// holding the rollover signed by the current key, then signs everything with the
+    /// new key, renames the new file in place and writes a snapshot signed by it.
+    /// Replicas that follow the chain trust the new key from that delta on and the
+    /// old one until the overlap ends. Fails with nothing changed unless the rollover
+    /// was stored.
+    async fn rotate(&mut self, rotate: Rotate) -> Result<(), Error> {
+        let Rotate {
+            key,
+            overlap_ms,
+            reply,
+        } = rotate;
+        let result = self.try_rotate(key, overlap_ms).await?;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "key rotation refused");
+        }
+        let _ = reply.send(result);
+        Ok(())
+    }
+
+    async fn try_rotate(
+        &mut self,
+        key: revocast_core::SigningKey,
+        overlap_ms: u64,
+    ) -> Result<Result<KeyRotated, RotateError>, Error> {
+        let started = Instant::now();
+        let KeySource::File(path) = &self.shared.config.signing_key else {
+            return Ok(Err(RotateError::NoKeyFile));
+        };
+        let path = path.clone();
+        let signer = self.shared.signer();
+        let old = signer.public_key();
+        let new = PublicKey(key.verifying_key());
+        let (epoch, version, index, reused) = {
+            let ledger = self.shared.ledger();
+            let chain = ledger.filter.key_chain();
+            let bytes = new.0.to_bytes();
+            let reused = new == old
+                || chain
+                    .iter()
+                    .any(|r| r.rollover.from == bytes || r.rollover.to == bytes);
+            (
+                ledger.filter.epoch(),
+                ledger.filter.version(),
+                chain.len() as u64 + 1,
+                reused,
+            )
+        };
+        if reused {
+            return Ok(Err(RotateError::KeyReused));
+        }
+        // The new key file first: once the rollover is stored, the new key must
+        // survive a crash.
+        let retired = match keys::read_key_file(&path) {
+            Ok(current) => current.retired,
+            Err(e) => return Ok(Err(RotateError::KeyFile(Arc::new(e)))),
+        };
+        let file = KeyFile {
+            signing: key.clone(),
+            retired: std::iter::once(old).chain(retired).collect(),
+        };
+        let next = match keys::write_next_key_file(&path, &file) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(RotateError::KeyFile(Arc::new(e)))),
+        };
+        let at_ms = self.shared.now_ms();
+        let rollover = signer.rollover(new, epoch, index, at_ms, overlap_ms);
+        let delta = Delta {
+            epoch,
+            version: version + 1,
+            committed_at_ms: at_ms,
+            changes: vec![Change::Rollover(rollover.clone())],
+        };
+        let bytes = bytes::Bytes::from(signer.encode(&Message::Delta(delta.clone())));
+        if let Err(e) = self.store(&delta, &bytes).await? {
+            stats::add(&self.shared.counters.commits_failed, 1);
+            if let Err(remove) = std::fs::remove_file(&next) {
+                tracing::warn!(path = %next.display(), error = %remove, "could not remove the unused new key file");
+            }
+            return Ok(Err(RotateError::Commit(e)));
+        }
+        self.record_commit(&delta, bytes.len(), started);
+        // Stored: from here on the new key signs.
+        if let Err(e) = self.shared.verifier.follow(&rollover) {
+            tracing::error!(error = %e, "the publisher's own rollover does not extend its key ring");
+        }
+        self.shared
+            .set_signer(Signer::new(key, self.shared.config.namespace.clone()));
+        stats::add(&self.shared.counters.key_rotations, 1);
+        let key_file = match keys::install_next_key_file(&path) {
+            Ok(()) => path.display().to_string(),
+            Err(e) => {
+                tracing::error!(
+                    path = %path.display(),
+                    next = %next.display(),
+                    error = %e,
+                    "the key rotated but the new key file is not in place: move it there                      before the publisher restarts (a restart also finishes this)"
+                );
+                format!("not in place: {e}; the new key is in {}", next.display())
+            }
+        };
+        tracing::info!(
+            public_key = %new,
+            previous_public_key = %old,
+            version = delta.version,
+            rollover = index,
+            overlap_ms,
+            "signing key rotated; replicas that pin the previous key follow the rollover"
+        );
+        if let Err(e) = crate::tasks::write_snapshot(&self.shared, &self.storage).await {
+            tracing::warn!(error = %e, "no snapshot signed by the new key yet; the snapshot task retries");
+            self.snapshot_due.notify_one();
+        }
+        Ok(Ok(KeyRotated {
+            public_key: new.to_string(),
+            previous_public_key: old.to_string(),
+            version: delta.version,
+            rollover: index,
+            previous_accepted_until_ms: rollover.rollover.retires_at_ms(),
+            key_file,
+        }))
+    }
+
+    /// Counts a stored delta.
+    fn record_commit(&self, delta: &Delta, bytes: usize, started: Instant) {
+        let s = &self.shared.counters;
+        stats::add(&s.deltas_published, 1);
+        stats::add(&s.delta_bytes, bytes as u64);
+        stats::set(&s.last_delta_bytes, bytes as u64);
+        stats::set(&s.last_delta_at_ms, delta.committed_at_ms);
+        s.commit_seconds.observe(started.elapsed().as_secs_f64());
     }
 
     /// Commits one batch (and an expiry, if asked; a delta even with no change, if
@@ -469,19 +618,15 @@ impl Writer {
         };
         let version = delta.version;
         let message = Message::Delta(delta);
-        let bytes = bytes::Bytes::from(self.shared.signer.encode(&message));
+        let bytes = bytes::Bytes::from(self.shared.signer().encode(&message));
         let Message::Delta(delta) = message else {
             unreachable!("built as a delta above")
         };
         let outcome = self.store(&delta, &bytes).await?;
         match outcome {
             Ok(()) => {
+                self.record_commit(&delta, bytes.len(), started);
                 let s = &self.shared.counters;
-                stats::add(&s.deltas_published, 1);
-                stats::add(&s.delta_bytes, bytes.len() as u64);
-                stats::set(&s.last_delta_bytes, bytes.len() as u64);
-                stats::set(&s.last_delta_at_ms, delta.committed_at_ms);
-                s.commit_seconds.observe(started.elapsed().as_secs_f64());
                 if version.saturating_sub(stats::get(&s.last_snapshot_version))
                     >= self.shared.config.snapshot_every_deltas
                 {
@@ -668,8 +813,12 @@ impl Writer {
                     }
                 };
                 next = entry.seq() + 1;
-                let followed =
-                    follow(&mut self.shared.ledger_mut(), &self.shared.counters, &entry)?;
+                let followed = follow(
+                    &mut self.shared.ledger_mut(),
+                    &self.shared.counters,
+                    &self.shared.verifier,
+                    &entry,
+                )?;
                 if followed == Followed::Applied {
                     match &entry {
                         LogEntry::Delta(stored) if stored.payload == *sent => ours = true,

@@ -109,7 +109,13 @@ impl App {
         }
         let verifier = Verifier::new(config.issuers.clone())?;
         let options = |namespace| {
-            SubscriberOptions::new(config.publisher_key)
+            config
+                .also_trust_keys
+                .iter()
+                .fold(SubscriberOptions::new(config.publisher_key), |o, key| {
+                    o.trust_key(*key)
+                })
+                .pin_only(config.pin_only)
                 .namespace(namespace)
                 .policy(config.policy)
                 .max_staleness(config.max_staleness)

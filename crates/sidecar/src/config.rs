@@ -35,6 +35,10 @@ pub struct Config {
     pub namespace: Namespace,
     /// The publisher's public key.
     pub publisher_key: PublicKey,
+    /// More publisher keys to trust (a key a rotation will switch to).
+    pub also_trust_keys: Vec<PublicKey>,
+    /// Refuse key rollovers to keys not pinned.
+    pub pin_only: bool,
     /// The issuers (and static keys) tokens are verified with.
     pub issuers: Vec<IssuerOptions>,
     /// `(issuer, namespace)`: that issuer's tokens are checked against that namespace.
@@ -62,6 +66,8 @@ impl Config {
             nats: nats.into(),
             namespace: Namespace::default(),
             publisher_key,
+            also_trust_keys: Vec::new(),
+            pin_only: false,
             issuers,
             issuer_namespaces: Vec::new(),
             policy: Policy::FailClosed,

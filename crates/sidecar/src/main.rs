@@ -27,8 +27,21 @@ struct Cli {
     #[arg(long, env = "REVOCAST_NAMESPACE", default_value_t = Namespace::default())]
     namespace: Namespace,
     /// The publisher's public key (base64url, as `revocast-publisher keygen` prints it).
+    /// The replicas follow the publisher's key rotations from it.
     #[arg(long, env = "REVOCAST_PUBLISHER_KEY")]
     publisher_key: PublicKey,
+    /// One more publisher key to trust (repeatable; comma-separated in the variable):
+    /// the key a rotation will switch to, before it happens.
+    #[arg(
+        long = "also-trust-key",
+        env = "REVOCAST_ALSO_TRUST_KEYS",
+        value_delimiter = ','
+    )]
+    also_trust_keys: Vec<PublicKey>,
+    /// Trust the pinned keys only: refuse every key rollover to a key not pinned
+    /// (when a publisher key may be stolen; see the key compromise procedure).
+    #[arg(long, env = "REVOCAST_PIN_ONLY")]
+    pin_only: bool,
     /// Issuer URL; keys by OpenID discovery (repeatable; comma-separated in the variable).
     #[arg(long = "issuer", env = "REVOCAST_ISSUER", value_delimiter = ',')]
     issuers: Vec<String>,
@@ -129,6 +142,8 @@ fn config(mut cli: Cli) -> Result<Config, String> {
     }
     let mut config = Config::new(cli.nats, cli.publisher_key, issuers);
     config.namespace = cli.namespace;
+    config.also_trust_keys = cli.also_trust_keys;
+    config.pin_only = cli.pin_only;
     config.issuer_namespaces = cli.issuer_namespaces;
     config.policy = cli.policy;
     config.max_staleness = cli.max_staleness.0;

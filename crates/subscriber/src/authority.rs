@@ -94,10 +94,17 @@ pub struct NatsAuthority {
 impl NatsAuthority {
     /// The authority of `namespace`, answering for the publisher whose key is `key`.
     pub fn new(client: async_nats::Client, namespace: Namespace, key: PublicKey) -> NatsAuthority {
+        NatsAuthority::with_verifier(client, Verifier::new(key, namespace))
+    }
+
+    /// The authority of `verifier`'s namespace, trusting the keys `verifier` trusts
+    /// (a replica shares its verifier, so answers signed by a key it rotated to pass).
+    pub fn with_verifier(client: async_nats::Client, verifier: Verifier) -> NatsAuthority {
+        let namespace = verifier.namespace().clone();
         NatsAuthority {
             client,
             subject: namespace.confirm_subject(),
-            verifier: Verifier::new(key, namespace.clone()).max_size(64 << 10),
+            verifier: verifier.max_size(64 << 10),
             namespace,
             invalid: Arc::default(),
         }

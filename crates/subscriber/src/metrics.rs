@@ -23,6 +23,8 @@
 //! | `revocast_replica_resyncs_total` | counter | full reloads after the bootstrap |
 //! | `revocast_replica_gaps_repaired_total` | counter | catch-ups from the stream |
 //! | `revocast_replica_rejected_messages_total` | counter | messages dropped, by `reason` |
+//! | `revocast_replica_rollovers_followed_total` | counter | key rollovers followed |
+//! | `revocast_replica_rollovers_refused_total` | counter | key rollovers refused (pin-only) |
 //!
 //! ```no_run
 //! # fn example(subscriber: &revocast_subscriber::Subscriber) {
@@ -150,6 +152,16 @@ const COUNTERS: &[Counter] = &[
         "revocast_replica_gaps_repaired",
         "Catch-ups from the stream after a gap, a heartbeat ahead or a reconnect.",
         |s| s.gaps_repaired,
+    ),
+    (
+        "revocast_replica_rollovers_followed",
+        "Key rollovers followed: the replica trusts the publisher's new key.",
+        |s| s.rollovers_followed,
+    ),
+    (
+        "revocast_replica_rollovers_refused",
+        "Key rollovers refused by a pin-only replica (the new key is not pinned).",
+        |s| s.rollovers_refused,
     ),
 ];
 

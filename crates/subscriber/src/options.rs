@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use revocast_core::{Namespace, PublicKey};
+use revocast_core::{KeyRing, Namespace, PublicKey, Verifier};
 
 use crate::authority::{Authority, NatsAuthority};
 use crate::error::ConnectError;
@@ -77,7 +77,9 @@ impl std::fmt::Display for Policy {
 /// ```
 #[derive(Clone)]
 pub struct SubscriberOptions {
-    pub(crate) key: PublicKey,
+    /// The pinned publisher keys, the first one given first.
+    pub(crate) keys: Vec<PublicKey>,
+    pub(crate) pin_only: bool,
     pub(crate) namespace: Namespace,
     pub(crate) policy: Policy,
     pub(crate) max_staleness: Duration,
@@ -92,7 +94,8 @@ pub struct SubscriberOptions {
 impl std::fmt::Debug for SubscriberOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriberOptions")
-            .field("key", &self.key)
+            .field("keys", &self.keys)
+            .field("pin_only", &self.pin_only)
             .field("namespace", &self.namespace)
             .field("policy", &self.policy)
             .field("max_staleness", &self.max_staleness)
@@ -107,10 +110,12 @@ impl std::fmt::Debug for SubscriberOptions {
 
 impl SubscriberOptions {
     /// Options that trust only snapshots, deltas, heartbeats and answers signed by
-    /// `publisher_key` (the public key `revocast-publisher keygen` prints).
+    /// `publisher_key` (the public key `revocast-publisher keygen` prints), and by the
+    /// keys the publisher rotates to from it (see [`SubscriberOptions::pin_only`]).
     pub fn new(publisher_key: PublicKey) -> SubscriberOptions {
         SubscriberOptions {
-            key: publisher_key,
+            keys: vec![publisher_key],
+            pin_only: false,
             namespace: Namespace::default(),
             policy: Policy::default(),
             max_staleness: DEFAULT_MAX_STALENESS,
@@ -121,6 +126,36 @@ impl SubscriberOptions {
             nats: async_nats::ConnectOptions::new().name("revocast-subscriber"),
             credentials_file: None,
         }
+    }
+
+    /// Pins one more publisher key (a key the publisher will rotate to, or one it
+    /// rotated to since the first was pinned).
+    pub fn trust_key(mut self, key: PublicKey) -> Self {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+        self
+    }
+
+    /// With `true`, the replica trusts the pinned keys only and refuses every key
+    /// rollover to a key it does not pin (counted in
+    /// [`Stats::rollovers_refused`](crate::Stats)). Default `false`: a rollover signed
+    /// by a trusted key is followed, so a planned key rotation needs no change on
+    /// services. Use it when a publisher key may be stolen: whoever holds it can sign
+    /// a rollover to a key of their own. Either way a key rotated away from is
+    /// refused once the rollover's overlap ends.
+    pub fn pin_only(mut self, pin_only: bool) -> Self {
+        self.pin_only = pin_only;
+        self
+    }
+
+    /// The verifier of this replica: its clones share one key ring, which follows
+    /// the namespace's rollovers.
+    pub(crate) fn verifier(&self) -> Verifier {
+        Verifier::with_ring(
+            KeyRing::new(self.keys.iter().copied(), self.pin_only),
+            self.namespace.clone(),
+        )
     }
 
     /// The namespace to replicate (default `default`).
@@ -239,15 +274,16 @@ impl SubscriberOptions {
     /// Starts the replica on an existing connection. Must be called within a tokio
     /// runtime (it spawns the background task).
     pub fn with_client(self, client: async_nats::Client) -> Subscriber {
+        let verifier = self.verifier();
         let (authority, invalid_answers) = match self.authority.clone() {
             Some(authority) => (authority, None),
             None => {
-                let nats = NatsAuthority::new(client.clone(), self.namespace.clone(), self.key);
+                let nats = NatsAuthority::with_verifier(client.clone(), verifier.clone());
                 let invalid = nats.invalid_counter();
                 (Arc::new(nats) as Arc<dyn Authority>, Some(invalid))
             }
         };
-        Subscriber::start(self, client, authority, invalid_answers)
+        Subscriber::start(self, client, authority, invalid_answers, verifier)
     }
 }
 

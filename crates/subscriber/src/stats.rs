@@ -34,6 +34,8 @@ pub(crate) struct Counters {
     pub reconnects: AtomicU64,
     pub sync_errors: AtomicU64,
     pub sync_restarts: AtomicU64,
+    pub rollovers_followed: AtomicU64,
+    pub rollovers_refused: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Rejected messages by [`revocast_core::DecodeError::reason`] (plus `replayed`).
     pub rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -131,6 +133,15 @@ pub struct Stats {
     pub sync_restarts: u64,
     /// Messages dropped, by reason (`bad_signature`, `truncated`, `replayed`, ...).
     pub rejected_messages: BTreeMap<String, u64>,
+    /// Publisher keys accepted now (base64url), the newest first.
+    pub signing_keys: Vec<String>,
+    /// Key rollovers in the namespace's chain that the replica has seen.
+    pub key_rollovers: u64,
+    /// Key rollovers followed: the replica trusts the new key.
+    pub rollovers_followed: u64,
+    /// Key rollovers refused (pin-only, to a key not pinned): once the publisher signs
+    /// with the new key, this replica goes stale until the key is pinned.
+    pub rollovers_refused: u64,
 }
 
 impl Stats {
@@ -167,6 +178,8 @@ impl Stats {
             reconnects: get(&c.reconnects),
             sync_errors: get(&c.sync_errors),
             sync_restarts: get(&c.sync_restarts),
+            rollovers_followed: get(&c.rollovers_followed),
+            rollovers_refused: get(&c.rollovers_refused),
             bytes_received: get(&c.bytes_received),
             rejected_messages: rejected,
             ..Stats::default()

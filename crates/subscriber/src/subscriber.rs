@@ -133,6 +133,8 @@ struct Inner {
     confirm_timeout: Duration,
     /// The default authority's count of answers that did not verify.
     invalid_answers: Option<Arc<AtomicU64>>,
+    /// The publisher keys the replica trusts (shared with the sync task).
+    verifier: revocast_core::Verifier,
     client: async_nats::Client,
     /// Dropped with the last handle, which stops the background task.
     _shutdown: oneshot::Sender<()>,
@@ -178,6 +180,7 @@ impl Subscriber {
         client: async_nats::Client,
         authority: Arc<dyn Authority>,
         invalid_answers: Option<Arc<AtomicU64>>,
+        verifier: revocast_core::Verifier,
     ) -> Subscriber {
         // Placeholder until the snapshot arrives; default parameters always validate.
         let empty = Filter::new(FilterParams::default())
@@ -207,7 +210,7 @@ impl Subscriber {
         tokio::spawn(sync::supervise(
             shared.clone(),
             client.clone(),
-            sync::SyncConfig::new(&options),
+            sync::SyncConfig::new(&options, verifier.clone()),
             shutdown_rx,
         ));
         Subscriber {
@@ -217,6 +220,7 @@ impl Subscriber {
                 policy: options.policy,
                 confirm_timeout: options.confirm_timeout,
                 invalid_answers,
+                verifier,
                 client,
                 _shutdown: shutdown_tx,
             }),
@@ -318,6 +322,9 @@ impl Subscriber {
             .invalid_answers
             .as_ref()
             .map_or(0, |n| n.load(Relaxed));
+        let keys = self.inner.verifier.status();
+        stats.signing_keys = keys.accepted.iter().map(ToString::to_string).collect();
+        stats.key_rollovers = keys.rollovers;
         stats.version = filter.version();
         stats.publisher_version = shared.publisher_version.load(Relaxed);
         stats.live_entries = filter.live_entries();

@@ -27,7 +27,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
-use revocast_core::{Change, Delta, Filter, FilterError, Namespace, Succession, Verifier};
+use revocast_core::{
+    Change, Delta, Filter, FilterError, Followed, Namespace, Succession, Verifier,
+};
 use revocast_nats::{Backoff, LogEntry, ReadError, StreamBounds};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
@@ -67,9 +69,10 @@ pub(crate) struct SyncConfig {
 }
 
 impl SyncConfig {
-    pub(crate) fn new(options: &SubscriberOptions) -> SyncConfig {
+    /// `verifier`: the replica's, shared with its authority client.
+    pub(crate) fn new(options: &SubscriberOptions, verifier: Verifier) -> SyncConfig {
         SyncConfig {
-            verifier: Verifier::new(options.key, options.namespace.clone()),
+            verifier,
             namespace: options.namespace.clone(),
             max_staleness: options.max_staleness,
         }
@@ -439,6 +442,7 @@ impl Task {
                     bump(&counters.deltas_from_stream);
                 }
                 evict_named(&self.shared, delta);
+                follow_rollovers(&self.shared, &self.config.verifier, delta);
             }
             Err(error) => {
                 // Signed by the publisher yet refused: a publisher bug. The replica
@@ -764,8 +768,45 @@ async fn replay(
         bump(&shared.counters.deltas_applied);
         bump(&shared.counters.deltas_from_stream);
         evict_named(shared, &stored.delta);
+        follow_rollovers(shared, store.verifier(), &stored.delta);
     }
     Ok(())
+}
+
+/// Follows the key rollovers of an applied delta, before the next message is read:
+/// the publisher signs everything after a rollover with the new key.
+fn follow_rollovers(shared: &Shared, verifier: &Verifier, delta: &Delta) {
+    for change in &delta.changes {
+        let Change::Rollover(rollover) = change else {
+            continue;
+        };
+        match verifier.follow(rollover) {
+            Ok(Followed::Trusted(key)) => {
+                bump(&shared.counters.rollovers_followed);
+                tracing::info!(
+                    public_key = %key,
+                    rollover = rollover.rollover.index,
+                    overlap_ms = rollover.rollover.overlap_ms,
+                    "the publisher rotated its key; following the rollover"
+                );
+            }
+            Ok(Followed::Refused(key)) => {
+                bump(&shared.counters.rollovers_refused);
+                tracing::error!(
+                    public_key = %key,
+                    rollover = rollover.rollover.index,
+                    "the publisher rotated to a key this pin-only replica does not pin: \
+                     it goes stale once the old key's overlap ends; pin the new key if \
+                     the rotation is yours"
+                );
+            }
+            Ok(Followed::Known | Followed::Unrelated) => {}
+            Err(error) => {
+                bump(&shared.counters.sync_errors);
+                tracing::error!(%error, version = delta.version, "a key rollover was refused");
+            }
+        }
+    }
 }
 
 /// A delta's fingerprint: the start of its Ed25519 signature (the envelope's last 64

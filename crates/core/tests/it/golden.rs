@@ -6,8 +6,8 @@
 //! copy them into `fuzz/seeds/` as `fuzz/README.md` says.
 use crate::common::{Seeds, namespace, next_signer, revoke_all, signer, verifier};
 use revocast_core::{
-    Change, ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, FilterParams, Heartbeat, Message,
-    Snapshot, decode_request, encode_request,
+    Change, ConfirmRequest, ConfirmResponse, DecodeError, Delta, Filter, FilterParams, Heartbeat,
+    Message, Snapshot, decode_request, encode_request,
 };
 
 const EXP: u64 = 1_767_225_600;
@@ -244,7 +244,9 @@ fn golden_vectors_decode_to_the_expected_messages() {
             Message::ConfirmRequest(_) => {
                 Message::ConfirmRequest(decode_request(golden(name), &namespace(), 4096).unwrap())
             }
-            Message::Snapshot(_) => Message::Snapshot(verifier.decode_snapshot(golden(name)).unwrap()),
+            Message::Snapshot(_) => {
+                Message::Snapshot(verifier.decode_snapshot(golden(name)).unwrap())
+            }
             _ => verifier.decode(golden(name)).unwrap(),
         };
         assert_eq!(decoded, message, "{name}");

@@ -124,7 +124,11 @@ fn the_python_reference_reader_answers_exactly_as_the_filter() {
         .unwrap();
     let mut filter = Filter::from_state(snapshot.state).unwrap();
     filter
-        .apply(&verifier.decode_delta(golden("reference_delta.bin")).unwrap())
+        .apply(
+            &verifier
+                .decode_delta(golden("reference_delta.bin"))
+                .unwrap(),
+        )
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use revocast_core::{
     Change, DecodeError, Delta, Filter, FilterError, Followed, KeyRing, Message, RolloverError,
-    Signer, SignedRollover, Snapshot, Verifier,
+    SignedRollover, Signer, Snapshot, Verifier,
 };
 
 use crate::common::{namespace, next_signer, signer, small_params};
@@ -76,10 +76,7 @@ fn a_rollover_joins_the_chain_and_the_digest() {
     let d = delta(&filter, vec![Change::Rollover(rollover(0, 1, 1))]);
     filter.apply(&d).unwrap();
     assert_eq!(filter.key_chain().len(), 1);
-    assert_eq!(
-        filter.chain_head(),
-        Some(key(1).public_key().0.to_bytes())
-    );
+    assert_eq!(filter.chain_head(), Some(key(1).public_key().0.to_bytes()));
     assert_ne!(filter.digest(), before);
     let rebuilt = Filter::from_state(filter.to_state()).unwrap();
     assert_eq!(rebuilt.digest(), filter.digest());
