@@ -583,11 +583,11 @@ async fn post_rotate_key(
     let wait = async {
         shared
             .commands
-            .send(Command::Rotate(Rotate {
+            .send(Command::Rotate(Box::new(Rotate {
                 key,
                 overlap_ms: overlap.as_millis().try_into().unwrap_or(u64::MAX),
                 reply,
-            }))
+            })))
             .await
             .map_err(|_| RotateError::Commit(CommitError::Stopped))?;
         answer

@@ -127,7 +127,7 @@ pub async fn export(
         Err(e) => return Err(Error::nats(format!("open stream {stream}"), e)),
     }
     let store = Store::new(js, Verifier::new(public_key, namespace.clone()));
-    let Some(snapshot) = nats::read_snapshot(&store, namespace).await? else {
+    let Some(snapshot) = nats::read_snapshot(&store, namespace, public_key).await? else {
         return Err(Error::inconsistent(format!(
             "namespace {namespace} has no snapshot in bucket {}: no publisher ever ran \
              in it on this NATS, or its data was deleted",

@@ -100,7 +100,7 @@ pub(crate) enum Command {
         reply: Reply,
     },
     /// Sign with a new key: never batched with other commands.
-    Rotate(Rotate),
+    Rotate(Box<Rotate>),
 }
 
 impl Command {

@@ -95,12 +95,12 @@ pub enum Error {
          key file in place, and leaves the new key in `<key file>.next` if it could not)"
     )]
     KeyRotated {
-        /// The key the namespace's chain handed over to last.
-        head: revocast_core::PublicKey,
+        /// The key the namespace's chain handed over to last (base64url).
+        head: String,
         /// The number of rollovers in the chain.
         rollover: u64,
-        /// This publisher's key.
-        own: revocast_core::PublicKey,
+        /// This publisher's key (base64url).
+        own: String,
     },
     /// Binding or serving HTTP failed.
     #[error("HTTP server: {0}")]

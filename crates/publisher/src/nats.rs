@@ -344,7 +344,7 @@ pub(crate) async fn bootstrap(
     let namespace = &config.namespace;
     let store = Store::new(js.clone(), verifier.clone()).snapshot_limit(config.max_snapshot_bytes);
     let snapshot_store = ensure_object_store(&js, namespace, config.stream_replicas).await?;
-    let snapshot = read_snapshot(&store, namespace).await?;
+    let snapshot = read_snapshot(&store, namespace, signer.public_key()).await?;
     let params = snapshot
         .as_ref()
         .map_or_else(|| config.filter.clone(), |s| s.state.params.clone());
@@ -373,10 +373,10 @@ pub(crate) async fn bootstrap(
     {
         return Err(Error::KeyRotated {
             head: revocast_core::VerifyingKey::from_bytes(&head)
-                .map(revocast_core::PublicKey)
+                .map(|key| revocast_core::PublicKey(key).to_string())
                 .map_err(|_| Error::inconsistent("the key chain ends in an invalid key"))?,
             rollover: ledger.filter.key_chain().len() as u64,
-            own: signer.public_key(),
+            own: signer.public_key().to_string(),
         });
     }
     let now = config.clock.now_secs();
@@ -410,11 +410,37 @@ pub(crate) async fn bootstrap(
 }
 
 /// The namespace's snapshot, verified, or `None` when there is none yet.
+/// When the snapshot is signed by a key the namespace's chain rotated to from `own`:
+/// the error that says so (and lets the boot finish an interrupted rotation).
+async fn rotated_away(store: &Store, own: revocast_core::PublicKey) -> Option<Error> {
+    let follower = Store::new(
+        store.jetstream().clone(),
+        Verifier::new(own, store.namespace().clone()),
+    );
+    let snapshot = follower.snapshot().await.ok()??.snapshot;
+    let chain = &snapshot.state.key_chain;
+    let head = chain.last()?.to_key().ok()?;
+    Some(Error::KeyRotated {
+        head: head.to_string(),
+        rollover: chain.len() as u64,
+        own: own.to_string(),
+    })
+}
+
 pub(crate) async fn read_snapshot(
     store: &Store,
     namespace: &Namespace,
+    own: revocast_core::PublicKey,
 ) -> Result<Option<Snapshot>, Error> {
-    match store.snapshot().await {
+    let read = store.snapshot().await;
+    if let Err(ReadError::BadSnapshot {
+        source: DecodeError::BadSignature,
+    }) = &read
+        && let Some(rotated) = rotated_away(store, own).await
+    {
+        return Err(rotated);
+    }
+    match read {
         Ok(read) => Ok(read.map(|r| r.snapshot)),
         Err(
             e @ ReadError::BadSnapshot {

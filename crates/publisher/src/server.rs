@@ -264,7 +264,7 @@ impl Server {
 /// A publisher that stopped between committing a rollover and renaming the new key
 /// file in place finds the new key beside its key file: it finishes the rotation.
 /// `Err` when the key the namespace rotated to is not there.
-fn finish_rotation(shared: &Shared, head: PublicKey) -> Result<(), ()> {
+fn finish_rotation(shared: &Shared, head: &str) -> Result<(), ()> {
     let KeySource::File(path) = &shared.config.signing_key else {
         return Err(());
     };
@@ -272,7 +272,7 @@ fn finish_rotation(shared: &Shared, head: PublicKey) -> Result<(), ()> {
     let Ok(file) = keys::read_key_file(&next) else {
         return Err(());
     };
-    if file.public_key() != head {
+    if file.public_key().to_string() != head {
         return Err(());
     }
     if let Err(e) = keys::install_next_key_file(path) {
@@ -349,7 +349,7 @@ async fn boot(shared: &Arc<Shared>) -> Result<(async_nats::Client, Storage, bool
                 rollover,
                 own,
             }) => {
-                finish_rotation(shared, head).map_err(|()| Error::KeyRotated {
+                finish_rotation(shared, &head).map_err(|()| Error::KeyRotated {
                     head,
                     rollover,
                     own,

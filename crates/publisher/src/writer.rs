@@ -449,12 +449,12 @@ impl Writer {
     /// Replicas that follow the chain trust the new key from that delta on and the
     /// old one until the overlap ends. Fails with nothing changed unless the rollover
     /// was stored.
-    async fn rotate(&mut self, rotate: Rotate) -> Result<(), Error> {
+    async fn rotate(&mut self, rotate: Box<Rotate>) -> Result<(), Error> {
         let Rotate {
             key,
             overlap_ms,
             reply,
-        } = rotate;
+        } = *rotate;
         let result = self.try_rotate(key, overlap_ms).await?;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "key rotation refused");

@@ -7,6 +7,7 @@
 //! - `upgrades`: messages and snapshots in a newer wire format than this build reads.
 //! - `idp`: an identity provider's back-channel logout reaching replicas and the sidecar.
 //! - `guarantee`: the paths around invariant 1, each held at the step where it broke.
+//! - `rotation`: signing key rotation with replicas running, and a stolen key.
 //! - `faults`: the reliability suite of RELIABILITY.md, whose long version runs with
 //!   `REVOCAST_FAULTS_LONG=1 cargo test -p revocast-tests --test it faults -- --nocapture --test-threads 1`.
 
@@ -16,4 +17,5 @@ mod idp;
 mod monitoring;
 mod permissions;
 mod replicas;
+mod rotation;
 mod upgrades;
