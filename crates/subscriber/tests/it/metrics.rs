@@ -126,7 +126,7 @@ async fn one_replica_registers_each_family_once() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-    assert_eq!(types.len(), 16, "{text}");
+    assert_eq!(types.len(), 18, "{text}");
     assert!(
         text.contains("# TYPE revocast_replica_resyncs counter"),
         "{text}"
