@@ -354,7 +354,8 @@ def read_snapshot(body):
 def read_rollover(b):
     """A signed key rollover (FORMAT.md, "Key rollovers"). This reader does not check
     signatures (the standard library has no Ed25519): it keeps the chain as data."""
-    return {"epoch": b.varint(), "index": b.varint(), "from": b.take(32).hex(), "to": b.take(32).hex(),
+    return {"epoch": b.varint(), "index": b.varint(), "version": b.varint(), "from": b.take(32).hex(),
+            "to": b.take(32).hex(),
             "at_ms": b.varint(), "overlap_ms": b.varint(), "signature": b.take(64).hex()}
 
 

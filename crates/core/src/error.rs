@@ -120,6 +120,15 @@ pub enum RolloverError {
     /// The chain is full.
     #[error("the key chain holds {0} rollovers already")]
     TooMany(usize),
+    /// Its version is not the version of the delta carrying it (or, in a chain, not
+    /// above the previous rollover's and within the filter's).
+    #[error("rollover {index} names version {version}, not the version of the delta carrying it")]
+    WrongVersion {
+        /// Its place in the chain.
+        index: u64,
+        /// The version it names.
+        version: u64,
+    },
     /// Signing asked for with a key that is not the one the rollover hands over from.
     #[error("a rollover must be signed by the key it hands over from")]
     NotFromSigner,

@@ -38,6 +38,9 @@ pub struct Rollover {
     pub epoch: u64,
     /// Its place in the epoch's chain, from 1.
     pub index: u64,
+    /// The filter version of the delta carrying it: `from` signed the deltas up to this
+    /// version, `to` signs the ones after it.
+    pub version: u64,
     /// The key handing over (the one signing this rollover).
     pub from: [u8; 32],
     /// The key taking over.
@@ -153,10 +156,25 @@ pub fn check_extension(
     next.verify()
 }
 
-/// Checks a whole chain of `epoch`, as a snapshot carries it.
-pub fn check_chain(chain: &[SignedRollover], epoch: u64) -> Result<(), RolloverError> {
+/// Checks a whole chain of `epoch` at filter version `version`, as a snapshot
+/// carries it: each rollover extends the ones before it, at a version above theirs
+/// and not above the filter's.
+pub fn check_chain(
+    chain: &[SignedRollover],
+    epoch: u64,
+    version: u64,
+) -> Result<(), RolloverError> {
+    let mut previous = 0;
     for (i, next) in chain.iter().enumerate() {
         check_extension(&chain[..i], epoch, next)?;
+        let at = next.rollover.version;
+        if at <= previous || at > version {
+            return Err(RolloverError::WrongVersion {
+                index: next.rollover.index,
+                version: at,
+            });
+        }
+        previous = at;
     }
     Ok(())
 }
@@ -180,14 +198,26 @@ pub struct KeyRing {
     pinned: Vec<VerifyingKey>,
     pin_only: bool,
     followed: Vec<VerifyingKey>,
-    /// Keys handed over from, with the unix millisecond from which they are refused.
-    retired: Vec<([u8; 32], u64)>,
+    /// Keys handed over from: the unix millisecond from which they are refused, and
+    /// the last delta version they signed.
+    retired: Vec<Retired>,
     /// The epoch whose chain `chain` is.
     chain_epoch: u64,
     /// The rollovers of `chain_epoch` seen, in order (a following ring's).
     chain: Vec<SignedRollover>,
     /// The hand-overs (old key, new key) a pin-only ring saw.
     seen_pinned: Vec<([u8; 32], [u8; 32])>,
+}
+
+/// A key a rollover handed over from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Retired {
+    key: [u8; 32],
+    /// Messages it signs are refused from this unix millisecond on...
+    at_ms: u64,
+    /// ...except deltas up to this version (and snapshots of the filter up to it):
+    /// the log's history, which it signed while it was current.
+    last_version: u64,
 }
 
 /// A view of a [`KeyRing`] for stats.
@@ -242,9 +272,27 @@ impl KeyRing {
     fn retires_at(&self, key: &[u8; 32]) -> Option<u64> {
         self.retired
             .iter()
-            .filter(|(k, _)| k == key)
-            .map(|&(_, at)| at)
+            .filter(|r| r.key == *key)
+            .map(|r| r.at_ms)
             .min()
+    }
+
+    /// The keys retired at `now_ms`, each with the last delta version it signed: a
+    /// delta (or a snapshot) up to that version signed by it is history, read as such.
+    pub fn historical(&self, now_ms: u64) -> Vec<(VerifyingKey, u64)> {
+        self.pinned
+            .iter()
+            .chain(&self.followed)
+            .filter_map(|k| {
+                let retired = self.retired.iter().filter(|r| r.key == *k.as_bytes());
+                let last = retired.clone().map(|r| r.last_version).min()?;
+                retired
+                    .map(|r| r.at_ms)
+                    .min()
+                    .filter(|&at| now_ms >= at)
+                    .map(|_| (*k, last))
+            })
+            .collect()
     }
 
     /// The keys accepted at `now_ms`, the most recently trusted first.
@@ -296,7 +344,7 @@ impl KeyRing {
             // kept for the chain's continuity, it changes no trust.
             return Ok(Followed::Unrelated);
         }
-        self.retired.push((r.from, r.retires_at_ms()));
+        self.retire(r);
         if self.trusts(&r.to) {
             Ok(Followed::Trusted(to))
         } else {
@@ -319,12 +367,20 @@ impl KeyRing {
             return Ok(Followed::Known);
         }
         self.seen_pinned.push((r.from, r.to));
-        self.retired.push((r.from, r.retires_at_ms()));
+        self.retire(r);
         Ok(if self.trusts(&r.to) {
             Followed::Trusted(to)
         } else {
             Followed::Refused(to)
         })
+    }
+
+    fn retire(&mut self, r: &Rollover) {
+        self.retired.push(Retired {
+            key: r.from,
+            at_ms: r.retires_at_ms(),
+            last_version: r.version,
+        });
     }
 
     /// Follows a whole chain (a snapshot's), skipping the rollovers seen already.
@@ -342,10 +398,10 @@ impl KeyRing {
             retired: self
                 .retired
                 .iter()
-                .filter_map(|(k, at)| {
-                    VerifyingKey::from_bytes(k)
+                .filter_map(|r| {
+                    VerifyingKey::from_bytes(&r.key)
                         .ok()
-                        .map(|k| (PublicKey(k), *at))
+                        .map(|k| (PublicKey(k), r.at_ms))
                 })
                 .collect(),
             pin_only: self.pin_only,
@@ -371,6 +427,7 @@ mod tests {
         Rollover {
             epoch: 7,
             index,
+            version: index * 10,
             from: public(from).0.to_bytes(),
             to: public(to).0.to_bytes(),
             at_ms: 1_000,
@@ -401,24 +458,31 @@ mod tests {
     #[test]
     fn a_chain_must_be_continuous_and_never_reuse_a_key() {
         let good = [rollover(1, 2, 1), rollover(2, 3, 2)];
-        check_chain(&good, 7).unwrap();
+        check_chain(&good, 7, 20).unwrap();
         assert_eq!(
-            check_chain(&[rollover(1, 2, 2)], 7),
+            check_chain(&good, 7, 19),
+            Err(RolloverError::WrongVersion {
+                index: 2,
+                version: 20
+            })
+        );
+        assert_eq!(
+            check_chain(&[rollover(1, 2, 2)], 7, 100),
             Err(RolloverError::OutOfOrder {
                 expected: 1,
                 got: 2
             })
         );
         assert_eq!(
-            check_chain(&[rollover(1, 2, 1), rollover(3, 4, 2)], 7),
+            check_chain(&[rollover(1, 2, 1), rollover(3, 4, 2)], 7, 100),
             Err(RolloverError::Broken { index: 2 })
         );
         assert_eq!(
-            check_chain(&[rollover(1, 2, 1), rollover(2, 1, 2)], 7),
+            check_chain(&[rollover(1, 2, 1), rollover(2, 1, 2)], 7, 100),
             Err(RolloverError::KeyReused { index: 2 })
         );
         assert_eq!(
-            check_chain(&good, 8),
+            check_chain(&good, 8, 100),
             Err(RolloverError::OtherEpoch { index: 1, epoch: 7 })
         );
     }
@@ -432,6 +496,9 @@ mod tests {
         assert_eq!(ring.follow(&r), Ok(Followed::Known));
         assert_eq!(ring.accepted(1_499), vec![public(2).0, public(1).0]);
         assert_eq!(ring.accepted(1_500), vec![public(2).0]);
+        // Retired, key 1 still vouches for the history it signed: up to version 10.
+        assert!(ring.historical(1_499).is_empty());
+        assert_eq!(ring.historical(1_500), vec![(public(1).0, 10)]);
     }
 
     #[test]

@@ -308,19 +308,20 @@ impl Signer {
     }
 
     /// Signs a rollover handing the namespace's `epoch` over from this key to `to`, at
-    /// place `index` of the chain, made at `at_ms`, the old key accepted for
-    /// `overlap_ms` more.
+    /// place `index` of the chain, carried by the delta of `version`, made at `at_ms`,
+    /// the old key accepted for `overlap_ms` more.
     pub fn rollover(
         &self,
         to: PublicKey,
         epoch: u64,
-        index: u64,
+        (index, version): (u64, u64),
         at_ms: u64,
         overlap_ms: u64,
     ) -> SignedRollover {
         let rollover = Rollover {
             epoch,
             index,
+            version,
             from: self.key.verifying_key().to_bytes(),
             to: to.0.to_bytes(),
             at_ms,
@@ -536,9 +537,45 @@ impl Verifier {
         Message::decode_body(parts.kind, parts.body)
     }
 
-    /// Decodes a [`Delta`].
+    /// Decodes a [`Delta`]: signed by a key accepted now, or by a key a rollover
+    /// retired if the delta is of the history that key signed (its version not above
+    /// the rollover's). A reader of the log reads a rotated namespace's old deltas
+    /// that way, and nobody holding a retired key can add a new one.
     pub fn decode_delta(&self, bytes: &[u8]) -> Result<Delta, DecodeError> {
-        body_of(self.verified(bytes, Kind::Delta)?.body, Kind::Delta)
+        let parts = split(bytes, self.max_size)?;
+        if parts.kind != Kind::Delta {
+            return Err(DecodeError::UnexpectedKind {
+                expected: Kind::Delta.name(),
+                found: parts.kind.name(),
+            });
+        }
+        let signature =
+            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        let last = self.signed_as_history(&parts, &signature)?;
+        check_namespace(&self.namespace, parts.namespace)?;
+        let delta: Delta = body_of(parts.body, Kind::Delta)?;
+        match last {
+            Some(last) if delta.version > last => Err(DecodeError::BadSignature),
+            _ => Ok(delta),
+        }
+    }
+
+    /// `None` when a key accepted now signed `parts`; `Some(v)` when a retired key did,
+    /// which signed the history up to version `v`.
+    fn signed_as_history(
+        &self,
+        parts: &Parts<'_>,
+        signature: &Signature,
+    ) -> Result<Option<u64>, DecodeError> {
+        if self.signed_by_accepted(parts, signature) {
+            return Ok(None);
+        }
+        self.ring()
+            .historical((self.clock)())
+            .iter()
+            .find(|(key, _)| key.verify(parts.signed, signature).is_ok())
+            .map(|&(_, last)| Some(last))
+            .ok_or(DecodeError::BadSignature)
     }
 
     /// Decodes a [`Snapshot`] and follows the key chain it carries. A snapshot signed
@@ -556,9 +593,12 @@ impl Verifier {
         }
         let signature =
             Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
-        if self.signed_by_accepted(&parts, &signature) {
+        if let Ok(last) = self.signed_as_history(&parts, &signature) {
             check_namespace(&self.namespace, parts.namespace)?;
             let snapshot: Snapshot = body_of(parts.body, Kind::Snapshot)?;
+            if last.is_some_and(|last| snapshot.state.version > last) {
+                return Err(DecodeError::BadSignature);
+            }
             self.follow_chain(&snapshot.state.key_chain)
                 .map_err(DecodeError::KeyChain)?;
             return Ok(snapshot);

@@ -509,7 +509,7 @@ impl Writer {
             Err(e) => return Ok(Err(RotateError::KeyFile(Arc::new(e)))),
         };
         let at_ms = self.shared.now_ms();
-        let rollover = signer.rollover(new, epoch, index, at_ms, overlap_ms);
+        let rollover = signer.rollover(new, epoch, (index, version + 1), at_ms, overlap_ms);
         let delta = Delta {
             epoch,
             version: version + 1,

@@ -47,7 +47,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
-use crate::error::FilterError;
+use crate::error::{FilterError, RolloverError};
 use crate::rollover::{SignedRollover, check_extension};
 
 pub use block::{Bitmap, MAX_HASHES};
@@ -452,6 +452,12 @@ impl Filter {
                 Change::Rollover(next) => {
                     let chain = chain.get_or_insert_with(|| self.key_chain.to_vec());
                     check_extension(chain, self.epoch, next)?;
+                    if next.rollover.version != delta.version {
+                        return Err(FilterError::Rollover(RolloverError::WrongVersion {
+                            index: next.rollover.index,
+                            version: next.rollover.version,
+                        }));
+                    }
                     chain.push(next.clone());
                 }
             }

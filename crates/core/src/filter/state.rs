@@ -192,7 +192,7 @@ impl Filter {
             filter.session_cutoffs.insert(sid, not_before);
         }
         filter.global_cutoff = state.global_cutoff;
-        check_chain(&state.key_chain, state.epoch)?;
+        check_chain(&state.key_chain, state.epoch, state.version)?;
         filter.key_chain = Arc::new(state.key_chain);
         Ok(filter)
     }

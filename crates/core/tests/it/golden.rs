@@ -97,7 +97,7 @@ pub fn reference_filter() -> (Filter, Delta) {
             changes.push(Change::Rollover(signer().rollover(
                 next_signer(1).public_key(),
                 EPOCH,
-                1,
+                (1, filter.version() + 1),
                 1_767_220_000_000,
                 600_000,
             )));
@@ -125,7 +125,7 @@ pub fn reference_filter() -> (Filter, Delta) {
     changes.push(Change::Rollover(next_signer(1).rollover(
         next_signer(2).public_key(),
         EPOCH,
-        2,
+        (2, filter.version() + 1),
         1_767_221_000_000,
         600_000,
     )));
