@@ -108,6 +108,37 @@ where
     }
 }
 
+/// Reads at most `limit` bytes of `reader` to its end, failing when a read makes no
+/// progress for [`TIMEOUT`]: a snapshot replaced while it is read (the publisher
+/// writes a new one, purging the old chunks) would otherwise keep the reader waiting
+/// for chunks that are gone until the whole [`SNAPSHOT_READ_TIMEOUT`] ran out. The
+/// caller reads the new snapshot on its next attempt.
+async fn read_progressing(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: u64,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut reader = reader.take(limit);
+    let mut chunk = vec![0u8; 128 << 10];
+    loop {
+        match tokio::time::timeout(TIMEOUT, reader.read(&mut chunk)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => out.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no chunk for {TIMEOUT:?} after {} bytes (the snapshot was replaced \
+                         while it was read?)",
+                        out.len()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// The stream's first and last sequence (`0, 0` when it never held anything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamBounds {
@@ -237,7 +268,7 @@ impl Store {
         bounded(
             "read the snapshot's chunks",
             SNAPSHOT_READ_TIMEOUT,
-            (&mut object).take(limit as u64 + 1).read_to_end(&mut bytes),
+            read_progressing(&mut object, limit as u64 + 1, &mut bytes),
         )
         .await?;
         if bytes.len() > limit {

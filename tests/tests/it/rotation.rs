@@ -395,10 +395,17 @@ async fn a_stolen_key_is_replaced_with_services_pinning_the_new_key_first() {
     let rotated = rotate(&stack, Some(&new_path), 0).await;
     assert_eq!(rotated.public_key, new.to_string());
     let v = stack.revoke("after", exp).await;
-    eventually("the prepared replica to follow the publisher", || async {
-        prepared.version() >= v && !prepared.is_stale()
+    let followed = tokio::time::timeout(DEADLINE, async {
+        while prepared.version() < v || prepared.is_stale() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
     .await;
+    assert!(
+        followed.is_ok(),
+        "the prepared replica did not follow the publisher to version {v}: {:#?}",
+        prepared.stats()
+    );
     for jti in ["before", "after"] {
         let verdict = prepared.check(&TokenClaims::new(jti, exp)).await.unwrap();
         assert!(verdict.is_revoked(), "{jti}: {verdict:?}");
