@@ -633,6 +633,78 @@ async fn s6_clock_skew_between_publisher_and_replicas() {
     );
 }
 
+/// The version of the snapshot object stored for `ns`.
+async fn stored_snapshot_version(
+    nats_url: &str,
+    ns: &Namespace,
+    key: revocast_core::PublicKey,
+) -> u64 {
+    use tokio::io::AsyncReadExt as _;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let bucket = js.get_object_store(ns.snapshot_bucket()).await.unwrap();
+    let mut object = bucket
+        .get(revocast_core::subjects::SNAPSHOT_OBJECT)
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.unwrap();
+    let snapshot = Verifier::new(key, ns.clone())
+        .decode_snapshot(&bytes)
+        .unwrap();
+    snapshot.state.version
+}
+
+/// The publisher crash of the chaos schedule: `Stack::kill_publisher` stops the
+/// in-process publisher the way SIGKILL stops a process. A graceful shutdown writes a
+/// final snapshot; a kill writes nothing more (the stored snapshot stays behind) and
+/// closes its port, and the publisher started again holds every acknowledged
+/// revocation and takes the namespace over with one delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_killed_in_process_writes_nothing_more_and_loses_nothing() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_killable(nats, config.clone()).await;
+    let (key, ns) = (stack.publisher.public_key(), Namespace::default());
+    let exp = now_secs() + 3600;
+    stack.revoke("graceful", exp).await;
+    let version = stack.publisher.version();
+    let stack = stack.restart_publisher(config.clone()).await;
+    assert_eq!(
+        stored_snapshot_version(&stack.nats.url(), &ns, key).await,
+        version,
+        "a graceful shutdown writes a final snapshot"
+    );
+
+    for i in 0..3 {
+        stack.revoke(&format!("killed-{i}"), exp).await;
+    }
+    let version = stack.publisher.version();
+    let url = stack.publisher.url();
+    let nats = stack.kill_publisher().await.unwrap();
+    assert!(
+        PublisherApi::new(url.clone())
+            .is_revoked("killed-0")
+            .await
+            .is_none(),
+        "the killed publisher's port answers nothing"
+    );
+    assert!(
+        stored_snapshot_version(&nats.url(), &ns, key).await < version,
+        "a killed publisher writes no final snapshot"
+    );
+
+    let stack = Stack::start_killable(nats, config).await;
+    assert_eq!(
+        stack.publisher.version(),
+        version + 1,
+        "one take-over delta"
+    );
+    for jti in ["graceful", "killed-0", "killed-1", "killed-2"] {
+        assert!(stack.api.lookup(jti).await.unwrap().revoked, "{jti} lost");
+    }
+}
+
 /// A small deterministic generator (splitmix64): the schedule of a seed is the same on
 /// every run, so a failing seed replays.
 struct Schedule(u64);
