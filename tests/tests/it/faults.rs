@@ -727,14 +727,40 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Deletes `ns`'s stream and snapshot bucket (what an operator starting afresh does),
+/// retrying while NATS is not ready.
+async fn delete_namespace(nats_url: &str, ns: &Namespace) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let gone = |e: &dyn std::fmt::Display| e.to_string().contains("not found");
+    eventually_within(
+        "the namespace's stream and snapshot bucket deleted",
+        Duration::from_secs(30),
+        || async {
+            let stream = match js.delete_stream(ns.stream_name()).await {
+                Ok(_) => true,
+                Err(e) => gone(&e),
+            };
+            let bucket = match js.delete_object_store(ns.snapshot_bucket()).await {
+                Ok(()) => true,
+                Err(e) => gone(&e),
+            };
+            stream && bucket
+        },
+    )
+    .await;
+}
+
 /// A seeded random schedule of faults under load: a replica cut off and restored by
 /// the proxy, NATS stopped and restarted, garbage on the live subjects, garbage,
 /// another key's deltas and copies of old messages stored on the log, the publisher
-/// restarted with its clock stepped back or ahead, a rogue confirm responder that
-/// answers first. The checker counts the invariants after
-/// every check (no false negative by an in-sync replica, no wrongful rejection), and
-/// after recovery nothing acknowledged is lost. `REVOCAST_CHAOS_SECS` (default 12)
-/// sets the length, `REVOCAST_CHAOS_SEED` replays a schedule; the seed is printed.
+/// restarted with its clock stepped back or ahead, the publisher killed (as SIGKILL
+/// does) and started again, the namespace deleted and created again under the
+/// replicas, a rogue confirm responder that answers first. The load revokes tokens and
+/// cuts subjects and sessions off. The checker counts the invariants after every check
+/// (no false negative by an in-sync replica, no wrongful rejection), and after
+/// recovery nothing acknowledged since the last reset is lost. `REVOCAST_CHAOS_SECS`
+/// (default 12) sets the length, `REVOCAST_CHAOS_SEED` replays a schedule; the seed is
+/// printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s9_seeded_chaos() {
     init_logs();
@@ -750,7 +776,7 @@ async fn s9_seeded_chaos() {
     let mut schedule = Schedule(seed);
     let nats = NatsServer::start();
     let mut config = Config::for_tests(nats.url()).unwrap();
-    let mut stack = Stack::start_with(nats, config.clone()).await;
+    let mut stack = Stack::start_killable(nats, config.clone()).await;
     // Restarts keep the address the checker calls.
     config.listen = stack.publisher.local_addr();
     let key = stack.publisher.public_key();
@@ -793,7 +819,7 @@ async fn s9_seeded_chaos() {
         revocast_core::Signer::new(revocast_core::signing_key_from_seed([0xAB; 32]), ns.clone());
     let mut steps = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
-        let step = match schedule.below(8) {
+        let step = match schedule.below(20) / 2 {
             0 => {
                 proxy.cut();
                 "cut the proxied replica"
@@ -881,6 +907,35 @@ async fn s9_seeded_chaos() {
                     "restart the publisher with its clock stepped ahead"
                 }
             }
+            7 => {
+                // SIGKILL: no queued commit, no final snapshot, no flush; callers in
+                // flight get errors.
+                let outage = Duration::from_millis(schedule.below(1_000));
+                let nats = stack.kill_publisher().await.unwrap();
+                tokio::time::sleep(outage).await;
+                stack = Stack::start_killable(nats, config.clone()).await;
+                "kill the publisher, start it again"
+            }
+            8 if schedule.below(2) == 0 => {
+                // An operator starting afresh: every revocation goes, by design. The
+                // checker forgets what was acknowledged before; what is acknowledged
+                // after must hold.
+                let killed = schedule.below(2) == 0;
+                let reset = checker.begin_reset().await;
+                let nats = if killed {
+                    stack.kill_publisher().await.unwrap()
+                } else {
+                    stack.shutdown_publisher().await.unwrap()
+                };
+                delete_namespace(&nats.url(), &ns).await;
+                stack = Stack::start_killable(nats, config.clone()).await;
+                reset.done(stack.publisher.epoch());
+                if killed {
+                    "reset the namespace (publisher killed)"
+                } else {
+                    "reset the namespace (publisher stopped)"
+                }
+            }
             _ => "nothing",
         };
         steps.push(format!("{:>6} ms: {step}", start.elapsed().as_millis()));
@@ -901,7 +956,34 @@ async fn s9_seeded_chaos() {
         steps.len(),
         steps.join("\n")
     );
+    let mut mix = std::collections::BTreeMap::<&str, usize>::new();
+    for step in &steps {
+        let name = step
+            .split_once(": ")
+            .map_or(step.as_str(), |(_, name)| name);
+        *mix.entry(name).or_default() += 1;
+    }
+    let mix: Vec<String> = mix
+        .iter()
+        .map(|(name, n)| format!("{n} x {name}"))
+        .collect();
+    eprintln!("CHAOS step mix: {}", mix.join(", "));
     eprintln!("{}", report.row());
+    eprintln!(
+        "CHAOS row: | {seed} | {} steps | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        steps.len(),
+        report.duration.as_secs_f64(),
+        report.revocations_acked,
+        report.cutoffs_acked,
+        report.forgotten_by_reset,
+        report.checks,
+        report.false_negatives,
+        report.lost,
+        report.wrongful_rejections,
+        report.policy_rejections,
+        report.in_flight_accepts,
+        report.convergence_text(),
+    );
     assert!(
         converged.is_some(),
         "seed {seed}: replicas did not converge: {report:?}"
