@@ -753,14 +753,14 @@ async fn delete_namespace(nats_url: &str, ns: &Namespace) {
 /// A seeded random schedule of faults under load: a replica cut off and restored by
 /// the proxy, NATS stopped and restarted, garbage on the live subjects, garbage,
 /// another key's deltas and copies of old messages stored on the log, the publisher
-/// restarted with its clock stepped back or ahead, the publisher killed (as SIGKILL
-/// does) and started again, the namespace deleted and created again under the
-/// replicas, a rogue confirm responder that answers first. The load revokes tokens and
-/// cuts subjects and sessions off. The checker counts the invariants after every check
-/// (no false negative by an in-sync replica, no wrongful rejection), and after
-/// recovery nothing acknowledged since the last reset is lost. `REVOCAST_CHAOS_SECS`
-/// (default 12) sets the length, `REVOCAST_CHAOS_SEED` replays a schedule; the seed is
-/// printed.
+/// restarted with its clock stepped back or ahead (up to two days), the publisher
+/// killed (as SIGKILL does) and started again, the namespace deleted and created
+/// again under the replicas, a rogue confirm responder that answers first. The load
+/// revokes tokens and cuts subjects and sessions off. The checker counts the
+/// invariants after every check (no false negative by an in-sync replica, no wrongful
+/// rejection), and after recovery nothing acknowledged since the last reset is lost.
+/// `REVOCAST_CHAOS_SECS` (default 12) sets the length, `REVOCAST_CHAOS_SEED` replays a
+/// schedule; the seed is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s9_seeded_chaos() {
     init_logs();
@@ -776,6 +776,8 @@ async fn s9_seeded_chaos() {
     let mut schedule = Schedule(seed);
     let nats = NatsServer::start();
     let mut config = Config::for_tests(nats.url()).unwrap();
+    // Expiries looked for every second: one at a clock far ahead would drop everything.
+    config.expiry_interval = Duration::from_secs(1);
     let mut stack = Stack::start_killable(nats, config.clone()).await;
     // Restarts keep the address the checker calls.
     config.listen = stack.publisher.local_addr();
@@ -896,12 +898,20 @@ async fn s9_seeded_chaos() {
             }
             6 => {
                 // A graceful restart with the clock stepped up to 10 minutes either
-                // way: heartbeats order by (version, beat), not by time.
-                let step = i64::try_from(schedule.below(1_201)).unwrap_or(0) - 600;
+                // way (heartbeats order by (version, beat), not by time), or one to
+                // two days ahead (expiries are bounded by NATS's time).
+                let far = schedule.below(4) == 0;
+                let step = if far {
+                    86_400 + i64::try_from(schedule.below(86_400)).unwrap_or(0)
+                } else {
+                    i64::try_from(schedule.below(1_201)).unwrap_or(0) - 600
+                };
                 let mut restarted = config.clone();
                 restarted.clock = Arc::new(Skewed(step));
                 stack = stack.restart_publisher(restarted).await;
-                if step < 0 {
+                if far {
+                    "restart the publisher with its clock a day or more ahead"
+                } else if step < 0 {
                     "restart the publisher with its clock stepped back"
                 } else {
                     "restart the publisher with its clock stepped ahead"
