@@ -157,15 +157,11 @@ pub(crate) async fn read_stamped_secs(
 ) -> Result<u64, Error> {
     let name = namespace.stream_name();
     let read = async {
-        let mut stream = js
+        let stream = js
             .get_stream(&name)
             .await
-            .map_err(|e| Error::nats(format!("stream {name}"), e))?;
-        let info = stream
-            .info()
-            .await
             .map_err(|e| Error::nats(format!("stream info {name}"), e))?;
-        Ok::<_, Error>(stamped_secs(info))
+        Ok::<_, Error>(stamped_secs(stream.cached_info()))
     };
     tokio::time::timeout(JETSTREAM_TIMEOUT, read)
         .await
