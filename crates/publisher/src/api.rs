@@ -613,7 +613,8 @@ async fn commit_cutoff(
     of: CutoffOf,
     not_before: u64,
 ) -> Result<Committed, ApiError> {
-    let now = shared.now_secs();
+    // Bounded: a clock far ahead must not find a live cutoff expired.
+    let now = shared.bounded_now_secs().now;
     let (live, version) = {
         let ledger = shared.ledger();
         let p = ledger.filter.params();

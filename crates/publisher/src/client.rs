@@ -264,6 +264,24 @@ impl ApiClient {
         let (status, bytes) = self.send(self.http.get(url)).await?;
         RevocationStatus::from_answer(jti, status, &bytes).map_err(ClientError::Answer)
     }
+
+    /// `GET /v1/revocations/{jti}?exp=&sub=&iat=&sid=`: the authority's answer about a
+    /// token, with the subject, session and global cutoffs applied to what `query`
+    /// tells of it.
+    pub async fn lookup_token(
+        &self,
+        jti: &str,
+        query: &http::TokenQuery,
+    ) -> Result<RevocationStatus, ClientError> {
+        let query = query.to_query_string();
+        let mut url = format!("{}{}", self.base, http::revocation_path(jti));
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        let (status, bytes) = self.send(self.http.get(url)).await?;
+        RevocationStatus::from_answer(jti, status, &bytes).map_err(ClientError::Answer)
+    }
 }
 
 /// Input format of `import`.

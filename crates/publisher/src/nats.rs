@@ -141,6 +141,36 @@ pub(crate) async fn ensure_stream(
     Ok(stream)
 }
 
+/// The latest time the NATS server stamped on the namespace's stream, unix seconds:
+/// its last message's, or its creation's when that is later (an empty stream). A time
+/// of the server's clock, not the publisher's, and one that has passed: what
+/// [`crate::clock::TimeBound`] bounds the publisher's clock by.
+pub(crate) fn stamped_secs(info: &stream::Info) -> u64 {
+    let last = info.state.last_timestamp.unix_timestamp();
+    u64::try_from(last.max(info.created.unix_timestamp())).unwrap_or(0)
+}
+
+/// Reads [`stamped_secs`] from NATS, within the JetStream timeout.
+pub(crate) async fn read_stamped_secs(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+) -> Result<u64, Error> {
+    let name = namespace.stream_name();
+    let read = async {
+        let stream = js
+            .get_stream(&name)
+            .await
+            .map_err(|e| Error::nats(format!("stream info {name}"), e))?;
+        Ok::<_, Error>(stamped_secs(stream.cached_info()))
+    };
+    tokio::time::timeout(JETSTREAM_TIMEOUT, read)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "stream info",
+            after: JETSTREAM_TIMEOUT,
+        })?
+}
+
 /// Opens (or creates) the snapshot bucket.
 pub(crate) async fn ensure_object_store(
     js: &jetstream::Context,
@@ -355,7 +385,8 @@ pub(crate) async fn bootstrap(
             "namespace exists with other filter parameters; keeping the stored ones"
         );
     }
-    ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
+    let stream = ensure_stream(&js, namespace, &params, config.stream_replicas).await?;
+    let stamped = stamped_secs(stream.cached_info());
     let (filter, snapshot_seq) = match snapshot {
         Some(s) => (
             Filter::from_state(s.state)
@@ -379,7 +410,13 @@ pub(crate) async fn bootstrap(
             own: signer.public_key().to_string(),
         });
     }
-    let now = config.clock.now_secs();
+    // Records go with their buckets, which only an `Expire` drops. A clock far ahead
+    // must not make the authority forget what replicas hold: no later than NATS's
+    // time (the replayed `Expire` changes already dropped what expired before it).
+    let now = config
+        .clock
+        .now_secs()
+        .min(stamped.saturating_add(crate::clock::SLACK_SECS));
     let params = ledger.filter.params().clone();
     ledger.forget_expired(&params, now);
     let storage = Storage {

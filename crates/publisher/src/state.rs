@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use revocast_core::{KeyRing, PublicKey, Signer, Verifier};
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::{Bounded, TimeBound};
 use crate::commit::Command;
 use crate::config::Config;
 use crate::jwt::JwtKey;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) nats: OnceLock<async_nats::Client>,
     pub(crate) started: Instant,
+    /// What the clock is bounded by when live state would be dropped.
+    pub(crate) time: TimeBound,
     pub(crate) jwt: Option<JwtKey>,
     /// Trusted identity providers (back-channel logout), when configured.
     pub(crate) idp: Option<Idp>,
@@ -117,6 +120,7 @@ impl Shared {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready, _) = watch::channel(false);
         let counters = Counters::default();
+        let time = TimeBound::new(config.clock.now_secs());
         crate::stats::set(
             &counters.snapshot_limit_bytes,
             config.max_snapshot_bytes as u64,
@@ -132,6 +136,7 @@ impl Shared {
                 commands: tx,
                 nats: OnceLock::new(),
                 started: Instant::now(),
+                time,
                 jwt,
                 idp,
             }),
@@ -178,6 +183,13 @@ impl Shared {
     /// Unix seconds by the configured clock.
     pub(crate) fn now_secs(&self) -> u64 {
         self.config.clock.now_secs()
+    }
+
+    /// Unix seconds by the configured clock, bounded by what the publisher can vouch
+    /// for apart from it ([`TimeBound`]): the time of every decision that drops live
+    /// state.
+    pub(crate) fn bounded_now_secs(&self) -> Bounded {
+        self.time.bounded(self.now_secs())
     }
 
     pub(crate) fn is_ready(&self) -> bool {

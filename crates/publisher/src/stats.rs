@@ -338,6 +338,13 @@ pub(crate) fn render_metrics(stats: &Counters, g: &Gauges) -> String {
     );
     counter(
         &mut r,
+        "revocast_expiries_clamped",
+        "Expiries done at the time the publisher can vouch for, because its clock was \
+         ahead of it",
+        get(&stats.expiries_clamped),
+    );
+    counter(
+        &mut r,
         "revocast_commits_failed",
         "Commits answered with an error",
         deltas.failed,

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use crate::commit::{Command, CommitError, CutoffOf, Rotate, RotateError};
 use crate::error::{Cause, Error};
 use crate::keys::{self, BucketSeeds, KeySource};
-use crate::nats::{Followed, Storage, follow};
+use crate::nats::{self, Followed, Storage, follow};
 use crate::state::Shared;
 use crate::stats;
 
@@ -39,9 +39,6 @@ use crate::stats;
 const STORE_ATTEMPTS: u32 = 8;
 /// With no gather window, how often the writer yields for more commands.
 const GATHER_YIELDS: u32 = 2;
-/// How far the clock may run ahead of the time the writer has seen pass before an
-/// expiry uses the bound instead (NTP slews stay well within it).
-const EXPIRY_SLACK_SECS: u64 = 60;
 
 enum Next {
     Command(Command),
@@ -56,11 +53,6 @@ pub(crate) struct Writer {
     rx: mpsc::Receiver<Command>,
     stop: watch::Receiver<bool>,
     snapshot_due: Arc<tokio::sync::Notify>,
-    /// The clock when the writer started, and the monotonic instant then: an expiry
-    /// never uses a time later than this plus the time seen pass (plus slack), so a
-    /// clock that jumps ahead cannot make it drop live buckets everywhere.
-    started_wall_secs: u64,
-    started: Instant,
 }
 
 impl std::fmt::Debug for Writer {
@@ -101,21 +93,20 @@ impl Writer {
         stop: watch::Receiver<bool>,
         snapshot_due: Arc<tokio::sync::Notify>,
     ) -> Writer {
-        let started_wall_secs = shared.now_secs();
         Writer {
             shared,
             storage,
             rx,
             stop,
             snapshot_due,
-            started_wall_secs,
-            started: Instant::now(),
         }
     }
 
     /// Runs until told to stop (then commits what is queued) or until the state in
     /// NATS contradicts the ledger (then returns the error: the publisher stops).
     pub(crate) async fn run(mut self) -> Result<(), Error> {
+        // After the take-over delta: NATS's time of it is as fresh as can be.
+        self.observe_nats_time().await;
         let every = self.shared.config.expiry_interval;
         let mut next_expiry = tokio::time::Instant::now() + every;
         let mut held: Option<Command> = None;
@@ -249,25 +240,24 @@ impl Writer {
         (batch.commands, None)
     }
 
-    /// The clock's time, bounded by the time seen pass since the writer started, and
-    /// the bound when the clock is past it.
-    fn bounded_now(&self) -> (u64, Option<u64>) {
-        let now = self.shared.now_secs();
-        let bound = self
-            .started_wall_secs
-            .saturating_add(self.started.elapsed().as_secs())
-            .saturating_add(EXPIRY_SLACK_SECS);
-        if now <= bound {
-            (now, None)
-        } else {
-            (bound, Some(now))
+    /// Reads the time NATS stamped on the log into the publisher's
+    /// [`crate::clock::TimeBound`]; a failure keeps what was read before.
+    async fn observe_nats_time(&self) {
+        let namespace = &self.shared.config.namespace;
+        match nats::read_stamped_secs(&self.storage.js, namespace).await {
+            Ok(secs) => self.shared.time.observe(secs),
+            Err(e) => tracing::debug!(error = %e, "NATS's time not read; keeping the last reading"),
         }
     }
 
-    /// [`Writer::bounded_now`] for an expiry, counting and reporting a clamp.
+    /// The clock's time for an expiry, bounded ([`Shared::bounded_now_secs`]),
+    /// counting and reporting a clamp.
     fn expiry_now(&self) -> u64 {
-        let (bound, clock) = self.bounded_now();
-        let Some(now) = clock else { return bound };
+        let crate::clock::Bounded {
+            now: bound,
+            clock_ahead,
+        } = self.shared.bounded_now_secs();
+        let Some(now) = clock_ahead else { return bound };
         let n = self
             .shared
             .counters
@@ -279,14 +269,21 @@ impl Writer {
                 clock = now,
                 bound,
                 ahead_secs = now - bound,
-                "the clock is ahead of the time this publisher has seen pass; expiring \
-                 at the bound instead (restart the publisher once the clock is right)"
+                "the clock is ahead of the time this publisher can vouch for (its clock at \
+                 start and NATS's time, plus the time seen pass since); expiring at the \
+                 bound instead (fix the clock)"
             );
         }
         bound
     }
 
     async fn expire_if_due(&mut self) -> Result<(), Error> {
+        // Never on the clock alone: NATS's time, read again (the latest reading wins).
+        self.observe_nats_time().await;
+        if !self.shared.time.is_observed() {
+            tracing::warn!("NATS's time is not known yet; no expiry until it is");
+            return Ok(());
+        }
         let now = self.expiry_now();
         let due = self.shared.ledger().filter.has_expired(now);
         if due {
@@ -305,8 +302,10 @@ impl Writer {
         force: bool,
         mut seeds: BucketSeeds,
     ) -> Result<Plan, FilterError> {
-        // A clock that jumped ahead must not make live tokens look expired either.
-        let (now, _) = self.bounded_now();
+        // A clock that is ahead must not make live tokens look expired either; the
+        // latest bucket a live token can fall in follows the clock seen pass.
+        let now = self.shared.bounded_now_secs().now;
+        let horizon = self.shared.time.horizon(self.shared.now_secs());
         let budget = self.byte_budget();
         let mut valid = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
@@ -343,7 +342,8 @@ impl Writer {
                             // can fall in, each with that bucket's last second as exp.
                             let first = params.first_live_bucket(now);
                             let last = params.bucket_of(
-                                now.saturating_add(params.max_token_lifetime)
+                                horizon
+                                    .saturating_add(params.max_token_lifetime)
                                     .saturating_add(params.leeway),
                             );
                             let mut added = 0;
@@ -585,6 +585,9 @@ impl Writer {
         force: bool,
     ) -> Result<(), Error> {
         let started = Instant::now();
+        if !self.shared.time.is_observed() {
+            self.observe_nats_time().await;
+        }
         let seeds = match BucketSeeds::draw() {
             Ok(seeds) => seeds,
             Err(e) => {

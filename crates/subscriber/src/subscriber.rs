@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// filter's own version is stored first, before the thread-local views know it
     /// changed: a check in between answers from the previous filter.)
     pub version: AtomicU64,
+    /// The epoch of the filter at `version`, stored after it: whoever reads epoch `E`
+    /// here, then the version, reads a version of `E` (or of a later epoch).
+    pub namespace_epoch: AtomicU64,
     pub publisher_version: AtomicU64,
     /// Milliseconds since `epoch` when the replica last knew itself in sync.
     pub in_sync_ms: AtomicU64,
@@ -205,6 +208,7 @@ impl Subscriber {
             cache: ConfirmCache::new(options.cache_ttl, options.cache_capacity),
             views: Views::default(),
             version: AtomicU64::new(0),
+            namespace_epoch: AtomicU64::new(0),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         tokio::spawn(sync::supervise(
@@ -256,6 +260,18 @@ impl Subscriber {
         self.inner
             .shared
             .version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The epoch of the namespace the replica holds: a random id drawn when the
+    /// namespace was created, within which [`Subscriber::version`] counts (a namespace
+    /// deleted and created again starts over at version 0 in another epoch). Stored
+    /// after the version: whoever reads epoch `E` here and then the version reads a
+    /// version of `E` (or of an epoch the replica moved to since).
+    pub fn epoch(&self) -> u64 {
+        self.inner
+            .shared
+            .namespace_epoch
             .load(std::sync::atomic::Ordering::Acquire)
     }
 

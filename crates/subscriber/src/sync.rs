@@ -318,6 +318,9 @@ impl Task {
             self.shared
                 .version
                 .store(self.filter.version(), std::sync::atomic::Ordering::Release);
+            self.shared
+                .namespace_epoch
+                .store(self.filter.epoch(), std::sync::atomic::Ordering::Release);
             self.shared.version_tx.send_replace(self.filter.version());
             self.dirty = false;
         }

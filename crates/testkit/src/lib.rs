@@ -16,7 +16,9 @@
 //!   access tokens on a loopback port; the test rotates keys and takes it down.
 //! - `stack` (feature `stack`): [`Stack`], a server and a ready publisher with its API
 //!   client and subscribers; its `try_*` forms return a [`StackError`] instead of
-//!   panicking (for the bench).
+//!   panicking (for the bench). A publisher started with `Stack::start_killable` runs
+//!   on a runtime of its own, which `Stack::kill_publisher` shuts down as SIGKILL
+//!   stops a process.
 //!
 //! The binary is found through `NATS_SERVER_BIN`, then `PATH`, then `/usr/sbin` and
 //! `/usr/local/bin`. When it is missing, [`NatsServer::start`] panics with install

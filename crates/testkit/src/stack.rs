@@ -5,6 +5,10 @@
 //! returns a [`StackError`], for tools that report failures (the bench); the
 //! panicking forms are thin wrappers over them with [`DEADLINE`] as the bound, for
 //! tests.
+//!
+//! A stack started with [`Stack::start_killable`] runs its publisher on a tokio
+//! runtime of its own, as a process of its own would, so that
+//! [`Stack::kill_publisher`] can stop it the way SIGKILL stops a process.
 
 use std::time::Duration;
 
@@ -35,6 +39,46 @@ pub enum StackError {
     /// A subscriber connected but was not ready within the bound.
     #[error("the subscriber is not ready within {0:?}")]
     SubscriberNotReady(Duration),
+    /// The publisher's own runtime could not be built.
+    #[error("a runtime for the publisher: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The task starting or killing the publisher panicked or was cancelled.
+    #[error("the publisher's start or kill did not finish: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// [`Stack::kill_publisher`] on a stack that was not started with
+    /// [`Stack::start_killable`]: its publisher shares the caller's runtime.
+    #[error("this stack's publisher cannot be killed (start it with Stack::start_killable)")]
+    NotKillable,
+}
+
+/// How long a kill waits for the publisher's runtime threads to drop its tasks.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The publisher's own tokio runtime: dropping it (at the latest with the [`Stack`])
+/// drops every task still on it.
+#[derive(Debug)]
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    /// A new runtime and a handle to spawn on it.
+    fn new() -> Result<(OwnRuntime, tokio::runtime::Handle), StackError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("publisher")
+            .enable_all()
+            .build()
+            .map_err(StackError::Runtime)?;
+        let handle = runtime.handle().clone();
+        Ok((OwnRuntime(Some(runtime)), handle))
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Starts a publisher in this process and waits until it is ready.
@@ -79,6 +123,8 @@ pub struct Stack {
     pub publisher: Publisher,
     /// The publisher's HTTP API, with the admin token of its configuration.
     pub api: ApiClient,
+    /// The publisher's own runtime, when it has one ([`Stack::start_killable`]).
+    runtime: Option<OwnRuntime>,
 }
 
 impl Stack {
@@ -104,6 +150,40 @@ impl Stack {
     ) -> Result<Stack, StackError> {
         let token = config.admin_token.clone();
         let publisher = try_start_publisher(config, bound).await?;
+        Stack::around(nats, publisher, token, bound, None)
+    }
+
+    /// A publisher with `config` in front of `nats`, on a tokio runtime of its own (two
+    /// worker threads), as in a process of its own: [`Stack::kill_publisher`] can stop
+    /// it the way SIGKILL stops a process, and [`Stack::restart_publisher`] starts the
+    /// next one on a runtime of its own too.
+    pub async fn start_killable(nats: NatsServer, config: Config) -> Stack {
+        or_panic(Stack::try_start_killable(nats, config, DEADLINE).await)
+    }
+
+    /// [`Stack::start_killable`], ready within `bound`; `bound` is also the timeout of
+    /// each call of [`Stack::api`].
+    pub async fn try_start_killable(
+        nats: NatsServer,
+        config: Config,
+        bound: Duration,
+    ) -> Result<Stack, StackError> {
+        let token = config.admin_token.clone();
+        let (runtime, handle) = OwnRuntime::new()?;
+        let publisher = handle
+            .spawn(try_start_publisher(config, bound))
+            .await
+            .map_err(StackError::Task)??;
+        Stack::around(nats, publisher, token, bound, Some(runtime))
+    }
+
+    fn around(
+        nats: NatsServer,
+        publisher: Publisher,
+        token: Option<String>,
+        bound: Duration,
+        runtime: Option<OwnRuntime>,
+    ) -> Result<Stack, StackError> {
         let api = ApiClient::builder(publisher.url())
             .admin_token_opt(token)
             .timeout(bound)
@@ -112,33 +192,82 @@ impl Stack {
             nats,
             publisher,
             api,
+            runtime,
         })
     }
 
     /// Shuts the publisher down gracefully and starts one with `config` in front of
-    /// the same server.
+    /// the same server (killable if this one was).
     pub async fn restart_publisher(self, config: Config) -> Stack {
         or_panic(self.try_restart_publisher(config, DEADLINE).await)
     }
 
-    /// [`Stack::shutdown_publisher`], then [`Stack::try_start_with`] on the same
-    /// server.
+    /// [`Stack::shutdown_publisher`], then [`Stack::try_start_with`] (or
+    /// [`Stack::try_start_killable`]) on the same server.
     pub async fn try_restart_publisher(
         self,
         config: Config,
         bound: Duration,
     ) -> Result<Stack, StackError> {
+        let killable = self.runtime.is_some();
         let nats = self.shutdown_publisher().await?;
-        Stack::try_start_with(nats, config, bound).await
+        Stack::start_again(nats, config, bound, killable).await
+    }
+
+    async fn start_again(
+        nats: NatsServer,
+        config: Config,
+        bound: Duration,
+        killable: bool,
+    ) -> Result<Stack, StackError> {
+        if killable {
+            Stack::try_start_killable(nats, config, bound).await
+        } else {
+            Stack::try_start_with(nats, config, bound).await
+        }
     }
 
     /// Shuts the publisher down gracefully (it writes a final snapshot) and hands
     /// back the server, still running.
     pub async fn shutdown_publisher(self) -> Result<NatsServer, StackError> {
         let Stack {
-            nats, publisher, ..
+            nats,
+            publisher,
+            runtime,
+            ..
         } = self;
         publisher.shutdown().await.map_err(StackError::Shutdown)?;
+        drop(runtime);
+        Ok(nats)
+    }
+
+    /// Stops the publisher the way SIGKILL stops a process, and hands back the
+    /// server, still running. Its runtime is shut down: every task of the publisher
+    /// (HTTP, the writer, heartbeats, snapshots, the authority, its NATS connection) is
+    /// dropped wherever it stands, and none of its shutdown steps runs: no queued
+    /// commit, no final snapshot, no flush. Callers waiting on it get an error (their
+    /// connection closes) whether or not JetStream stored their delta; what JetStream
+    /// stored stays stored. Returns once its threads have dropped every task (its port
+    /// and NATS connection are closed). The stack must come from
+    /// [`Stack::start_killable`] (else [`StackError::NotKillable`]).
+    pub async fn kill_publisher(self) -> Result<NatsServer, StackError> {
+        let Stack {
+            nats,
+            publisher,
+            runtime,
+            ..
+        } = self;
+        let Some(mut runtime) = runtime else {
+            return Err(StackError::NotKillable);
+        };
+        if let Some(runtime) = runtime.0.take() {
+            // Off this runtime's workers: the wait blocks.
+            tokio::task::spawn_blocking(move || runtime.shutdown_timeout(KILL_WAIT))
+                .await
+                .map_err(StackError::Task)?;
+        }
+        // The handle's shutdown signal now reaches nothing.
+        drop(publisher);
         Ok(nats)
     }
 

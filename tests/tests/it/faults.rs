@@ -633,6 +633,78 @@ async fn s6_clock_skew_between_publisher_and_replicas() {
     );
 }
 
+/// The version of the snapshot object stored for `ns`.
+async fn stored_snapshot_version(
+    nats_url: &str,
+    ns: &Namespace,
+    key: revocast_core::PublicKey,
+) -> u64 {
+    use tokio::io::AsyncReadExt as _;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let bucket = js.get_object_store(ns.snapshot_bucket()).await.unwrap();
+    let mut object = bucket
+        .get(revocast_core::subjects::SNAPSHOT_OBJECT)
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.unwrap();
+    let snapshot = Verifier::new(key, ns.clone())
+        .decode_snapshot(&bytes)
+        .unwrap();
+    snapshot.state.version
+}
+
+/// The publisher crash of the chaos schedule: `Stack::kill_publisher` stops the
+/// in-process publisher the way SIGKILL stops a process. A graceful shutdown writes a
+/// final snapshot; a kill writes nothing more (the stored snapshot stays behind) and
+/// closes its port, and the publisher started again holds every acknowledged
+/// revocation and takes the namespace over with one delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_killed_in_process_writes_nothing_more_and_loses_nothing() {
+    init_logs();
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let stack = Stack::start_killable(nats, config.clone()).await;
+    let (key, ns) = (stack.publisher.public_key(), Namespace::default());
+    let exp = now_secs() + 3600;
+    stack.revoke("graceful", exp).await;
+    let version = stack.publisher.version();
+    let stack = stack.restart_publisher(config.clone()).await;
+    assert_eq!(
+        stored_snapshot_version(&stack.nats.url(), &ns, key).await,
+        version,
+        "a graceful shutdown writes a final snapshot"
+    );
+
+    for i in 0..3 {
+        stack.revoke(&format!("killed-{i}"), exp).await;
+    }
+    let version = stack.publisher.version();
+    let url = stack.publisher.url();
+    let nats = stack.kill_publisher().await.unwrap();
+    assert!(
+        PublisherApi::new(url.clone())
+            .is_revoked("killed-0")
+            .await
+            .is_none(),
+        "the killed publisher's port answers nothing"
+    );
+    assert!(
+        stored_snapshot_version(&nats.url(), &ns, key).await < version,
+        "a killed publisher writes no final snapshot"
+    );
+
+    let stack = Stack::start_killable(nats, config).await;
+    assert_eq!(
+        stack.publisher.version(),
+        version + 1,
+        "one take-over delta"
+    );
+    for jti in ["graceful", "killed-0", "killed-1", "killed-2"] {
+        assert!(stack.api.lookup(jti).await.unwrap().revoked, "{jti} lost");
+    }
+}
+
 /// A small deterministic generator (splitmix64): the schedule of a seed is the same on
 /// every run, so a failing seed replays.
 struct Schedule(u64);
@@ -655,14 +727,40 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Deletes `ns`'s stream and snapshot bucket (what an operator starting afresh does),
+/// retrying while NATS is not ready.
+async fn delete_namespace(nats_url: &str, ns: &Namespace) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let gone = |e: &dyn std::fmt::Display| e.to_string().contains("not found");
+    eventually_within(
+        "the namespace's stream and snapshot bucket deleted",
+        Duration::from_secs(30),
+        || async {
+            let stream = match js.delete_stream(ns.stream_name()).await {
+                Ok(_) => true,
+                Err(e) => gone(&e),
+            };
+            let bucket = match js.delete_object_store(ns.snapshot_bucket()).await {
+                Ok(()) => true,
+                Err(e) => gone(&e),
+            };
+            stream && bucket
+        },
+    )
+    .await;
+}
+
 /// A seeded random schedule of faults under load: a replica cut off and restored by
 /// the proxy, NATS stopped and restarted, garbage on the live subjects, garbage,
 /// another key's deltas and copies of old messages stored on the log, the publisher
-/// restarted with its clock stepped back or ahead, a rogue confirm responder that
-/// answers first. The checker counts the invariants after
-/// every check (no false negative by an in-sync replica, no wrongful rejection), and
-/// after recovery nothing acknowledged is lost. `REVOCAST_CHAOS_SECS` (default 12)
-/// sets the length, `REVOCAST_CHAOS_SEED` replays a schedule; the seed is printed.
+/// restarted with its clock stepped back or ahead (up to two days), the publisher
+/// killed (as SIGKILL does) and started again, the namespace deleted and created
+/// again under the replicas, a rogue confirm responder that answers first. The load
+/// revokes tokens and cuts subjects and sessions off. The checker counts the
+/// invariants after every check (no false negative by an in-sync replica, no wrongful
+/// rejection), and after recovery nothing acknowledged since the last reset is lost.
+/// `REVOCAST_CHAOS_SECS` (default 12) sets the length, `REVOCAST_CHAOS_SEED` replays a
+/// schedule; the seed is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s9_seeded_chaos() {
     init_logs();
@@ -678,7 +776,9 @@ async fn s9_seeded_chaos() {
     let mut schedule = Schedule(seed);
     let nats = NatsServer::start();
     let mut config = Config::for_tests(nats.url()).unwrap();
-    let mut stack = Stack::start_with(nats, config.clone()).await;
+    // Expiries looked for every second: one at a clock far ahead would drop everything.
+    config.expiry_interval = Duration::from_secs(1);
+    let mut stack = Stack::start_killable(nats, config.clone()).await;
     // Restarts keep the address the checker calls.
     config.listen = stack.publisher.local_addr();
     let key = stack.publisher.public_key();
@@ -721,7 +821,7 @@ async fn s9_seeded_chaos() {
         revocast_core::Signer::new(revocast_core::signing_key_from_seed([0xAB; 32]), ns.clone());
     let mut steps = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
-        let step = match schedule.below(8) {
+        let step = match schedule.below(20) / 2 {
             0 => {
                 proxy.cut();
                 "cut the proxied replica"
@@ -798,15 +898,52 @@ async fn s9_seeded_chaos() {
             }
             6 => {
                 // A graceful restart with the clock stepped up to 10 minutes either
-                // way: heartbeats order by (version, beat), not by time.
-                let step = i64::try_from(schedule.below(1_201)).unwrap_or(0) - 600;
+                // way (heartbeats order by (version, beat), not by time), or one to
+                // two days ahead (expiries are bounded by NATS's time).
+                let far = schedule.below(4) == 0;
+                let step = if far {
+                    86_400 + i64::try_from(schedule.below(86_400)).unwrap_or(0)
+                } else {
+                    i64::try_from(schedule.below(1_201)).unwrap_or(0) - 600
+                };
                 let mut restarted = config.clone();
                 restarted.clock = Arc::new(Skewed(step));
                 stack = stack.restart_publisher(restarted).await;
-                if step < 0 {
+                if far {
+                    "restart the publisher with its clock a day or more ahead"
+                } else if step < 0 {
                     "restart the publisher with its clock stepped back"
                 } else {
                     "restart the publisher with its clock stepped ahead"
+                }
+            }
+            7 => {
+                // SIGKILL: no queued commit, no final snapshot, no flush; callers in
+                // flight get errors.
+                let outage = Duration::from_millis(schedule.below(1_000));
+                let nats = stack.kill_publisher().await.unwrap();
+                tokio::time::sleep(outage).await;
+                stack = Stack::start_killable(nats, config.clone()).await;
+                "kill the publisher, start it again"
+            }
+            8 if schedule.below(2) == 0 => {
+                // An operator starting afresh: every revocation goes, by design. The
+                // checker forgets what was acknowledged before; what is acknowledged
+                // after must hold.
+                let killed = schedule.below(2) == 0;
+                let reset = checker.begin_reset().await;
+                let nats = if killed {
+                    stack.kill_publisher().await.unwrap()
+                } else {
+                    stack.shutdown_publisher().await.unwrap()
+                };
+                delete_namespace(&nats.url(), &ns).await;
+                stack = Stack::start_killable(nats, config.clone()).await;
+                reset.done(stack.publisher.epoch());
+                if killed {
+                    "reset the namespace (publisher killed)"
+                } else {
+                    "reset the namespace (publisher stopped)"
                 }
             }
             _ => "nothing",
@@ -829,7 +966,34 @@ async fn s9_seeded_chaos() {
         steps.len(),
         steps.join("\n")
     );
+    let mut mix = std::collections::BTreeMap::<&str, usize>::new();
+    for step in &steps {
+        let name = step
+            .split_once(": ")
+            .map_or(step.as_str(), |(_, name)| name);
+        *mix.entry(name).or_default() += 1;
+    }
+    let mix: Vec<String> = mix
+        .iter()
+        .map(|(name, n)| format!("{n} x {name}"))
+        .collect();
+    eprintln!("CHAOS step mix: {}", mix.join(", "));
     eprintln!("{}", report.row());
+    eprintln!(
+        "CHAOS row: | {seed} | {} steps | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        steps.len(),
+        report.duration.as_secs_f64(),
+        report.revocations_acked,
+        report.cutoffs_acked,
+        report.forgotten_by_reset,
+        report.checks,
+        report.false_negatives,
+        report.lost,
+        report.wrongful_rejections,
+        report.policy_rejections,
+        report.in_flight_accepts,
+        report.convergence_text(),
+    );
     assert!(
         converged.is_some(),
         "seed {seed}: replicas did not converge: {report:?}"

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use revocast_core::http::CutoffRequest;
 use revocast_publisher::{Config, Revocation};
 use revocast_subscriber::{NatsAuthority, Policy, TokenClaims};
 use revocast_testkit::{NatsServer, Proxy, Stack, eventually, init_logs, now_secs, within};
@@ -284,4 +285,97 @@ async fn a_publisher_restarted_with_its_clock_behind_keeps_replicas_fresh() {
         .await
         .unwrap();
     assert!(verdict.is_revoked(), "{verdict:?}");
+}
+
+/// A clock that runs `offset_ms` ahead of the machine's.
+#[derive(Debug)]
+struct Ahead(u64);
+
+impl revocast_publisher::Clock for Ahead {
+    fn now_ms(&self) -> u64 {
+        revocast_publisher::SystemClock
+            .now_ms()
+            .saturating_add(self.0)
+    }
+}
+
+/// A publisher started with its clock two days ahead (a host with a wrong clock
+/// taking the namespace over) must not expire what is live by every other clock: not
+/// the revocations and cutoffs it found, not the ones it is asked for. Its clock is
+/// bounded by what it can observe apart from it (the time NATS stamps on the log);
+/// each expiry it refuses is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_started_with_its_clock_far_ahead_expires_nothing_live() {
+    init_logs();
+    let nats = NatsServer::start();
+    let mut config = Config::for_tests(nats.url()).unwrap();
+    config.expiry_interval = Duration::from_millis(100);
+    let stack = Stack::start_with(nats, config.clone()).await;
+    let replica = stack.subscriber().await;
+    let now = now_secs();
+    let exp = now + 1800;
+    let issued = now - 60;
+    stack.revoke("before", exp).await;
+    stack.cutoff(Some("mallory"), now).await;
+    let tokens = [
+        TokenClaims::new("before", exp),
+        TokenClaims::new("mallorys-token", exp)
+            .with_sub("mallory")
+            .with_iat(issued),
+        TokenClaims::new("after", exp),
+        TokenClaims::new("trudys-token", exp)
+            .with_sid("trudys-session")
+            .with_iat(issued),
+    ];
+    let rejects = |claims: &TokenClaims| {
+        let (replica, claims) = (&replica, claims.clone());
+        async move { replica.check(&claims).await.unwrap().is_revoked() }
+    };
+    eventually(
+        "the replica to reject what the first publisher revoked",
+        || async { rejects(&tokens[0]).await && rejects(&tokens[1]).await },
+    )
+    .await;
+
+    let mut ahead = config;
+    ahead.clock = std::sync::Arc::new(Ahead(2 * 86_400_000));
+    let stack = stack.restart_publisher(ahead).await;
+    let revoked = stack
+        .api
+        .revoke(&Revocation::new("after", exp))
+        .await
+        .unwrap();
+    assert_eq!(
+        (revoked.revoked, revoked.expired),
+        (1, 0),
+        "a token live by the real clock is not expired: {revoked:?}"
+    );
+    let cut = stack
+        .api
+        .cutoff_of(&CutoffRequest {
+            sub: None,
+            sid: Some("trudys-session".to_owned()),
+            not_before: now,
+        })
+        .await
+        .unwrap();
+    assert!(!cut.noop, "a cutoff of live tokens is committed: {cut:?}");
+
+    // Expiries are due every 100 ms: one at the publisher's clock is refused and
+    // counted (or, the failure, a live revocation is dropped).
+    eventually("an expiry at the publisher's clock", || async {
+        stack.publisher.stats().expiries_clamped >= 1 || !rejects(&tokens[0]).await
+    })
+    .await;
+    eventually("the replica to follow the publisher", || async {
+        replica.version() == stack.publisher.version() && !replica.is_stale()
+    })
+    .await;
+    for claims in &tokens {
+        assert!(rejects(claims).await, "{claims:?} accepted");
+    }
+    for jti in ["before", "after"] {
+        let known = stack.api.lookup(jti).await.unwrap();
+        assert!(known.revoked, "the authority forgot {jti}: {known:?}");
+    }
 }
