@@ -147,9 +147,10 @@ pub(crate) fn validate(
         jti,
         sub: claims.sub,
         sid: claims.sid,
-        // A cutoff cannot lie ahead of the publisher's clock: an IdP clock slightly
-        // ahead cuts off at "now".
-        iat: iat.min(now),
+        // The IdP's own time: tokens carry `iat`s of the same clock, so every token
+        // issued before the logout is cut off, and none after it, whichever way the
+        // publisher's clock is off (`iat` is at most `leeway` ahead of it, see above).
+        iat,
         iss,
     })
 }
@@ -239,9 +240,11 @@ mod tests {
         assert_eq!(logout.sub.as_deref(), Some("alice"));
         assert_eq!(logout.sid.as_deref(), Some("s-1"));
         assert_eq!(logout.iat, NOW - 2);
-        // typ is optional; an IdP clock a little ahead cuts off at now.
+        // typ is optional; an IdP clock a little ahead of the publisher's (or the
+        // publisher's a little behind) cuts off at the IdP's time: a token the IdP
+        // issued just before the logout is cut off too.
         let ahead = validate(None, with("iat", json!(NOW + 30)), NOW, 60).unwrap();
-        assert_eq!(ahead.iat, NOW);
+        assert_eq!(ahead.iat, NOW + 30);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub(crate) struct Effects {
     pub(crate) ignored: Vec<String>,
 }
 
+/// How far ahead of the publisher's clock an event's time may cut off tokens.
+const EVENT_CLOCK_SKEW_SECS: u64 = 60;
+
 /// Reads a verified SET (signature, `iss` and `aud` were checked by the verifier).
 /// All or nothing: a SET whose known event cannot be applied is refused whole.
 pub(crate) fn interpret(
@@ -146,11 +149,14 @@ pub(crate) fn interpret(
             })
             .transpose()?
             .unwrap_or(iat);
-        // Tokens issued up to the event are cut off; never a cutoff ahead of the clock.
+        // Tokens issued up to the event, by the issuer's clock (the one their `iat`s
+        // come from), are cut off; an event time far ahead of ours is bounded so that
+        // it cannot cut off tokens issued long after it.
+        let at = at.min(now.saturating_add(EVENT_CLOCK_SKEW_SECS));
         if session {
-            effects.sessions.push((sub, at.min(now)));
+            effects.sessions.push((sub, at));
         } else {
-            effects.cutoffs.push((sub, at.min(now)));
+            effects.cutoffs.push((sub, at));
         }
     }
     Ok(effects)
