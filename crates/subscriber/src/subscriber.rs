@@ -470,24 +470,36 @@ impl Subscriber {
             sid: claims.sid.as_deref(),
             token,
         };
-        let (answer, via) = shared
+        // While not in sync, a cached "not revoked" may predate a missed delta.
+        let fresh_only = reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed);
+        // A cached answer first: it needs not the replica's position, whose read from
+        // the `ArcSwap` costs two atomic read-modify-writes.
+        let cached = shared
             .cache
-            .confirm(
-                query,
-                &*inner.authority,
-                inner.confirm_timeout,
-                // While not in sync, a cached "not revoked" may predate a missed delta.
-                reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
-                {
+            .cached(&claims.jti, fresh_only, &shared.counters);
+        let (answer, via) = match cached {
+            Some(answer) => (Ok(answer), Via::Shared),
+            None => {
+                let asked = {
                     let filter = shared.filter.load();
                     Asked {
                         epoch: filter.epoch(),
                         version: filter.version(),
                     }
-                },
-                &shared.counters,
-            )
-            .await;
+                };
+                shared
+                    .cache
+                    .confirm(
+                        query,
+                        &*inner.authority,
+                        inner.confirm_timeout,
+                        fresh_only,
+                        asked,
+                        &shared.counters,
+                    )
+                    .await
+            }
+        };
         let source = match via {
             Via::Call => Source::Authority,
             Via::Shared => Source::Cache,
