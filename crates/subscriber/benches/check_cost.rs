@@ -67,7 +67,7 @@ fn jti(family: u64, i: u64) -> String {
 
 /// Whether the `i`th claim of the mix is a revoked token (1 in 100).
 fn revoked_pick(i: u64) -> bool {
-    splitmix(i ^ 0xC0FFEE) % 100 == 0
+    splitmix(i ^ 0xC0FFEE).is_multiple_of(100)
 }
 
 #[inline(always)]
