@@ -16,7 +16,7 @@
 //!
 //! ```sh
 //! cargo bench -p revocast-subscriber --bench check_cost --no-run
-//! COST_BENCH=check_cost scripts/check-cost.sh 1000000
+//! scripts/check-cost.sh 1000000 subscriber
 //! ```
 //!
 //! Run natively, it prints nanoseconds per check of one pass each (noisy).
