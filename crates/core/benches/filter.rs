@@ -9,101 +9,36 @@
 //!
 //! The filters are built as the publisher builds them in steady state: 24 hourly
 //! buckets, each first layer sized by a capacity hint (the entries a bucket ends up
-//! holding). `jti`s are 36-byte UUID strings, as most issuers make them. Size figures
-//! (bits per live entry, layers, measured false-positive rate) are printed before the
-//! timings.
+//! holding). `jti`s are 36-byte UUID strings, as most issuers make them; each check
+//! benchmark cycles through 100,000 distinct tokens (`REVOCAST_BENCH_POOL`). Size
+//! figures (bits per live entry, layers, measured false-positive rate) are printed
+//! before the timings. `check_cost` counts the instructions of the same checks.
 #![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
 
 use std::collections::HashSet;
 use std::hint::black_box;
 
+use common::{
+    BUCKETS, build, exp_of, insiders, jti_of, members, one_bucket, outsiders, probe, sizes,
+    splitmix,
+};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use revocast_core::{
-    Delta, Filter, FilterParams, Lookup, Message, Namespace, Probe, Signer, Snapshot, Verifier,
+    Delta, Filter, Lookup, Message, Namespace, Probe, Signer, Snapshot, Verifier,
     signing_key_from_seed,
 };
 
-const BUCKETS: u64 = 24;
-const T0: u64 = 1_767_225_600;
-/// Distinct tokens each check benchmark cycles through.
-const POOL: usize = 4096;
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The `i`th token of a family: a UUID-shaped `jti`.
-fn jti_of(family: u64, i: u64) -> String {
-    let hi = splitmix(i ^ (family << 56));
-    let lo = splitmix(hi);
-    let h = format!("{hi:016x}{lo:016x}");
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-fn exp_of(i: u64) -> u64 {
-    T0 + (i % BUCKETS) * 3600 + splitmix(i) % 3600
-}
-
-fn sizes() -> Vec<u64> {
-    std::env::var("REVOCAST_BENCH_SIZES")
+/// Distinct tokens each check benchmark cycles through: `REVOCAST_BENCH_POOL`, or
+/// 100,000. A pool this large touches every block of a filter of up to a few million
+/// entries, as a service's traffic does; a pool of a few thousand tokens would keep
+/// the blocks it touches in the L2 cache and time checks that never wait on memory.
+fn pool_size() -> usize {
+    std::env::var("REVOCAST_BENCH_POOL")
         .ok()
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![100_000, 1_000_000, 10_000_000])
-}
-
-/// Revokes `items` in deltas of 10,000, passing `hint` as the capacity hint.
-fn build(items: impl Iterator<Item = (String, u64)>, hint: u64) -> Filter {
-    let mut filter = Filter::new(FilterParams::default()).unwrap();
-    let mut seed = hint;
-    let items: Vec<(String, u64)> = items.collect();
-    for chunk in items.chunks(10_000) {
-        let mut staging = filter.stage();
-        staging.capacity_hint(hint);
-        for (jti, exp) in chunk {
-            staging
-                .revoke(jti, *exp, || {
-                    seed += 1;
-                    splitmix(seed)
-                })
-                .unwrap();
-        }
-        let delta = Delta {
-            epoch: 0,
-            version: filter.version() + 1,
-            committed_at_ms: 0,
-            changes: staging.finish(),
-        };
-        filter.apply(&delta).unwrap();
-    }
-    filter
-}
-
-fn members(live: u64) -> impl Iterator<Item = (String, u64)> {
-    (0..live).map(|i| (jti_of(1, i), exp_of(i)))
-}
-
-fn outsiders(n: usize, exp: impl Fn(u64) -> u64) -> Vec<(String, u64)> {
-    (0..n as u64).map(|i| (jti_of(2, i), exp(i))).collect()
-}
-
-fn probe(jti: &str, exp: u64) -> Probe<'_> {
-    Probe {
-        jti,
-        exp: Some(exp),
-        sub: None,
-        iat: None,
-        sid: None,
-    }
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000)
 }
 
 /// The share of `trials` outsiders the filter says "maybe" to.
@@ -141,16 +76,12 @@ fn checks(c: &mut Criterion) {
             measured_fpr(&filter, 1_000_000, exp_of),
         );
         let set: HashSet<String> = members(live).map(|(jti, _)| jti).collect();
-        let outsiders = outsiders(POOL, exp_of);
-        let inside: Vec<(String, u64)> = (0..POOL as u64)
-            .map(|i| {
-                let k = splitmix(i) % live;
-                (jti_of(1, k), exp_of(k))
-            })
-            .collect();
+        let pool = pool_size();
+        let outsiders = outsiders(pool, exp_of);
+        let inside = insiders(pool, live);
 
         let mut group = c.benchmark_group(format!("check/{live}"));
-        group.throughput(Throughput::Elements(POOL as u64));
+        group.throughput(Throughput::Elements(pool as u64));
         group.bench_function("filter_miss", |b| {
             b.iter(|| {
                 for (jti, exp) in &outsiders {
@@ -180,7 +111,7 @@ fn checks(c: &mut Criterion) {
             })
         });
         let probes: Vec<Probe<'_>> = outsiders.iter().map(|(j, e)| probe(j, *e)).collect();
-        let mut answers: Vec<Lookup> = Vec::with_capacity(POOL);
+        let mut answers: Vec<Lookup> = Vec::with_capacity(pool);
         group.bench_function("filter_miss_many", |b| {
             b.iter(|| {
                 filter.lookup_many(probes.iter().copied(), &mut answers);
@@ -196,7 +127,6 @@ fn checks(c: &mut Criterion) {
 /// against one sized right.
 fn growth(c: &mut Criterion) {
     const ENTRIES: u64 = 100_000;
-    let one_bucket = |i: u64| T0 + splitmix(i) % 3600;
     let items = || (0..ENTRIES).map(|i| (jti_of(1, i), one_bucket(i)));
     let filters = [
         ("sized_right", build(items(), ENTRIES)),
@@ -229,9 +159,10 @@ fn growth(c: &mut Criterion) {
             filter.stats().bitmap_bytes as f64 / right_bits as f64
         );
     }
-    let outsiders = outsiders(POOL, one_bucket);
+    let pool = pool_size();
+    let outsiders = outsiders(pool, one_bucket);
     let mut group = c.benchmark_group("growth");
-    group.throughput(Throughput::Elements(POOL as u64));
+    group.throughput(Throughput::Elements(pool as u64));
     for (name, filter) in &filters {
         group.bench_function(format!("miss/{name}"), |b| {
             b.iter(|| {

@@ -165,11 +165,7 @@ impl ConfirmCache {
         counters: &Counters,
     ) -> (Result<Confirmation, AuthorityError>, Via) {
         let replica_version = asked.version;
-        if let Some((answer, at)) = self.answers.get(query.jti)
-            && at.elapsed() < self.ttl
-            && (answer.revoked || !fresh_only)
-        {
-            bump(&counters.confirm_cache_hits);
+        if let Some(answer) = self.cached(query.jti, fresh_only, counters) {
             return (Ok(answer), Via::Shared);
         }
         let ticket = self.join(query.jti);
@@ -209,6 +205,23 @@ impl ConfirmCache {
             bump(&counters.confirm_cache_hits);
         }
         (answer, if called { Via::Call } else { Via::Shared })
+    }
+
+    /// The cached answer about `jti`, if one is kept and younger than the TTL (with
+    /// `fresh_only`, only a "revoked"), counted as a cache hit.
+    pub(crate) fn cached(
+        &self,
+        jti: &str,
+        fresh_only: bool,
+        counters: &Counters,
+    ) -> Option<Confirmation> {
+        let (answer, at) = self.answers.get(jti)?;
+        if at.elapsed() < self.ttl && (answer.revoked || !fresh_only) {
+            bump(&counters.confirm_cache_hits);
+            Some(answer)
+        } else {
+            None
+        }
     }
 
     /// The flight for `jti`: the one in the air, or a new one.

@@ -64,6 +64,7 @@ impl TokenClaims {
         self
     }
 
+    #[inline(always)]
     pub(crate) fn probe(&self) -> revocast_core::Probe<'_> {
         revocast_core::Probe {
             jti: &self.jti,

@@ -354,7 +354,7 @@ impl Subscriber {
     /// or a stale replica under [`Policy::FailClosed`]): call [`Subscriber::check`].
     #[inline]
     pub fn check_local(&self, claims: &TokenClaims) -> LocalCheck {
-        let lookup = view::with_filter(&self.inner.shared, 1, |f| f.lookup(&claims.probe()));
+        let lookup = view::lookup(&self.inner.shared, claims);
         self.local_verdict(lookup)
     }
 
@@ -371,7 +371,20 @@ impl Subscriber {
         out.extend(lookups.into_iter().map(|l| self.local_verdict(l)));
     }
 
+    /// What a lookup means for the caller. A miss on a fresh replica, the answer to
+    /// almost every check, is inlined; the rest is out of line.
+    #[inline]
     fn local_verdict(&self, lookup: Lookup) -> LocalCheck {
+        if lookup == Lookup::Clear && self.inner.shared.fresh.load(Relaxed) {
+            return LocalCheck::Decided(Verdict::Accepted {
+                source: Source::Local,
+            });
+        }
+        self.local_verdict_slow(lookup)
+    }
+
+    #[inline(never)]
+    fn local_verdict_slow(&self, lookup: Lookup) -> LocalCheck {
         let shared = &*self.inner.shared;
         match lookup {
             Lookup::Clear => {
@@ -424,7 +437,12 @@ impl Subscriber {
     /// A filter miss answers at once; a hit (or a stale replica under fail-closed)
     /// asks the authority, through the cache and single-flight.
     pub async fn check(&self, claims: &TokenClaims) -> Result<Verdict, Error> {
-        self.check_with_token(claims, None).await
+        // One state machine, not one inside another: a check the replica decides
+        // alone steps through one.
+        match self.decide(claims)? {
+            LocalCheck::Decided(verdict) => Ok(verdict),
+            LocalCheck::NeedsConfirm(reason) => self.confirm(claims, None, reason).await,
+        }
     }
 
     /// Verifies `token` with jsonwebtoken, then checks its claims. The token must
@@ -440,16 +458,23 @@ impl Subscriber {
         Ok((data.claims, verdict))
     }
 
+    /// [`Subscriber::check`], with the token for authorities that introspect it.
     pub(crate) async fn check_with_token(
         &self,
         claims: &TokenClaims,
         token: Option<&str>,
     ) -> Result<Verdict, Error> {
-        check_jti(&claims.jti)?;
-        match self.check_local(claims) {
+        match self.decide(claims)? {
             LocalCheck::Decided(verdict) => Ok(verdict),
             LocalCheck::NeedsConfirm(reason) => self.confirm(claims, token, reason).await,
         }
+    }
+
+    /// The part of a check that needs no authority.
+    #[inline(always)]
+    fn decide(&self, claims: &TokenClaims) -> Result<LocalCheck, Error> {
+        check_jti(&claims.jti)?;
+        Ok(self.check_local(claims))
     }
 
     async fn confirm(
@@ -468,24 +493,36 @@ impl Subscriber {
             sid: claims.sid.as_deref(),
             token,
         };
-        let (answer, via) = shared
+        // While not in sync, a cached "not revoked" may predate a missed delta.
+        let fresh_only = reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed);
+        // A cached answer first: it needs not the replica's position, whose read from
+        // the `ArcSwap` costs two atomic read-modify-writes.
+        let cached = shared
             .cache
-            .confirm(
-                query,
-                &*inner.authority,
-                inner.confirm_timeout,
-                // While not in sync, a cached "not revoked" may predate a missed delta.
-                reason == ConfirmReason::Stale || !shared.fresh.load(Relaxed),
-                {
+            .cached(&claims.jti, fresh_only, &shared.counters);
+        let (answer, via) = match cached {
+            Some(answer) => (Ok(answer), Via::Shared),
+            None => {
+                let asked = {
                     let filter = shared.filter.load();
                     Asked {
                         epoch: filter.epoch(),
                         version: filter.version(),
                     }
-                },
-                &shared.counters,
-            )
-            .await;
+                };
+                shared
+                    .cache
+                    .confirm(
+                        query,
+                        &*inner.authority,
+                        inner.confirm_timeout,
+                        fresh_only,
+                        asked,
+                        &shared.counters,
+                    )
+                    .await
+            }
+        };
         let source = match via {
             Via::Call => Source::Authority,
             Via::Shared => Source::Cache,

@@ -22,8 +22,9 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use revocast_core::Filter;
+use revocast_core::{Filter, Lookup};
 
+use crate::claims::TokenClaims;
 use crate::subscriber::Shared;
 
 /// A process-wide id per replica, so a view is never taken for another replica that
@@ -76,6 +77,18 @@ thread_local! {
     static VIEW: RefCell<Option<View>> = const { RefCell::new(None) };
 }
 
+/// Looks `claims` up in `shared`'s current filter, counting one check: the check
+/// path. The lookup is inlined into the thread's view (its probe made there, from
+/// the claims in place); the replica's `ArcSwap` is read out of line, in the rare
+/// case the view cannot serve.
+#[inline(always)]
+pub(crate) fn lookup(shared: &Arc<Shared>, claims: &TokenClaims) -> Lookup {
+    match viewed(shared, 1, |filter| filter.lookup(&claims.probe())) {
+        Some(answer) => answer,
+        None => shared_path(shared, 1, &mut |filter| filter.lookup(&claims.probe())),
+    }
+}
+
 /// Counts `checks` checks of `shared` and runs `f` on its current filter.
 #[inline]
 pub(crate) fn with_filter<R>(
@@ -83,48 +96,72 @@ pub(crate) fn with_filter<R>(
     checks: u64,
     mut f: impl FnMut(&Filter) -> R,
 ) -> R {
+    match viewed(shared, checks, &mut f) {
+        Some(answer) => answer,
+        None => shared_path(shared, checks, &mut f),
+    }
+}
+
+/// Runs `f` on the filter of this thread's view of `shared` (made on the first check,
+/// refreshed when the sync task published a new filter), counting `checks` checks;
+/// `None` (and `f` not run) if the thread views another replica, or its view is busy
+/// or gone. `f` is called from this one place: the compiler inlines it here.
+#[inline(always)]
+fn viewed<R>(shared: &Arc<Shared>, checks: u64, f: impl FnOnce(&Filter) -> R) -> Option<R> {
     let views = &shared.views;
     let generation = views.generation.load(Ordering::Acquire);
-    let viewed = VIEW
-        .try_with(|cell| {
-            // Busy only if `f` checks again on this thread: take the shared path.
-            let mut view = cell.try_borrow_mut().ok()?;
-            let mine = match &*view {
-                Some(v) if v.id == views.id => true,
-                // Another live replica has this thread's view.
-                Some(v) if v.replica.strong_count() > 0 => false,
-                _ => {
-                    let counter = Arc::new(AtomicU64::new(0));
-                    views
-                        .checks
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(counter.clone());
-                    *view = Some(View {
-                        id: views.id,
-                        replica: Arc::downgrade(shared),
-                        generation,
-                        filter: shared.filter.load_full(),
-                        checks: counter,
-                    });
-                    true
-                }
-            };
-            let v = view.as_mut().filter(|_| mine)?;
-            if v.generation != generation {
-                v.filter = shared.filter.load_full();
-                v.generation = generation;
-            }
-            // Only this thread writes its counter.
-            let counted = v.checks.load(Ordering::Relaxed) + checks;
-            v.checks.store(counted, Ordering::Relaxed);
-            Some(f(&v.filter))
-        })
-        .ok()
-        .flatten();
-    if let Some(answer) = viewed {
-        return answer;
+    VIEW.try_with(|cell| {
+        // Busy only if `f` checks again on this thread: take the shared path.
+        let mut view = cell.try_borrow_mut().ok()?;
+        let v = match &mut *view {
+            Some(v) if v.id == views.id => v,
+            other => adopt(other, shared, generation)?,
+        };
+        if v.generation != generation {
+            v.filter = shared.filter.load_full();
+            v.generation = generation;
+        }
+        // Only this thread writes its counter.
+        let counted = v.checks.load(Ordering::Relaxed) + checks;
+        v.checks.store(counted, Ordering::Relaxed);
+        Some(f(&v.filter))
+    })
+    .ok()
+    .flatten()
+}
+
+/// Makes `view` this thread's view of `shared`, unless it views another live replica.
+#[cold]
+#[inline(never)]
+fn adopt<'v>(
+    view: &'v mut Option<View>,
+    shared: &Arc<Shared>,
+    generation: u64,
+) -> Option<&'v mut View> {
+    if view.as_ref().is_some_and(|v| v.replica.strong_count() > 0) {
+        return None;
     }
+    let views = &shared.views;
+    let counter = Arc::new(AtomicU64::new(0));
+    views
+        .checks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(counter.clone());
+    Some(view.insert(View {
+        id: views.id,
+        replica: Arc::downgrade(shared),
+        generation,
+        filter: shared.filter.load_full(),
+        checks: counter,
+    }))
+}
+
+/// A check from a thread that views another replica (or whose view is busy or gone):
+/// through the replica's `ArcSwap`, counted in the shared counter.
+#[cold]
+#[inline(never)]
+fn shared_path<R>(shared: &Shared, checks: u64, f: &mut impl FnMut(&Filter) -> R) -> R {
     shared.counters.checks.fetch_add(checks, Ordering::Relaxed);
     f(&shared.filter.load())
 }

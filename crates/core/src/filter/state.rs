@@ -1,8 +1,6 @@
 //! [`FilterState`], the whole filter as a plain value (what snapshots carry), and
 //! [`Digest`], which proves two replicas equal.
 
-use std::sync::Arc;
-
 use bincode::{Decode, Encode};
 
 use super::Filter;
@@ -113,7 +111,7 @@ struct LayerRef<'a> {
 }
 
 impl Filter {
-    /// The whole state as a plain value (copies the bitmaps).
+    /// The whole state as a plain value (its bitmaps shared with the filter, not copied).
     pub fn to_state(&self) -> FilterState {
         FilterState {
             params: self.params.clone(),
@@ -163,7 +161,7 @@ impl Filter {
             }
             let mut layers = Vec::with_capacity(bucket.layers.len());
             for layer in bucket.layers {
-                layers.push(Arc::new(Layer::from_state(layer)?));
+                layers.push(Layer::from_state(layer)?);
             }
             let seed = bucket.seed;
             if !filter
