@@ -1,6 +1,8 @@
 //! [`FilterState`], the whole filter as a plain value (what snapshots carry), and
 //! [`Digest`], which proves two replicas equal.
 
+use std::sync::Arc;
+
 use bincode::{Decode, Encode};
 
 use super::Filter;
