@@ -59,6 +59,11 @@ const AHEAD_GRACE: Duration = Duration::from_secs(3);
 const RECENT_DELTAS: usize = 4096;
 /// Epochs remembered as not the namespace's current one.
 const MAX_REFUTED_EPOCHS: usize = 64;
+/// Log messages a catch-up reads before the first one it expects to be missing: room
+/// for messages that are not the next deltas (garbage, copies, another key's).
+const CATCH_UP_MARGIN: u64 = 4;
+/// How much further back each retry of a catch-up that started too late begins.
+const CATCH_UP_WIDENING: u64 = 16;
 
 /// What the task needs from the options.
 #[derive(Clone, Debug)]
@@ -112,6 +117,9 @@ struct Task {
     filter: Arc<Filter>,
     /// The stream sequence of the last log message `filter` has read.
     seq: u64,
+    /// The filter's version when it read that message. Deltas applied live move the
+    /// version on but not `seq` (a live message does not carry its place in the log).
+    seq_version: u64,
     /// Verified deltas ahead of `filter` (with their fingerprints), waiting for the
     /// gap before them.
     pending: BTreeMap<u64, (Delta, u64)>,
@@ -210,6 +218,7 @@ async fn run(shared: Arc<Shared>, client: async_nats::Client, config: SyncConfig
         config,
         filter,
         seq: 0,
+        seq_version: 0,
         pending: BTreeMap::new(),
         last_heartbeat: None,
         ahead: None,
@@ -258,12 +267,7 @@ impl Task {
                     let Some(msg) = msg else { return };
                     self.on_delta(&msg.payload);
                     // Take what else is already buffered before readers see the result.
-                    for _ in 0..MAX_BATCH {
-                        match deltas.next().now_or_never() {
-                            Some(Some(msg)) => self.on_delta(&msg.payload),
-                            _ => break,
-                        }
-                    }
+                    self.take_buffered(&mut deltas);
                     if self.conflict {
                         self.resync().await;
                     } else if !self.pending.is_empty() {
@@ -272,6 +276,14 @@ impl Task {
                 }
                 msg = heartbeats.next() => {
                     let Some(msg) = msg else { return };
+                    // The deltas buffered were sent before this heartbeat (one
+                    // connection keeps the publisher's order, the two subscriptions do
+                    // not): apply them first, or the heartbeat finds the replica behind
+                    // and starts a catch-up from the log for what is already here.
+                    self.take_buffered(&mut deltas);
+                    if self.conflict {
+                        self.resync().await;
+                    }
                     self.on_heartbeat(&msg.payload).await;
                 }
                 _ = tick.tick() => {
@@ -291,6 +303,16 @@ impl Task {
                 }
             }
             self.publish();
+        }
+    }
+
+    /// Handles the deltas already buffered on the subscription, up to [`MAX_BATCH`].
+    fn take_buffered(&mut self, deltas: &mut async_nats::Subscriber) {
+        for _ in 0..MAX_BATCH {
+            match deltas.next().now_or_never() {
+                Some(Some(msg)) => self.on_delta(&msg.payload),
+                _ => break,
+            }
         }
     }
 
@@ -333,6 +355,7 @@ impl Task {
         let new_epoch = filter.epoch();
         self.filter = Arc::new(filter);
         self.seq = seq;
+        self.seq_version = self.filter.version();
         self.dirty = true;
         self.ahead = None;
         self.recent = Recent::default();
@@ -585,18 +608,48 @@ impl Task {
         if last == self.seq {
             return Ok(false);
         }
+        // Deltas applied live since the log was last read are in the log after `seq`:
+        // read only the end of the log, where the missing ones are, going further
+        // back only while that proves too late.
+        let mut window = self.missing_at_most().saturating_add(CATCH_UP_MARGIN);
+        while self.seq_version != version && last - self.seq > window {
+            let start = (last - window + 1).max(first);
+            match self.read_log(start - 1, last).await {
+                Err(SyncError::LogGap { .. }) if self.filter.version() == version => {
+                    // Started after the first missing delta; nothing was applied.
+                    window = window.saturating_mul(CATCH_UP_WIDENING);
+                }
+                result => return result.map(|()| true),
+            }
+        }
         if self.seq + 1 < first {
             return Err(SyncError::SnapshotTooOld {
                 snapshot: self.seq,
                 first,
             });
         }
+        self.read_log(self.seq, last).await.map(|()| true)
+    }
+
+    /// How many deltas the replica misses at most, as far as it knows: up to the
+    /// newest version a heartbeat announced or a live delta held back carries.
+    fn missing_at_most(&self) -> u64 {
+        let announced = self.shared.publisher_version.load(Relaxed);
+        let held = self.pending.last_key_value().map_or(0, |(v, _)| *v);
+        announced.max(held).saturating_sub(self.filter.version())
+    }
+
+    /// Reads the log messages after `from` up to `last` into the filter. On success
+    /// the filter has read the log up to `last`; on an error, up to where it stopped.
+    async fn read_log(&mut self, from: u64, last: u64) -> Result<(), SyncError> {
+        let version = self.filter.version();
+        let mut seq = from;
         let filter = Arc::make_mut(&mut self.filter);
         let result = replay(
             &self.store,
             &self.shared,
             filter,
-            &mut self.seq,
+            &mut seq,
             last,
             &mut self.recent,
         )
@@ -604,9 +657,15 @@ impl Task {
         if self.filter.version() != version {
             self.dirty = true;
         }
+        // A replay that stopped before applying anything leaves the filter where it
+        // was, and `seq` then says nothing about it.
+        if result.is_ok() || self.filter.version() != version {
+            self.seq = seq;
+            self.seq_version = self.filter.version();
+        }
         result?;
         self.drain_pending();
-        Ok(true)
+        Ok(())
     }
 
     /// Reloads from the newest snapshot and the stream.

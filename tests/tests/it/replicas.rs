@@ -173,6 +173,78 @@ async fn a_replica_cut_off_during_1000_revocations_catches_up_from_the_stream() 
     );
 }
 
+/// A replica applies most deltas live, where the log's sequence numbers are not
+/// seen. A catch-up after a short cut must read the log from where the replica's
+/// version is, not again from where it last read the log (its bootstrap): each
+/// message read again costs a read from JetStream and a signature check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_reads_only_what_the_replica_missed_not_what_it_applied_live() {
+    let stack = Stack::start().await;
+    let proxy = Proxy::start(stack.nats.port());
+    let replica = stack.subscriber_at(&proxy.url()).await;
+
+    let exp = now_secs() + 1800;
+    let mut version = 0;
+    for i in 0..200 {
+        version = stack.revoke(&format!("live-{i}"), exp).await;
+    }
+    eventually_within("the replica applies the deltas live", WAIT, || async {
+        replica.version() >= version
+    })
+    .await;
+    let live = replica.stats();
+
+    proxy.cut();
+    let missed = stack.revoke("missed-while-cut", exp).await;
+    proxy.restore();
+    eventually_within("the replica catches up", WAIT, || async {
+        replica.version() >= missed
+    })
+    .await;
+    assert!(
+        replica
+            .check(&TokenClaims::new("missed-while-cut", exp))
+            .await
+            .unwrap()
+            .is_revoked()
+    );
+
+    let stats = replica.stats();
+    let read_again =
+        |s: &revocast_subscriber::Stats| s.rejected_messages.get("replayed").copied().unwrap_or(0);
+    assert_eq!(stats.resyncs, 0, "{stats:?}");
+    assert!(
+        stats.deltas_from_stream > live.deltas_from_stream,
+        "the missed delta came from the stream: {stats:?}"
+    );
+    // A few messages before the missed one may be read to find where to start.
+    let again = read_again(&stats) - read_again(&live);
+    assert!(
+        again <= 16,
+        "the catch-up read {again} deltas the replica had applied live (of {version})"
+    );
+
+    // A longer cut: the heartbeats did not say how far behind the replica is, so the
+    // catch-up may start too late and go back further, never to the bootstrap.
+    proxy.cut();
+    let mut last = missed;
+    for i in 0..50 {
+        last = stack.revoke(&format!("cut-{i}"), exp).await;
+    }
+    proxy.restore();
+    eventually_within("the replica catches up again", WAIT, || async {
+        replica.version() >= last
+    })
+    .await;
+    let after = replica.stats();
+    assert_eq!(after.resyncs, 0, "{after:?}");
+    let again = read_again(&after) - read_again(&stats);
+    assert!(
+        again <= 64,
+        "the second catch-up read {again} deltas the replica had applied (of {missed})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_and_global_cutoffs_reject_exactly_the_tokens_they_should() {
     let stack = Stack::start().await;
