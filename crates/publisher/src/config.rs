@@ -259,6 +259,9 @@ pub struct Config {
     /// Holds the writer right after a commit's live broadcast, when armed (tests
     /// only: it lets them look inside the window between the commit's steps).
     pub pause_after_broadcast: PausePoint,
+    /// Holds the writer between a commit's stored delta entering the publisher's state
+    /// and its live broadcast, when armed (tests only).
+    pub pause_before_broadcast: PausePoint,
 }
 
 impl std::fmt::Debug for Config {
@@ -290,6 +293,7 @@ impl std::fmt::Debug for Config {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("clock", &self.clock)
             .field("pause_after_broadcast", &self.pause_after_broadcast)
+            .field("pause_before_broadcast", &self.pause_before_broadcast)
             .field("max_snapshot_bytes", &self.max_snapshot_bytes)
             .finish()
     }
@@ -371,6 +375,7 @@ impl Config {
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
             pause_after_broadcast: PausePoint::default(),
+            pause_before_broadcast: PausePoint::default(),
             max_snapshot_bytes: defaults::MAX_SNAPSHOT_BYTES,
         }
     }

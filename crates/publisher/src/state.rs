@@ -28,6 +28,14 @@ pub(crate) struct Shared {
     /// key file's), pin-only (a publisher knows its own keys).
     pub(crate) verifier: Verifier,
     ledger: RwLock<Ledger>,
+    /// Orders what goes out live: an acknowledged commit holds it from the moment its
+    /// delta enters the ledger until the delta's live copy is sent, and a heartbeat
+    /// holds it while it reads the version it announces and sends it. So no heartbeat
+    /// announces a version before that version's delta went out on the same
+    /// connection, which every replica would take for a gap to read from the log. (A
+    /// commit found by reading the log back, after an ack that did not arrive, is the
+    /// exception: replicas may then read that one delta from the log.)
+    pub(crate) live: tokio::sync::Mutex<()>,
     pub(crate) counters: Counters,
     pub(crate) ready: watch::Sender<bool>,
     pub(crate) commands: mpsc::Sender<Command>,
@@ -131,6 +139,7 @@ impl Shared {
                 signer: ArcSwap::from_pointee(signer),
                 verifier,
                 ledger: RwLock::new(Ledger::new(filter)),
+                live: tokio::sync::Mutex::new(()),
                 counters,
                 ready,
                 commands: tx,

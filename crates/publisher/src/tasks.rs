@@ -25,6 +25,8 @@ pub(crate) async fn heartbeats(
             _ = tick.tick() => {}
         }
         beat += 1;
+        // After the live copy of the version it announces (see `Shared::live`).
+        let live = shared.live.lock().await;
         // The digest is computed once per version, outside the ledger lock.
         let filter = shared.filter();
         let beat = Heartbeat {
@@ -40,6 +42,7 @@ pub(crate) async fn heartbeats(
             Ok(()) => stats::add(&shared.counters.heartbeats_sent, 1),
             Err(e) => tracing::debug!(error = %e, "heartbeat not sent"),
         }
+        drop(live);
     }
 }
 

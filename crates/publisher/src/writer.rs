@@ -682,6 +682,8 @@ impl Writer {
             let base = self.shared.ledger().seq;
             match self.publish(delta, base, bytes.clone()).await {
                 Ok(seq) => {
+                    // No heartbeat announces this version before its live copy is sent.
+                    let live = self.shared.live.lock().await;
                     // The authority's state first: a replica that applies the live copy
                     // evicts its cached answers and asks the authority, which must
                     // already know.
@@ -692,7 +694,9 @@ impl Writer {
                         })?;
                         ledger.seq = seq;
                     }
+                    self.shared.config.pause_before_broadcast.pass().await;
                     self.broadcast(bytes).await;
+                    drop(live);
                     self.shared.config.pause_after_broadcast.pass().await;
                     return Ok(Ok(()));
                 }

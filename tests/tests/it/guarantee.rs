@@ -49,6 +49,72 @@ async fn the_authority_knows_a_revocation_before_any_replica_does() {
     assert!(replica.check(&claims).await.unwrap().is_revoked());
 }
 
+/// A heartbeat never announces a version before that version's delta went out live:
+/// every replica receiving it first would take it for a gap and read the log at once
+/// (with a fleet, a burst of JetStream requests at every such heartbeat). The writer
+/// is held between the commit entering its state and the live broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_heartbeat_announces_a_delta_before_it_is_sent_live() {
+    use futures::StreamExt as _;
+    let nats = NatsServer::start();
+    let config = Config::for_tests(nats.url()).unwrap();
+    let interval = config.heartbeat_interval;
+    let pause = config.pause_before_broadcast.clone();
+    let stack = Stack::start_with(nats, config).await;
+    let namespace = stack.publisher.namespace().clone();
+    let verifier = revocast_core::Verifier::new(stack.publisher.public_key(), namespace.clone());
+    let watcher = async_nats::connect(stack.nats.url()).await.unwrap();
+    let mut heartbeats = watcher
+        .subscribe(namespace.heartbeat_subject())
+        .await
+        .unwrap();
+    let mut deltas = watcher.subscribe(namespace.delta_subject()).await.unwrap();
+    let before = stack.revoke("first", now_secs() + 3600).await;
+
+    pause.arm();
+    let api = stack.api.clone();
+    let exp = now_secs() + 3600;
+    let revoke = tokio::spawn(async move { api.revoke(&Revocation::new("held", exp)).await });
+    within("the writer to hold before its broadcast", pause.reached()).await;
+    // Several heartbeat periods with the delta stored but not yet sent live.
+    let held = tokio::time::Instant::now() + interval * 4;
+    while let Ok(Some(message)) = tokio::time::timeout_at(held, heartbeats.next()).await {
+        let beat = verifier.decode_heartbeat(&message.payload).unwrap();
+        assert!(
+            beat.version <= before,
+            "a heartbeat announced version {} while its delta was not sent live",
+            beat.version
+        );
+    }
+    pause.release();
+    let committed = within("the revocation to be acknowledged", revoke)
+        .await
+        .unwrap()
+        .unwrap();
+    within("the live delta", async {
+        while let Some(message) = deltas.next().await {
+            if verifier.decode_delta(&message.payload).unwrap().version >= committed.version {
+                return;
+            }
+        }
+        panic!("the delta subscription ended");
+    })
+    .await;
+    // And heartbeats go on, announcing it.
+    within("a heartbeat announcing the delta", async {
+        while let Some(message) = heartbeats.next().await {
+            if verifier
+                .decode_heartbeat(&message.payload)
+                .is_ok_and(|beat| beat.version >= committed.version)
+            {
+                return;
+            }
+        }
+        panic!("the heartbeat subscription ended");
+    })
+    .await;
+}
+
 /// A replica that cannot vouch for a token (cut off from its stream, so stale) asks
 /// the authority about every token: the authority must apply the cutoffs the replica
 /// has not received, not only the `jti` records.
