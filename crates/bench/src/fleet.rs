@@ -7,7 +7,9 @@
 //! connection each), prints `ready <n> <heap bytes>`, then prints `applied <replica> <version>
 //! <unix ns>` whenever a replica's [`Subscriber::versions`] says its checks now see a
 //! new version. The parent reads those lines: nothing polls. Both sides stamp with the
-//! same system clock (one machine). A worker exits when its stdin closes.
+//! same system clock (one machine). A worker exits when its stdin closes, after a last
+//! line `synced <deltas read from the log> <gaps repaired> <resyncs>`: how often its
+//! replicas had to read the log instead of the live subject after they were ready.
 //!
 //! The parent also reads each worker's CPU time (`/proc/<pid>/task/*/schedstat`), to
 //! give the CPU cost of one delta per replica: receive, verify, decode, apply.
@@ -90,19 +92,20 @@ pub async fn worker(spec: WorkerSpec) -> Result<(), BenchError> {
         replicas.push(joined(done)?);
     }
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, u64, u128)>();
+    // The bootstrap reads the log; what counts is what the replicas read after it.
+    let at_ready = log_reads(&replicas);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Told>();
     for (id, replica) in &replicas {
         let (id, tx, mut versions) = (*id, tx.clone(), replica.versions());
         tokio::spawn(async move {
             while versions.changed().await.is_ok() {
                 let version = *versions.borrow_and_update();
-                if tx.send((id, version, unix_ns())).is_err() {
+                if tx.send(Told::Applied(id, version, unix_ns())).is_err() {
                     break;
                 }
             }
         });
     }
-    drop(tx);
     // Blocking standard I/O on threads of its own: the replicas keep the runtime.
     let ready = format!("ready {} {}\n", replicas.len(), heap.net_bytes());
     let writer = std::thread::spawn(move || {
@@ -116,16 +119,17 @@ pub async fn worker(spec: WorkerSpec) -> Result<(), BenchError> {
             return;
         }
         let mut lines = String::new();
-        while let Some((id, version, ns)) = rx.blocking_recv() {
+        while let Some(told) = rx.blocking_recv() {
             lines.clear();
-            lines.push_str(&format!("applied {id} {version} {ns}\n"));
-            while let Ok((id, version, ns)) = rx.try_recv() {
-                lines.push_str(&format!("applied {id} {version} {ns}\n"));
+            let mut last = told.line(&mut lines);
+            while !last && let Ok(told) = rx.try_recv() {
+                last = told.line(&mut lines);
             }
             if stdout
                 .write_all(lines.as_bytes())
                 .and_then(|()| stdout.flush())
                 .is_err()
+                || last
             {
                 return;
             }
@@ -138,10 +142,84 @@ pub async fn worker(spec: WorkerSpec) -> Result<(), BenchError> {
         std::io::stdin().read_to_end(&mut sink)
     })
     .await;
+    let synced = log_reads(&replicas).since(&at_ready);
+    // The last line: the writer thread writes it and ends.
+    if tx.send(Told::Synced(synced)).is_ok() {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
     drop(replicas);
-    // The writer thread ends with the process.
-    drop(writer);
     Ok(())
+}
+
+/// A line a worker writes to its parent.
+enum Told {
+    /// Replica `id` applied `version` at unix nanoseconds.
+    Applied(usize, u64, u128),
+    /// The worker's replicas' log reads, at exit: the last line.
+    Synced(Synced),
+}
+
+impl Told {
+    /// Appends this line to `out`; true for the last line.
+    fn line(&self, out: &mut String) -> bool {
+        use std::fmt::Write as _;
+        match self {
+            Told::Applied(id, version, ns) => {
+                let _ = writeln!(out, "applied {id} {version} {ns}");
+                false
+            }
+            Told::Synced(s) => {
+                let _ = writeln!(
+                    out,
+                    "synced {} {} {}",
+                    s.deltas_from_log, s.gaps_repaired, s.resyncs
+                );
+                true
+            }
+        }
+    }
+}
+
+/// How often a fleet's replicas read the log instead of the live subject, summed over
+/// its replicas for their whole life: a replica in sync reads nothing there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synced {
+    /// Deltas applied from the log (a catch-up or a resync), not from the live subject.
+    pub deltas_from_log: u64,
+    /// Catch-ups that applied deltas from the log.
+    pub gaps_repaired: u64,
+    /// Full reloads from the snapshot.
+    pub resyncs: u64,
+}
+
+impl Synced {
+    fn add(&mut self, other: &Synced) {
+        self.deltas_from_log += other.deltas_from_log;
+        self.gaps_repaired += other.gaps_repaired;
+        self.resyncs += other.resyncs;
+    }
+
+    fn since(&self, earlier: &Synced) -> Synced {
+        Synced {
+            deltas_from_log: self.deltas_from_log.saturating_sub(earlier.deltas_from_log),
+            gaps_repaired: self.gaps_repaired.saturating_sub(earlier.gaps_repaired),
+            resyncs: self.resyncs.saturating_sub(earlier.resyncs),
+        }
+    }
+}
+
+/// The log reads of `replicas` so far.
+fn log_reads(replicas: &[(usize, Subscriber)]) -> Synced {
+    let mut total = Synced::default();
+    for (_, replica) in replicas {
+        let stats = replica.stats();
+        total.add(&Synced {
+            deltas_from_log: stats.deltas_from_stream,
+            gaps_repaired: stats.gaps_repaired,
+            resyncs: stats.resyncs,
+        });
+    }
+    total
 }
 
 fn joined(
@@ -157,6 +235,8 @@ struct Observed {
     /// Heap bytes the workers' replicas kept from connect to ready.
     heap: i64,
     applied: HashMap<usize, (u64, u128)>,
+    /// The workers' last lines.
+    synced: Synced,
     failed: Option<String>,
 }
 
@@ -164,6 +244,8 @@ struct Observed {
 #[derive(Debug)]
 pub struct Fleet {
     children: Vec<Child>,
+    /// The tasks reading each worker's lines.
+    readers: Vec<tokio::task::JoinHandle<()>>,
     observed: Arc<Mutex<Observed>>,
     told: Arc<Notify>,
     replicas: usize,
@@ -184,6 +266,7 @@ impl Fleet {
         let observed = Arc::new(Mutex::new(Observed::default()));
         let told = Arc::new(Notify::new());
         let mut children = Vec::with_capacity(processes);
+        let mut readers = Vec::with_capacity(processes);
         let mut first = 0;
         for p in 0..processes {
             let count = replicas / processes + usize::from(p < replicas % processes);
@@ -208,7 +291,7 @@ impl Fleet {
                 .take()
                 .ok_or_else(|| BenchError::Setup("worker without stdout".into()))?;
             let (observed, told) = (observed.clone(), told.clone());
-            tokio::spawn(async move {
+            let reader = tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 loop {
                     let line = match lines.next_line().await {
@@ -234,6 +317,17 @@ impl Fleet {
                                 o.applied.insert(id, (version, ns));
                             }
                         }
+                        (Some("synced"), Some(log), Some(gaps), Some(resyncs)) => {
+                            if let (Ok(log), Ok(gaps), Ok(resyncs)) =
+                                (log.parse(), gaps.parse(), resyncs.parse())
+                            {
+                                o.synced.add(&Synced {
+                                    deltas_from_log: log,
+                                    gaps_repaired: gaps,
+                                    resyncs,
+                                });
+                            }
+                        }
                         _ => {
                             o.failed = Some(format!("a worker said {line:?}"));
                         }
@@ -243,9 +337,11 @@ impl Fleet {
                 }
             });
             children.push(child);
+            readers.push(reader);
         }
         let fleet = Fleet {
             children,
+            readers,
             observed,
             told,
             replicas,
@@ -313,8 +409,9 @@ impl Fleet {
             .sum()
     }
 
-    /// Closes the workers' stdin and waits for them to exit.
-    pub async fn stop(mut self) {
+    /// Closes the workers' stdin and waits for them to exit; returns their replicas'
+    /// log reads (zero from a worker that did not say).
+    pub async fn stop(mut self) -> Synced {
         for child in &mut self.children {
             drop(child.stdin.take());
         }
@@ -326,6 +423,14 @@ impl Fleet {
                 let _ = child.kill().await;
             }
         }
+        // Each reader ends at its worker's end of output, past its last line.
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
+        self.observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .synced
     }
 }
 

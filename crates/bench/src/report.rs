@@ -204,6 +204,10 @@ pub struct PropagationRow {
     pub fleet_cpu_per_delta_ms: f64,
     /// CPU the idle fleet used, in cores.
     pub idle_cpu_share: f64,
+    /// How often the replicas read the log instead of the live subject once ready:
+    /// 0 when every delta reached every replica live.
+    #[serde(default)]
+    pub synced: crate::fleet::Synced,
     /// `/proc/loadavg` when the replicas were ready.
     pub load_average: String,
 }
@@ -289,17 +293,17 @@ impl Results {
             );
             let _ = writeln!(
                 t,
-                "| replicas (processes) | revocations | p50 | p99 | max | from call sent p50 / p99 | call p50 | CPU per delta per replica | fleet CPU per delta | idle fleet CPU | setup |"
+                "| replicas (processes) | revocations | p50 | p99 | max | from call sent p50 / p99 | call p50 | CPU per delta per replica | fleet CPU per delta | idle fleet CPU | read from the log: deltas (catch-ups, resyncs) | setup |"
             );
             let _ = writeln!(
                 t,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for row in &self.propagation {
                 let a = &row.all_after_answer;
                 let _ = writeln!(
                     t,
-                    "| {} ({}) | {}{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {:.2} ms | {:.1} us | {:.2} ms | {:.2} cores | {:.1} s |",
+                    "| {} ({}) | {}{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {:.2} ms | {:.1} us | {:.2} ms | {:.2} cores | {} ({}, {}) | {:.1} s |",
                     row.replicas,
                     row.processes,
                     a.count,
@@ -317,6 +321,9 @@ impl Results {
                     row.cpu_per_delta_per_replica_us,
                     row.fleet_cpu_per_delta_ms,
                     row.idle_cpu_share,
+                    row.synced.deltas_from_log,
+                    row.synced.gaps_repaired,
+                    row.synced.resyncs,
                     row.setup_seconds
                 );
             }

@@ -88,7 +88,7 @@ async fn measure(
         let busy_seconds = busy_wall.elapsed().as_secs_f64();
         let busy = (fleet.cpu_ns() - busy_cpu) as f64 - idle_rate * busy_seconds;
         let deltas = options.propagation_revocations.max(1) as f64;
-        fleet.stop().await;
+        let synced = fleet.stop().await;
 
         let row = PropagationRow {
             replicas: n,
@@ -102,6 +102,7 @@ async fn measure(
             cpu_per_delta_per_replica_us: (busy / deltas / n as f64 / 1e3).max(0.0),
             fleet_cpu_per_delta_ms: (busy / deltas / 1e6).max(0.0),
             idle_cpu_share: idle_rate / 1e9,
+            synced,
             load_average: crate::machine::load_average(),
         };
         eprintln!(
