@@ -1,6 +1,7 @@
 //! [`Options`]: what to run and how big. Every flag can also be set from the
 //! environment variable shown by `--help`.
 
+use revocast_core::duration::HumanDuration;
 use std::path::PathBuf;
 
 /// A scenario of the benchmark (`--scenario`, repeatable or comma separated).
@@ -89,6 +90,12 @@ pub struct Options {
     /// them in many; fewer when there are fewer replicas).
     #[arg(long, env = "BENCH_REPLICA_PROCESSES", default_value_t = 4)]
     pub replica_processes: usize,
+    /// The publisher's heartbeat period in the propagation scenario (the production
+    /// default). Every replica verifies every heartbeat: a longer period shows what
+    /// the heartbeats add to the fleet's tail.
+    #[arg(long, env = "BENCH_HEARTBEAT_INTERVAL", default_value_t = HumanDuration::from_secs(1))]
+    #[serde(serialize_with = "as_text")]
+    pub heartbeat_interval: HumanDuration,
     /// Internal: run as a worker process of the propagation scenario (the JSON spec
     /// of its replicas).
     #[arg(long, hide = true)]
@@ -155,5 +162,63 @@ impl Options {
     /// Whether `scenario` is selected.
     pub fn wants(&self, scenario: Scenario) -> bool {
         self.scenario.contains(&Scenario::All) || self.scenario.contains(&scenario)
+    }
+}
+
+/// A duration in the results as the flag takes it ("1s", "30s").
+fn as_text<S: serde::Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("revocast-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_heartbeat_interval_defaults_to_production_and_takes_a_duration() {
+        let options = parse(&[]).unwrap();
+        assert_eq!(
+            Duration::from(options.heartbeat_interval),
+            Duration::from_secs(1)
+        );
+        let options = parse(&["--heartbeat-interval", "30s"]).unwrap();
+        assert_eq!(
+            Duration::from(options.heartbeat_interval),
+            Duration::from_secs(30)
+        );
+        let json = serde_json::to_value(&options).unwrap();
+        assert_eq!(json["heartbeat_interval"], "30s");
+    }
+
+    #[test]
+    fn malformed_values_are_refused_with_the_flag_named() {
+        for args in [
+            &["--heartbeat-interval", "banana"][..],
+            &["--heartbeat-interval=-1s"],
+            &["--replicas", "10,ten"],
+            &["--sizes", "1e6"],
+            &["--replica-processes=-4"],
+            &["--scenario", "everything"],
+        ] {
+            let error = parse(args).unwrap_err();
+            let flag = args[0].split('=').next().unwrap_or_default();
+            assert!(
+                matches!(
+                    error.kind(),
+                    clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+                ),
+                "{args:?}: {:?}",
+                error.kind()
+            );
+            assert!(error.to_string().contains(flag), "{args:?}: {error}");
+        }
     }
 }

@@ -42,10 +42,15 @@ impl Stack {
     /// Starts a server and a publisher with its documented defaults, except a fresh
     /// in-memory key and HTTP on a random loopback port.
     pub async fn start() -> Result<Stack, BenchError> {
+        // Production heartbeat period, not the tests' fast one.
+        Stack::start_with_heartbeats(Duration::from_secs(1)).await
+    }
+
+    /// [`Stack::start`] with heartbeats every `interval`.
+    pub async fn start_with_heartbeats(interval: Duration) -> Result<Stack, BenchError> {
         let nats = NatsServer::start();
         let mut config = Config::for_tests(nats.url())?;
-        // Production heartbeat period, not the tests' fast one.
-        config.heartbeat_interval = Duration::from_secs(1);
+        config.heartbeat_interval = interval;
         let inner =
             revocast_testkit::Stack::try_start_with(nats, config.clone(), READY_TIMEOUT).await?;
         Ok(Stack {

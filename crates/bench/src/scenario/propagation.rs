@@ -24,7 +24,7 @@ pub async fn run(
     options: &Options,
     notes: &mut Vec<String>,
 ) -> Result<Vec<PropagationRow>, BenchError> {
-    let stack = Stack::start().await?;
+    let stack = Stack::start_with_heartbeats(options.heartbeat_interval.into()).await?;
     let result = measure(options, notes, &stack).await;
     stack.stop().await;
     result
