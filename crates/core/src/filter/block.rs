@@ -97,6 +97,21 @@ impl Mask {
     }
 }
 
+/// A key's bit positions inside whichever block a layer selects: bit `i` at
+/// `(x * SALT[i]) >> 26` of word `i % 8`, for every `i` a layer may use. The layers of
+/// a bucket share the hash, so a bucket with several layers computes them once per
+/// check rather than once per layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Positions([u32; MAX_HASHES as usize]);
+
+impl Positions {
+    #[inline]
+    pub(crate) fn new(hash: u64) -> Positions {
+        let x = hash as u32;
+        Positions(SALT.map(|salt| x.wrapping_mul(salt) >> 26))
+    }
+}
+
 /// Which block of a layer of `blocks` blocks a hash selects.
 #[inline]
 pub(crate) fn block_index(hash: u64, blocks: u32) -> usize {
@@ -146,6 +161,42 @@ impl Block {
             // that cannot let a revoked token through.
             _ => true,
         }
+    }
+
+    /// [`Block::holds`] with the bit positions computed already (the layers of one
+    /// bucket after the first): `k` loads, shifts and ANDs, in code written for each
+    /// `k`.
+    #[inline]
+    pub(crate) fn holds_at(&self, at: &Positions, k: u8) -> bool {
+        match k {
+            1 => self.at::<1>(at),
+            2 => self.at::<2>(at),
+            3 => self.at::<3>(at),
+            4 => self.at::<4>(at),
+            5 => self.at::<5>(at),
+            6 => self.at::<6>(at),
+            7 => self.at::<7>(at),
+            8 => self.at::<8>(at),
+            9 => self.at::<9>(at),
+            10 => self.at::<10>(at),
+            11 => self.at::<11>(at),
+            12 => self.at::<12>(at),
+            13 => self.at::<13>(at),
+            14 => self.at::<14>(at),
+            15 => self.at::<15>(at),
+            16 => self.at::<16>(at),
+            // As in `holds_any`: "maybe" cannot let a revoked token through.
+            _ => true,
+        }
+    }
+
+    #[inline(always)]
+    fn at<const K: usize>(&self, at: &Positions) -> bool {
+        let mut all = 1u64;
+        for (i, shift) in at.0.iter().enumerate().take(K) {
+            all &= self.0[i % WORDS] >> shift;
+        }
+        all & 1 == 1
     }
 
     /// [`Block::holds`] for a `k` known at compile time: bit `i` is bit
@@ -428,13 +479,18 @@ mod tests {
                 }
                 w
             }));
+            let at = Positions::new(h);
             for k in 1..=MAX_HASHES {
                 let mask = Mask::new(h, k);
                 assert_eq!(block.holds(h, k), block.covers(&mask), "k={k}");
+                assert_eq!(block.holds_at(&at, k), block.covers(&mask), "k={k}");
                 let mut with_key = block;
                 with_key.insert(&mask);
                 assert!(with_key.holds(h, k), "k={k}");
+                assert!(with_key.holds_at(&at, k), "k={k}");
             }
+            // Outside the planner's range the answer is "maybe".
+            assert!(block.holds_at(&at, 0) && block.holds_at(&at, MAX_HASHES + 1));
         }
     }
 

@@ -269,13 +269,14 @@ impl Bucket {
         self.contains_hash(self.hash(key))
     }
 
-    /// The first layer is tested inline: most buckets have only that one (and a loop
-    /// would let the compiler compute the bit positions of every `k` up front).
+    /// A bucket of one layer, as most are, is tested inline; one with several
+    /// computes the key's bit positions once for all its layers (out of line).
     #[inline(always)]
     pub(super) fn contains_hash(&self, hash: u64) -> bool {
-        match self.layers.split_first() {
-            Some((first, rest)) => first.holds(hash) || (!rest.is_empty() && in_any(rest, hash)),
-            None => false,
+        match self.layers.as_slice() {
+            [only] => only.holds(hash),
+            [] => false,
+            layers => in_any(layers, hash),
         }
     }
 
@@ -288,10 +289,13 @@ impl Bucket {
     }
 }
 
-/// Whether any of `layers` (a bucket's layers after its first) holds the key.
+/// Whether any of `layers` (a bucket's, when it has several) holds the key.
 #[inline(never)]
 fn in_any(layers: &[Layer], hash: u64) -> bool {
-    layers.iter().any(|layer| layer.holds(hash))
+    let at = block::Positions::new(hash);
+    layers
+        .iter()
+        .any(|layer| layer.bitmap.block(hash).holds_at(&at, layer.hashes))
 }
 
 #[cfg(test)]
