@@ -118,6 +118,34 @@ pub(crate) fn block_index(hash: u64, blocks: u32) -> usize {
     (((hash >> 32) * u64::from(blocks)) >> 32) as usize
 }
 
+/// `$this.$test::<K>($arg)` for the `K` equal to `$k`, in code written for each `k`
+/// (1 to 16); `true` for any other `k`. No layer has another `k`
+/// (`LayerSpec::validate`), and "maybe" is the answer that cannot let a revoked token
+/// through.
+macro_rules! for_each_k {
+    ($k:expr, $this:ident . $test:ident ($arg:expr)) => {
+        match $k {
+            1 => $this.$test::<1>($arg),
+            2 => $this.$test::<2>($arg),
+            3 => $this.$test::<3>($arg),
+            4 => $this.$test::<4>($arg),
+            5 => $this.$test::<5>($arg),
+            6 => $this.$test::<6>($arg),
+            7 => $this.$test::<7>($arg),
+            8 => $this.$test::<8>($arg),
+            9 => $this.$test::<9>($arg),
+            10 => $this.$test::<10>($arg),
+            11 => $this.$test::<11>($arg),
+            12 => $this.$test::<12>($arg),
+            13 => $this.$test::<13>($arg),
+            14 => $this.$test::<14>($arg),
+            15 => $this.$test::<15>($arg),
+            16 => $this.$test::<16>($arg),
+            _ => true,
+        }
+    };
+}
+
 /// One cache line of bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(64))]
@@ -140,54 +168,14 @@ impl Block {
 
     #[inline(never)]
     fn holds_any(&self, x: u32, k: u8) -> bool {
-        match k {
-            1 => self.holds_k::<1>(x),
-            2 => self.holds_k::<2>(x),
-            3 => self.holds_k::<3>(x),
-            4 => self.holds_k::<4>(x),
-            5 => self.holds_k::<5>(x),
-            6 => self.holds_k::<6>(x),
-            7 => self.holds_k::<7>(x),
-            8 => self.holds_k::<8>(x),
-            9 => self.holds_k::<9>(x),
-            10 => self.holds_k::<10>(x),
-            11 => self.holds_k::<11>(x),
-            12 => self.holds_k::<12>(x),
-            13 => self.holds_k::<13>(x),
-            14 => self.holds_k::<14>(x),
-            15 => self.holds_k::<15>(x),
-            16 => self.holds_k::<16>(x),
-            // No layer has another `k` (`LayerSpec::validate`); "maybe" is the answer
-            // that cannot let a revoked token through.
-            _ => true,
-        }
+        for_each_k!(k, self.holds_k(x))
     }
 
-    /// [`Block::holds`] with the bit positions computed already (the layers of one
-    /// bucket after the first): `k` loads, shifts and ANDs, in code written for each
-    /// `k`.
+    /// [`Block::holds`] with the bit positions computed already (a bucket of several
+    /// layers): `k` loads, shifts and ANDs, in code written for each `k`.
     #[inline]
     pub(crate) fn holds_at(&self, at: &Positions, k: u8) -> bool {
-        match k {
-            1 => self.at::<1>(at),
-            2 => self.at::<2>(at),
-            3 => self.at::<3>(at),
-            4 => self.at::<4>(at),
-            5 => self.at::<5>(at),
-            6 => self.at::<6>(at),
-            7 => self.at::<7>(at),
-            8 => self.at::<8>(at),
-            9 => self.at::<9>(at),
-            10 => self.at::<10>(at),
-            11 => self.at::<11>(at),
-            12 => self.at::<12>(at),
-            13 => self.at::<13>(at),
-            14 => self.at::<14>(at),
-            15 => self.at::<15>(at),
-            16 => self.at::<16>(at),
-            // As in `holds_any`: "maybe" cannot let a revoked token through.
-            _ => true,
-        }
+        for_each_k!(k, self.at(at))
     }
 
     #[inline(always)]
