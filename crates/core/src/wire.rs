@@ -542,15 +542,7 @@ impl Verifier {
     /// the rollover's). A reader of the log reads a rotated namespace's old deltas
     /// that way, and nobody holding a retired key can add a new one.
     pub fn decode_delta(&self, bytes: &[u8]) -> Result<Delta, DecodeError> {
-        let parts = split(bytes, self.max_size)?;
-        if parts.kind != Kind::Delta {
-            return Err(DecodeError::UnexpectedKind {
-                expected: Kind::Delta.name(),
-                found: parts.kind.name(),
-            });
-        }
-        let signature =
-            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        let (parts, signature) = self.signed_parts(bytes, Kind::Delta)?;
         let last = self.signed_as_history(&parts, &signature)?;
         check_namespace(&self.namespace, parts.namespace)?;
         let delta: Delta = body_of(parts.body, Kind::Delta)?;
@@ -558,6 +550,24 @@ impl Verifier {
             Some(last) if delta.version > last => Err(DecodeError::BadSignature),
             _ => Ok(delta),
         }
+    }
+
+    /// The parts of a message of kind `expected` and its signature, not checked yet.
+    fn signed_parts<'a>(
+        &self,
+        bytes: &'a [u8],
+        expected: Kind,
+    ) -> Result<(Parts<'a>, Signature), DecodeError> {
+        let parts = split(bytes, self.max_size)?;
+        if parts.kind != expected {
+            return Err(DecodeError::UnexpectedKind {
+                expected: expected.name(),
+                found: parts.kind.name(),
+            });
+        }
+        let signature =
+            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        Ok((parts, signature))
     }
 
     /// `None` when a key accepted now signed `parts`; `Some(v)` when a retired key did,
@@ -584,15 +594,7 @@ impl Verifier {
     /// is accepted and the ring follows the chain (a replica that pins an old key,
     /// started after a rotation).
     pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot, DecodeError> {
-        let parts = split(bytes, self.max_size)?;
-        if parts.kind != Kind::Snapshot {
-            return Err(DecodeError::UnexpectedKind {
-                expected: Kind::Snapshot.name(),
-                found: parts.kind.name(),
-            });
-        }
-        let signature =
-            Signature::from_slice(parts.signature).map_err(|_| DecodeError::BadSignature)?;
+        let (parts, signature) = self.signed_parts(bytes, Kind::Snapshot)?;
         if let Ok(last) = self.signed_as_history(&parts, &signature) {
             check_namespace(&self.namespace, parts.namespace)?;
             let snapshot: Snapshot = body_of(parts.body, Kind::Snapshot)?;
