@@ -614,12 +614,15 @@ impl Task {
         let mut window = self.missing_at_most().saturating_add(CATCH_UP_MARGIN);
         while self.seq_version != version && last - self.seq > window {
             let start = (last - window + 1).max(first);
-            match self.read_log(start - 1, last).await {
-                Err(SyncError::LogGap { .. }) if self.filter.version() == version => {
-                    // Started after the first missing delta; nothing was applied.
+            match self.read_log(start - 1, last, true).await {
+                Ok(true) => return Ok(true),
+                // Started after the filter's place: the first delta read was ahead of
+                // it, or none could be placed (all signed by a key a rollover before
+                // the window hands over to, say). Nothing was applied; go further back.
+                Ok(false) | Err(SyncError::LogGap { .. }) if self.filter.version() == version => {
                     window = window.saturating_mul(CATCH_UP_WIDENING);
                 }
-                result => return result.map(|()| true),
+                result => return result.map(|_| true),
             }
         }
         if self.seq + 1 < first {
@@ -628,7 +631,7 @@ impl Task {
                 first,
             });
         }
-        self.read_log(self.seq, last).await.map(|()| true)
+        self.read_log(self.seq, last, false).await.map(|_| true)
     }
 
     /// How many deltas the replica misses at most, as far as it knows: up to the
@@ -641,7 +644,15 @@ impl Task {
 
     /// Reads the log messages after `from` up to `last` into the filter. On success
     /// the filter has read the log up to `last`; on an error, up to where it stopped.
-    async fn read_log(&mut self, from: u64, last: u64) -> Result<(), SyncError> {
+    /// With `find_place`, a read that met no delta of the filter's epoch it could place
+    /// (one held already, or the next) counts for nothing and answers `false`: a read
+    /// that starts after the filter's place cannot tell what it missed before.
+    async fn read_log(
+        &mut self,
+        from: u64,
+        last: u64,
+        find_place: bool,
+    ) -> Result<bool, SyncError> {
         let version = self.filter.version();
         let mut seq = from;
         let filter = Arc::make_mut(&mut self.filter);
@@ -657,15 +668,20 @@ impl Task {
         if self.filter.version() != version {
             self.dirty = true;
         }
-        // A replay that stopped before applying anything leaves the filter where it
-        // was, and `seq` then says nothing about it.
-        if result.is_ok() || self.filter.version() != version {
+        // A replay that stopped before applying anything, or found no place for the
+        // filter when it had to, leaves the filter where it was: `seq` then says
+        // nothing about it.
+        let found = match &result {
+            Ok(placed) => *placed || !find_place,
+            Err(_) => self.filter.version() != version,
+        };
+        if found {
             self.seq = seq;
             self.seq_version = self.filter.version();
         }
         result?;
         self.drain_pending();
-        Ok(())
+        Ok(found)
     }
 
     /// Reloads from the newest snapshot and the stream.
@@ -769,7 +785,8 @@ fn evict_named(shared: &Shared, delta: &Delta) {
 /// Reads log messages `*seq + 1 ..= last` into `filter`, moving `seq` past each: the
 /// next delta applies, anything else (garbage, another key, a copy of an old delta,
 /// another epoch) is skipped and counted; a delta after a missing one is an error
-/// (the caller resyncs).
+/// (the caller resyncs). Returns whether a delta of the filter's epoch was read (one
+/// it held already, or the next): the place in the log where the filter stands.
 async fn replay(
     store: &revocast_nats::Store,
     shared: &Shared,
@@ -777,7 +794,8 @@ async fn replay(
     seq: &mut u64,
     last: u64,
     recent: &mut Recent,
-) -> Result<(), SyncError> {
+) -> Result<bool, SyncError> {
+    let mut placed = false;
     let mut replay = store.replay(*seq + 1..=last).await?;
     while let Some(entry) = replay.next().await {
         let entry = entry?;
@@ -802,6 +820,7 @@ async fn replay(
                         version: stored.delta.version,
                     });
                 }
+                placed = true;
                 *seq = stored.seq;
                 shared.counters.reject("replayed");
                 continue;
@@ -825,6 +844,7 @@ async fn replay(
                 what: "stored delta",
                 source,
             })?;
+        placed = true;
         *seq = stored.seq;
         recent.insert(stored.delta.version, print);
         bump(&shared.counters.deltas_applied);
@@ -832,7 +852,7 @@ async fn replay(
         evict_named(shared, &stored.delta);
         follow_rollovers(shared, store.verifier(), &stored.delta);
     }
-    Ok(())
+    Ok(placed)
 }
 
 /// Follows the key rollovers of an applied delta, before the next message is read:
