@@ -32,7 +32,11 @@ use std::time::{Duration, Instant};
 use common::{FakePublisher, now_secs};
 use revocast_subscriber::{LocalCheck, Policy, Subscriber, TokenClaims};
 use revocast_testkit::NatsServer;
+use revocast_testkit::tokens::{exp, is_revoked_pick, uuid_jti as jti};
 use tokio::runtime::Runtime;
+
+/// The share of revoked tokens in the mix, as in `revocast-bench`.
+const REVOKED_SHARE: f64 = 0.01;
 
 const PER_DELTA: u64 = 10_000;
 
@@ -41,33 +45,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.split(',').next().and_then(|n| n.trim().parse().ok()))
         .unwrap_or(default)
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The `i`th `jti` of a family, UUID-shaped (36 bytes).
-fn jti(family: u64, i: u64) -> String {
-    let hi = splitmix(i ^ (family << 56));
-    let lo = splitmix(hi);
-    let h = format!("{hi:016x}{lo:016x}");
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-/// Whether the `i`th claim of the mix is a revoked token (1 in 100).
-fn revoked_pick(i: u64) -> bool {
-    splitmix(i ^ 0xC0FFEE).is_multiple_of(100)
 }
 
 #[inline(always)]
@@ -172,7 +149,7 @@ fn main() {
         .build()
         .unwrap();
     let now = now_secs();
-    let exp_of = |i: u64| now + 300 + splitmix(i) % (23 * 3600);
+    let exp_of = |i: u64| exp(now, i);
 
     let (publisher, sub) = rt.block_on(async {
         let mut publisher = FakePublisher::start(&server.url(), "cost").await;
@@ -212,7 +189,7 @@ fn main() {
         .collect();
     let mix: Vec<TokenClaims> = (0..pool)
         .map(|i| {
-            if revoked_pick(i) {
+            if is_revoked_pick(i, REVOKED_SHARE) {
                 let k = i % live;
                 TokenClaims::new(jti(1, k), exp_of(k))
             } else {
@@ -221,7 +198,7 @@ fn main() {
         })
         .collect();
     let hits: Vec<TokenClaims> = (0..pool)
-        .filter(|&i| revoked_pick(i))
+        .filter(|&i| is_revoked_pick(i, REVOKED_SHARE))
         .map(|i| {
             let k = i % live;
             TokenClaims::new(jti(1, k), exp_of(k))

@@ -12,6 +12,7 @@
 //! - [`proxy`]: [`Proxy`], a TCP proxy that cuts a client off from NATS on demand.
 //! - [`wait`]: [`eventually`] and [`within`], waits with a deadline instead of sleeps;
 //!   [`now_secs`], [`init_logs`].
+//! - [`tokens`]: the deterministic UUID-shaped `jti`s and `exp`s the benchmarks check.
 //! - `idp` (feature `idp`): [`OpenIdProvider`], OpenID discovery, a JWKS and RFC 9068
 //!   access tokens on a loopback port; the test rotates keys and takes it down.
 //! - `stack` (feature `stack`): [`Stack`], a server and a ready publisher with its API
@@ -40,6 +41,7 @@ pub mod prometheus;
 pub mod proxy;
 #[cfg(feature = "stack")]
 mod stack;
+pub mod tokens;
 pub mod wait;
 
 pub use caddy::{Caddy, caddy_bin};
